@@ -1,0 +1,24 @@
+# ftmatrix: does a small model, fine-tuned locally, match a bigger base model,
+# and at what latency and cost? See README.md; the grid lives in ftmatrix/grid.py.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
+include: "rules/aggregate.smk"
+include: "rules/journal.smk"
+
+
+rule all:
+    input:
+        "results/matrix.csv",
+        "results/journal/journal.html",
+        "results/journal/journal.pdf",
+    default_target: True

@@ -1,0 +1,214 @@
+"""The study configuration: load, validate against schemas/config.schema.yaml, fill defaults.
+
+The same JSON Schema file is used by Snakemake's ``validate()`` in the workflow and
+by this module, so a config that passes one passes the other. On top of the schema,
+``check`` catches what JSON Schema cannot say (duplicate names, a base-only model in a
+study without the base method) and turns every problem into one message that names
+the key and the fix.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import jsonschema
+import yaml
+
+from ftmatrix.errors import ConfigError
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+PROJECT_ROOT = PACKAGE_ROOT.parent
+SCHEMA_PATH = PROJECT_ROOT / "schemas" / "config.schema.yaml"
+
+
+def load_schema(path: Path = SCHEMA_PATH) -> dict:
+    with open(path, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def _fill_defaults_validator():
+    """A JSON Schema (2020-12) validator that writes each property's ``default`` into the instance."""
+    base = jsonschema.Draft202012Validator
+    validate_properties = base.VALIDATORS["properties"]
+
+    def properties_with_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if isinstance(sub, dict) and "default" in sub and key not in instance:
+                    instance[key] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(base, {"properties": properties_with_defaults})
+
+
+_FillingValidator = _fill_defaults_validator()
+
+
+def key_path(parts: Iterable[Any]) -> str:
+    """['models', 0, 'name'] -> 'models[0].name'"""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = key_path(error.absolute_path)
+    hint = error.schema.get("description") if isinstance(error.schema, dict) else None
+    v, value = error.validator, error.instance
+    if v == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(value) - set(allowed)) if isinstance(value, dict) else []
+        msg = (f"unknown key {', '.join(repr(k) for k in extra)} in {where}; "
+               f"allowed keys are: {', '.join(allowed)}. Check the spelling or remove it.")
+        return msg
+    if v == "required":
+        return f"{where} is missing {error.message.split(' is a required')[0]}; add it."
+    if v == "type":
+        return (f"{where} must be of type {error.validator_value}, got {value!r} "
+                f"({type(value).__name__}).")
+    if v == "enum":
+        choices = ", ".join(str(c) for c in error.validator_value)
+        return f"{where} is {value!r}; it must be one of: {choices}."
+    if v == "const":
+        return f"{where} is {value!r}; it must be {error.validator_value!r}."
+    if v in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
+        op = {"minimum": "≥", "exclusiveMinimum": ">", "maximum": "≤", "exclusiveMaximum": "<"}[v]
+        return f"{where} is {value!r}; it must be {op} {error.validator_value}."
+    if v == "minItems":
+        return f"{where} is empty or too short; it needs at least {error.validator_value} entr{'y' if error.validator_value == 1 else 'ies'}."
+    if v == "uniqueItems":
+        return f"{where} lists the same value twice ({value!r}); list each once."
+    if v in ("pattern", "not") and where.endswith("name"):
+        return (f"{where} is {value!r}, which is not a safe name: use lower-case letters, digits, "
+                f"'.', '_' and '-', start with a letter or digit, at most 64 characters, and "
+                f"not one of none, base, full, lora (it becomes a folder name).")
+    if v == "minLength":
+        return f"{where} is an empty string; give a value."
+    if v == "oneOf":
+        return f"{where} = {value!r} does not match any accepted form. {hint or ''}".strip()
+    text = f"{where}: {error.message}."
+    return f"{text} ({hint})" if hint else text
+
+
+def _sorted_errors(errors: Iterable[jsonschema.ValidationError]) -> list[jsonschema.ValidationError]:
+    return sorted(errors, key=lambda e: (list(map(str, e.absolute_path)), e.validator))
+
+
+def validate(config: dict, source: str = "config", schema: dict | None = None) -> dict:
+    """Return a deep copy of ``config`` with defaults filled; raise ConfigError on any problem."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"{source}: the study configuration must be a mapping of keys to values, "
+                          f"got {type(config).__name__}.")
+    filled = copy.deepcopy(config)
+    validator = _FillingValidator(schema or load_schema())
+    errors = _sorted_errors(validator.iter_errors(filled))
+    problems = []
+    seen = set()
+    for error in errors:
+        text = _describe(error)
+        if text not in seen:
+            seen.add(text)
+            problems.append(text)
+    if not problems:
+        problems = check(filled)
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems[:20])
+        more = f"\n  … and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise ConfigError(f"invalid study configuration ({source}):\n{lines}{more}")
+    return filled
+
+
+def check(config: dict) -> list[str]:
+    """Checks beyond the schema; returns a list of problems (empty when all is well)."""
+    problems = []
+    for section in ("models", "tasks"):
+        names = [entry["name"] for entry in config[section]]
+        for name in sorted({n for n in names if names.count(n) > 1}):
+            idx = [i for i, n in enumerate(names) if n == name]
+            problems.append(f"{section}: the name {name!r} is used by entries {idx}; "
+                            f"names must be unique, rename one.")
+    methods = config["methods"]
+    for i, model in enumerate(config["models"]):
+        if not model["finetune"] and "base" not in methods:
+            problems.append(f"models[{i}] ({model['name']}) is base-only (finetune: false) but "
+                            f"methods has no 'base'; add 'base' to methods or remove the model.")
+        if model["source"] == "build":
+            b = model["build"]
+            if b["num_attention_heads"] % b["num_key_value_heads"]:
+                problems.append(f"models[{i}].build.num_attention_heads ({b['num_attention_heads']}) must be "
+                                f"a multiple of num_key_value_heads ({b['num_key_value_heads']}).")
+            if b["tokenizer"]["source"] == "path" and "path" not in b["tokenizer"]:
+                problems.append(f"models[{i}].build.tokenizer has source: path but no path; "
+                                f"give the folder of a tokenizer (e.g. ../shared/data/qwen3-tokenizer).")
+    if set(methods) & {"full", "lora"} and not any(m["finetune"] for m in config["models"]):
+        problems.append("methods asks for fine-tuning (full/lora) but no model has finetune: true; "
+                        "set finetune: true on a model or use methods: [base].")
+    return problems
+
+
+def load(path: str | Path, overrides: Iterable[str | Path] = ()) -> dict:
+    """Load a config file, deep-merge study files over it the way Snakemake's --configfile does, validate."""
+    config = read_yaml(path)
+    for extra in overrides:
+        merge(config, read_yaml(extra))
+    return validate(config, source=", ".join(str(p) for p in (path, *overrides)))
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file.") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc}). Fix the syntax at the line shown.") from None
+    if data is None:
+        raise ConfigError(f"{path}: the file is empty; it must define at least models and tasks.")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a study file must be a mapping of keys to values, got {type(data).__name__}.")
+    return data
+
+
+def merge(base: dict, update: dict) -> dict:
+    """Snakemake's --configfile semantics: dicts merge key by key, everything else (lists) replaces."""
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def config_hash(config: dict) -> str:
+    """A short, stable hash of a (validated) config or config slice."""
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def resolve_path(path: str | Path, root: str | Path = PROJECT_ROOT) -> Path:
+    """Relative paths in a config are taken from the project's root (the Snakefile's folder)."""
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else (Path(root) / path)
+
+
+def model_entry(config: dict, name: str) -> dict:
+    for entry in config["models"]:
+        if entry["name"] == name:
+            return entry
+    raise ConfigError(f"no model named {name!r} in models; known: {[m['name'] for m in config['models']]}.")
+
+
+def task_entry(config: dict, name: str) -> dict:
+    for entry in config["tasks"]:
+        if entry["name"] == name:
+            return entry
+    raise ConfigError(f"no task named {name!r} in tasks; known: {[t['name'] for t in config['tasks']]}.")

@@ -1,0 +1,163 @@
+"""The study grid, in one place: config -> valid variants and cells, and paths -> cells.
+
+A *variant* is one model as it is evaluated: an untuned base, or a base fine-tuned by
+one method (full, or LoRA at one rank) on one training task with one seed. A *cell* is
+a variant evaluated on one evaluation task. There is no Cartesian junk: a base variant
+has no rank (r0), no training task (``none``) and no seed (seed0); full fine-tuning has
+no rank (r0); a model with ``finetune: false`` appears only as a base.
+
+Paths follow one pattern, ``{model}/{method}/r{rank}/{train_task}/seed{seed}``, below
+each stage's folder, so a result file names its cell and ``cell_from_path`` reads it back.
+Adding a dimension (a learning rate, a thinking mode) means adding a field here and a
+segment to the pattern.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, fields
+
+METHODS = ("base", "full", "lora")
+NO_TASK = "none"
+
+VARIANT_PATTERN = "{model}/{method}/r{rank}/{train_task}/seed{seed}"
+CELL_PATTERN = VARIANT_PATTERN + "/{eval_task}"
+
+_VARIANT_RE = re.compile(
+    r"(?P<model>[a-z0-9][a-z0-9_.-]*)/(?P<method>base|full|lora)/r(?P<rank>\d+)/"
+    r"(?P<train_task>[a-z0-9][a-z0-9_.-]*)/seed(?P<seed>\d+)"
+)
+_CELL_RE = re.compile(_VARIANT_RE.pattern + r"/(?P<eval_task>[a-z0-9][a-z0-9_.-]*)")
+
+
+@dataclass(frozen=True, order=True)
+class Variant:
+    model: str
+    method: str
+    rank: int = 0
+    train_task: str = NO_TASK
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; expected one of {METHODS}")
+        if self.method == "base" and (self.rank, self.train_task, self.seed) != (0, NO_TASK, 0):
+            raise ValueError(f"a base variant has no rank, training task or seed: {self}")
+        if self.method == "full" and self.rank != 0:
+            raise ValueError(f"full fine-tuning has no rank: {self}")
+        if self.method == "lora" and self.rank < 1:
+            raise ValueError(f"LoRA needs a rank ≥ 1: {self}")
+        if self.method != "base" and self.train_task == NO_TASK:
+            raise ValueError(f"a fine-tuned variant needs a training task: {self}")
+
+    @property
+    def path(self) -> str:
+        return VARIANT_PATTERN.format(**asdict(self))
+
+    @property
+    def is_trained(self) -> bool:
+        return self.method != "base"
+
+    @property
+    def base(self) -> "Variant":
+        """The untuned variant this one starts from."""
+        return Variant(self.model, "base")
+
+    @property
+    def label(self) -> str:
+        """A short human-readable name: 'qwen3-0.6b', 'qwen3-0.6b full·arc', 'qwen3-0.6b LoRA r32·arc'."""
+        if self.method == "base":
+            return self.model
+        how = "full" if self.method == "full" else f"LoRA r{self.rank}"
+        seed = f" s{self.seed}" if self.seed else ""
+        return f"{self.model} {how}·{self.train_task}{seed}"
+
+
+@dataclass(frozen=True, order=True)
+class Cell:
+    variant: Variant
+    eval_task: str
+
+    @property
+    def path(self) -> str:
+        return f"{self.variant.path}/{self.eval_task}"
+
+    def as_dict(self) -> dict:
+        return {**asdict(self.variant), "eval_task": self.eval_task}
+
+
+def variants(config: dict) -> list[Variant]:
+    """Every variant of the study, bases first, in a stable order."""
+    methods = config.get("methods", list(METHODS))
+    ranks = config.get("lora", {}).get("ranks", [])
+    seeds = config.get("seeds", [0])
+    tasks = [t["name"] for t in config["tasks"]]
+    out: list[Variant] = []
+    for model in config["models"]:
+        if "base" in methods:
+            out.append(Variant(model["name"], "base"))
+    for model in config["models"]:
+        if not model.get("finetune", True):
+            continue
+        for task in tasks:
+            for seed in seeds:
+                if "full" in methods:
+                    out.append(Variant(model["name"], "full", 0, task, seed))
+                if "lora" in methods:
+                    for rank in ranks:
+                        out.append(Variant(model["name"], "lora", rank, task, seed))
+    return out
+
+
+def trained_variants(config: dict) -> list[Variant]:
+    return [v for v in variants(config) if v.is_trained]
+
+
+def cells(config: dict) -> list[Cell]:
+    tasks = [t["name"] for t in config["tasks"]]
+    return [Cell(v, t) for v in variants(config) for t in tasks]
+
+
+def columns(items) -> dict[str, list]:
+    """Variants or cells as columns, for ``expand(pattern, zip, **columns(items))``."""
+    items = list(items)
+    if not items:
+        return {f.name: [] for f in fields(Variant)}
+    rows = [c.as_dict() if isinstance(c, Cell) else asdict(c) for c in items]
+    return {key: [row[key] for row in rows] for key in rows[0]}
+
+
+def variant_from_path(path: str) -> Variant:
+    """Find the ``{model}/{method}/r{rank}/{train_task}/seed{seed}`` part of a path."""
+    match = _VARIANT_RE.search(str(path))
+    if not match:
+        raise ValueError(f"{path!r} does not contain a variant path like {VARIANT_PATTERN}")
+    g = match.groupdict()
+    return Variant(g["model"], g["method"], int(g["rank"]), g["train_task"], int(g["seed"]))
+
+
+def cell_from_path(path: str) -> Cell:
+    match = _CELL_RE.search(str(path))
+    if not match:
+        raise ValueError(f"{path!r} does not contain a cell path like {CELL_PATTERN}")
+    g = match.groupdict()
+    variant = Variant(g["model"], g["method"], int(g["rank"]), g["train_task"], int(g["seed"]))
+    return Cell(variant, g["eval_task"])
+
+
+def wildcard_constraints(config: dict) -> dict[str, str]:
+    """Regexes that pin each wildcard to the configured names."""
+    def alternatives(names):
+        return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+
+    models = [m["name"] for m in config["models"]]
+    tasks = [t["name"] for t in config["tasks"]]
+    return {
+        "model": alternatives(models),
+        "method": "base|full|lora",
+        "rank": r"\d+",
+        "train_task": alternatives(tasks + [NO_TASK]),
+        "eval_task": alternatives(tasks),
+        "task": alternatives(tasks),
+        "seed": r"\d+",
+    }

@@ -1,0 +1,39 @@
+"""What every task kind provides. See ftmatrix/tasks/arc.py for a complete example.
+
+The example format (one JSON object per line in data/tasks/{task}/{train,eval}.jsonl)::
+
+    {"id": str,
+     "prompt": [{"role": "user", "content": str}, ...],      # chat messages, not rendered text
+     "completion": [{"role": "assistant", "content": str}],  # what TRL trains on
+     "reference": {...}}                                      # task-specific gold, read by scoring
+
+The model's own chat template renders ``prompt`` (and ``completion``) at train and eval time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    kind: str
+    # Name of the headline metric in ``metrics``' result (e.g. "macro_f1", "exact_match", "f1").
+    headline: str
+    # Hub-schema rows (list of dicts) -> examples. ``where`` names the file for error messages.
+    to_examples: Callable[[Sequence[dict], str], list[dict]]
+    # Read local files of a given format ("hub_jsonl", "hub_parquet", "arc_release", "squad_json")
+    # into hub-schema rows. Raises DataError naming file, row and field.
+    read_local: Callable[[Sequence[str], str], list[dict]]
+    # A normalised text used to keep train and eval disjoint (e.g. the question or problem).
+    dedup_key: Callable[[dict], str]
+    # Generated text (+ the example's reference) -> extracted answer (str; "" for none/abstain).
+    extract: Callable[[str, dict], str]
+    # Extracted answer + reference -> per-sample scores {name: float}; never raises.
+    score: Callable[[str, dict], dict]
+    # Per-sample rows (each with "extracted", "reference", "scores") -> corpus metrics {name: float}.
+    # Must include ``headline``. The bootstrap calls it on resamples, so keep it pure.
+    metrics: Callable[[Sequence[dict]], dict]
+    # Does a higher headline value mean better? (all current headlines: True)
+    higher_is_better: bool = True

@@ -1,0 +1,68 @@
+# Helpers shared by all rules. Nothing heavy is imported here (no torch, transformers,
+# trl, peft or datasets): every cluster job parses the workflow again.
+import sys
+
+from snakemake.utils import validate
+
+import ftmatrix.config
+import ftmatrix.grid
+from ftmatrix.errors import ConfigError
+
+try:
+    # Clear, keyed messages first; then Snakemake's own validation against the same
+    # schema (which also fills the defaults into `config`).
+    ftmatrix.config.validate(config, source="config.yaml + --configfile")
+except ConfigError as error:
+    sys.exit(f"ftmatrix: {error}")
+
+
+validate(config, "../schemas/config.schema.yaml")
+
+CONFIG_HASH = ftmatrix.config.config_hash(config)
+VARIANTS = ftmatrix.grid.variants(config)
+TRAINED = ftmatrix.grid.trained_variants(config)
+CELLS = ftmatrix.grid.cells(config)
+TASKS = [t["name"] for t in config["tasks"]]
+MODELS = {m["name"]: m for m in config["models"]}
+VARIANT_DIR = ftmatrix.grid.VARIANT_PATTERN
+CELL_DIR = ftmatrix.grid.CELL_PATTERN
+
+
+wildcard_constraints:
+    **ftmatrix.grid.wildcard_constraints(config),
+
+
+def names_alternation(names):
+    """A regex matching exactly these names (or nothing, when there are none)."""
+    return "|".join(sorted(names, key=len, reverse=True)) or "(?!x)x"
+
+
+def models_from(source):
+    return names_alternation(n for n, m in MODELS.items() if m["source"] == source)
+
+
+def task_config(wildcards):
+    return ftmatrix.config.task_entry(config, wildcards.task)
+
+
+def model_config(wildcards):
+    return MODELS[wildcards.model]
+
+
+def model_manifest(name):
+    return f"data/models/{name}/manifest.json"
+
+
+def gb(params_b, per_b, floor):
+    """Memory in MB scaled by model size (billions of parameters)."""
+    return int(max(floor, params_b * per_b))
+
+
+def variant_of(wildcards):
+    return ftmatrix.grid.Variant(
+        wildcards.model,
+        wildcards.method,
+        int(wildcards.rank),
+        wildcards.train_task,
+        int(wildcards.seed),
+    )

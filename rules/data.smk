@@ -1,0 +1,128 @@
+# Stage 1: data and models. Tasks become data/tasks/{task}/{train,eval}.jsonl + meta.json
+# in the example format; models become data/models/{model}/ with a manifest.json.
+
+
+def demo_world_seeds():
+    seeds = {t["source"]["seed"] for t in config["tasks"] if t["source"]["type"] == "demo"}
+    seeds |= {
+        m["build"]["seed"]
+        for m in config["models"]
+        if m["source"] == "build" and m["build"]["corpus"] == "demo"
+    }
+    return sorted(seeds)
+
+
+def prepare_task_inputs(wildcards):
+    source = task_config(wildcards)["source"]
+    if source["type"] == "demo":
+        return {"world": f"data/demo/seed{source['seed']}/world.json"}
+    if source["type"] == "local":
+        paths = []
+        for key in ("train", "eval"):
+            value = source.get(key) or []
+            paths += [value] if isinstance(value, str) else value
+        return {"files": [str(ftmatrix.config.resolve_path(p, workflow.basedir)) for p in paths]}
+    return {}
+
+
+def build_model_inputs(wildcards):
+    build = MODELS[wildcards.model]["build"]
+    if build["corpus"] == "demo":
+        return {"world": f"data/demo/seed{build['seed']}/world.json"}
+    return {"corpus": str(ftmatrix.config.resolve_path(build["corpus"], workflow.basedir))}
+
+
+rule build_demo_world:
+    output:
+        world="data/demo/seed{world_seed}/world.json",
+    log:
+        "logs/data/demo_world_seed{world_seed}.log",
+    wildcard_constraints:
+        world_seed=r"\d+",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../workflow_scripts/build_demo_world.py"
+
+
+rule prepare_task:
+    input:
+        unpack(prepare_task_inputs),
+    output:
+        train="data/tasks/{task}/train.jsonl",
+        eval="data/tasks/{task}/eval.jsonl",
+        meta="data/tasks/{task}/meta.json",
+    params:
+        task=task_config,
+        data_seed=config["data"]["seed"],
+    log:
+        "logs/data/prepare_task_{task}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../workflow_scripts/prepare_task.py"
+
+
+rule download_model:
+    output:
+        manifest="data/models/{model}/manifest.json",
+    params:
+        model=model_config,
+        hf_home=config["hf_home"],
+    log:
+        "logs/models/download_model_{model}.log",
+    wildcard_constraints:
+        model=models_from("hub"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=120,
+    script:
+        "../workflow_scripts/download_model.py"
+
+
+rule build_model:
+    input:
+        unpack(build_model_inputs),
+    output:
+        manifest="data/models/{model}/manifest.json",
+    params:
+        model=model_config,
+    log:
+        "logs/models/build_model_{model}.log",
+    wildcard_constraints:
+        model=models_from("build"),
+    threads: workflow.cores
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../workflow_scripts/build_model.py"
+
+
+rule link_model:
+    output:
+        manifest="data/models/{model}/manifest.json",
+    params:
+        model=model_config,
+    log:
+        "logs/models/link_model_{model}.log",
+    wildcard_constraints:
+        model=models_from("local"),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../workflow_scripts/link_model.py"
+
+
+rule data:
+    """Only the data and models of the study (no training or evaluation)."""
+    input:
+        expand("data/tasks/{task}/meta.json", task=TASKS),
+        [model_manifest(name) for name in MODELS],

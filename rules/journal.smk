@@ -1,0 +1,1 @@
+# Stage 5: the journal (HTML + PDF), every number and finding computed from the matrix.

@@ -1,0 +1,14 @@
+"""Collect every cell's metrics (and its variant's training metrics) into results/matrix.csv."""
+from ftmatrix.workflow import run_step
+
+with run_step(snakemake):
+    from ftmatrix.aggregate import aggregate_matrix
+
+    aggregate_matrix(
+        metrics_files=list(snakemake.input.metrics),
+        train_metrics_files=list(snakemake.input.train_metrics),
+        task_meta_files=list(snakemake.input.task_meta),
+        model_manifests=list(snakemake.input.model_manifests),
+        cost=snakemake.params.cost,
+        matrix_file=snakemake.output.matrix,
+    )

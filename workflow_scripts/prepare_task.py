@@ -1,0 +1,14 @@
+"""Read one task's source, normalise to the example format, split, write train/eval/meta."""
+from pathlib import Path
+
+from ftmatrix.workflow import run_step
+
+with run_step(snakemake):
+    from ftmatrix.data import prepare_task
+
+    prepare_task(
+        snakemake.params.task,
+        out_dir=Path(snakemake.output.meta).parent,
+        data_seed=snakemake.params.data_seed,
+        root=Path(snakemake.scriptdir).parent,
+    )

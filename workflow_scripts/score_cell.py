@@ -1,0 +1,15 @@
+"""Score one cell from its generations alone: extracted answers, per-sample scores, metrics with CIs."""
+from ftmatrix.workflow import run_step
+
+with run_step(snakemake):
+    from ftmatrix.scoring import score_cell
+
+    score_cell(
+        snakemake.params.settings,
+        generations_file=snakemake.input.generations,
+        info_file=snakemake.input.info,
+        eval_file=snakemake.input.eval,
+        predictions_file=snakemake.output.predictions,
+        metrics_file=snakemake.output.metrics,
+        config_hash=snakemake.params.config_hash,
+    )
