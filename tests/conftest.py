@@ -1,0 +1,50 @@
+"""Shared test setup: offline hub, the real data in ../shared/data, tiny models."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Nothing in the tests may reach the hub: a missing local file must fail at once.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ.setdefault("WANDB_DISABLED", "true")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("FTMATRIX_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "shared_data: reads the real data in ../shared/data")
+
+
+@pytest.fixture(scope="session")
+def root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real public data (ARC, SQuAD v2, OpenMathInstruct-2, Qwen3 tokenizer); skip where absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent (it ships beside the project in CI); "
+                    f"set FTMATRIX_SHARED_DATA to its location to run this test")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer_dir(shared_data) -> Path:
+    path = shared_data / "qwen3-tokenizer"
+    if not (path / "tokenizer_config.json").is_file():
+        pytest.skip(f"the Qwen3 tokenizer is absent from {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3(tmp_path_factory, qwen_tokenizer_dir) -> Path:
+    """A randomly initialised tiny Qwen3 (real architecture) with the real Qwen3 tokenizer, saved as safetensors."""
+    from tests.helpers import make_tiny_qwen3
+
+    return make_tiny_qwen3(tmp_path_factory.mktemp("tiny-qwen3"), qwen_tokenizer_dir)
