@@ -66,11 +66,12 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if v == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(value) - set(allowed)) if isinstance(value, dict) else []
-        msg = (f"unknown key {', '.join(repr(k) for k in extra)} in {where}; "
-               f"allowed keys are: {', '.join(allowed)}. Check the spelling or remove it.")
-        return msg
+        place = "at the top level" if not error.absolute_path else f"in {where}"
+        return (f"unknown key {', '.join(repr(k) for k in extra)} {place}; "
+                f"allowed keys are: {', '.join(allowed)}. Check the spelling or remove it.")
     if v == "required":
-        return f"{where} is missing {error.message.split(' is a required')[0]}; add it."
+        place = "the study configuration" if not error.absolute_path else where
+        return f"{place} is missing the key {error.message.split(' is a required')[0]}; add it."
     if v == "type":
         return (f"{where} must be of type {error.validator_value}, got {value!r} "
                 f"({type(value).__name__}).")

@@ -1,0 +1,127 @@
+"""The grid: config -> valid variants and cells; paths -> cells."""
+
+import subprocess
+import sys
+
+import pytest
+
+from ftmatrix import config as cfg
+from ftmatrix import grid
+
+ROOT = cfg.PROJECT_ROOT
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return cfg.load(ROOT / "config.yaml")
+
+
+def test_reference_study_counts(reference):
+    variants = grid.variants(reference)
+    by_method = {m: sum(v.method == m for v in variants) for m in grid.METHODS}
+    assert by_method == {"base": 2, "full": 3, "lora": 18}
+    assert len(variants) == 23
+    assert len(grid.cells(reference)) == 69
+    assert len(grid.trained_variants(reference)) == 21
+
+
+def test_no_cartesian_junk(reference):
+    for v in grid.variants(reference):
+        if v.method == "base":
+            assert (v.rank, v.train_task, v.seed) == (0, grid.NO_TASK, 0)
+        elif v.method == "full":
+            assert v.rank == 0 and v.train_task != grid.NO_TASK
+        else:
+            assert v.rank in reference["lora"]["ranks"]
+    # the base-only 1.7B model is never fine-tuned
+    assert {v.method for v in grid.variants(reference) if v.model == "qwen3-1.7b"} == {"base"}
+
+
+def test_seeds_multiply_trained_variants_only(reference):
+    config = dict(reference, seeds=[0, 1, 2])
+    variants = grid.variants(config)
+    assert sum(v.method == "base" for v in variants) == 2
+    assert sum(v.is_trained for v in variants) == 21 * 3
+
+
+def test_methods_subset(reference):
+    config = dict(reference, methods=["base", "full"])
+    assert len(grid.variants(config)) == 2 + 3
+
+
+def test_paths_round_trip(reference):
+    for cell in grid.cells(reference):
+        path = f"results/eval/{cell.path}/metrics.json"
+        assert grid.cell_from_path(path) == cell
+        assert grid.variant_from_path(f"results/train/{cell.variant.path}/model") == cell.variant
+
+
+def test_bad_path_is_refused():
+    with pytest.raises(ValueError, match="does not contain a cell path"):
+        grid.cell_from_path("results/eval/qwen/base/none/metrics.json")
+
+
+def test_invalid_variants_cannot_be_made():
+    with pytest.raises(ValueError):
+        grid.Variant("m", "base", rank=8)
+    with pytest.raises(ValueError):
+        grid.Variant("m", "full", rank=8, train_task="arc")
+    with pytest.raises(ValueError):
+        grid.Variant("m", "lora", rank=0, train_task="arc")
+    with pytest.raises(ValueError):
+        grid.Variant("m", "lora", rank=4)
+
+
+def test_columns_feed_expand_zip(reference):
+    cells = grid.cells(reference)
+    cols = grid.columns(cells)
+    assert set(cols) == {"model", "method", "rank", "train_task", "seed", "eval_task"}
+    assert all(len(v) == 69 for v in cols.values())
+    rebuilt = [grid.CELL_PATTERN.format(**{k: cols[k][i] for k in cols}) for i in range(69)]
+    assert rebuilt == [c.path for c in cells]
+
+
+def test_wildcard_constraints_match_only_configured_names(reference):
+    import re
+
+    constraints = grid.wildcard_constraints(reference)
+    assert re.fullmatch(constraints["model"], "qwen3-0.6b")
+    assert not re.fullmatch(constraints["model"], "qwen3-0x6b")
+    assert re.fullmatch(constraints["train_task"], "none")
+    assert not re.fullmatch(constraints["eval_task"], "none")
+
+
+def _dry_run_counts(*extra, cwd):
+    out = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(cwd),
+                          "-n", "--cores", "1", *extra], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    counts = {}
+    text = out.stdout
+    table = text[text.index("Job stats"):]
+    for line in table.splitlines()[3:]:
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+        if parts and parts[0] == "total":
+            break
+    return counts
+
+
+def test_dry_run_reference_lists_expected_jobs(tmp_path):
+    counts = _dry_run_counts("results/matrix.csv", cwd=tmp_path)
+    assert counts["download_model"] == 2
+    assert counts["prepare_task"] == 3
+    assert counts["train_variant"] == 21
+    assert counts["evaluate_cell"] == 69
+    assert counts["score_cell"] == 69
+
+
+def test_dry_run_demo_lists_expected_jobs(tmp_path):
+    demo = cfg.load(ROOT / "config.yaml", [ROOT / "studies" / "demo.yaml"])
+    counts = _dry_run_counts("results/matrix.csv", "--configfile", str(ROOT / "studies" / "demo.yaml"), cwd=tmp_path)
+    assert counts["build_demo_world"] == 1
+    assert counts["build_model"] == len(demo["models"])
+    assert counts["prepare_task"] == len(demo["tasks"])
+    assert "download_model" not in counts
+    assert counts["train_variant"] == len(grid.trained_variants(demo))
+    assert counts["evaluate_cell"] == len(grid.cells(demo))
