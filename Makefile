@@ -1,0 +1,39 @@
+# Two entry points: `make demo` runs the demo study, `make test` runs the tests.
+# Both create .venv (if missing) and install the pinned, tested set first.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+CORES ?= all
+STAMP := $(VENV)/.ftmatrix-installed
+
+export HF_HUB_DISABLE_TELEMETRY := 1
+
+.PHONY: demo test install lint clean-demo help
+
+help:
+	@echo "make demo   - run the demo study (offline, CPU, minutes): results/journal/journal.html"
+	@echo "make test   - run the test suite"
+	@echo "make lint   - snakemake --lint and snakefmt --check"
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --configfile studies/demo.yaml
+	@echo "Journal: $(CURDIR)/results/journal/journal.html (and journal.pdf)"
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check Snakefile rules/
+
+clean-demo:
+	rm -rf results data/demo data/tasks data/models logs benchmarks
