@@ -27,6 +27,8 @@ def prepare_task_inputs(wildcards):
 
 def build_model_inputs(wildcards):
     build = MODELS[wildcards.model]["build"]
+    if build["corpus"] == "none":
+        return {}
     if build["corpus"] == "demo":
         return {"world": f"data/demo/seed{build['seed']}/world.json"}
     return {"corpus": str(ftmatrix.config.resolve_path(build["corpus"], workflow.basedir))}
@@ -43,6 +45,8 @@ rule build_demo_world:
     resources:
         mem_mb=1000,
         runtime=10,
+    conda:
+        "../envs/data.yaml"
     script:
         "../workflow_scripts/build_demo_world.py"
 
@@ -63,6 +67,8 @@ rule prepare_task:
     resources:
         mem_mb=4000,
         runtime=60,
+    conda:
+        "../envs/data.yaml"
     script:
         "../workflow_scripts/prepare_task.py"
 
@@ -81,6 +87,8 @@ rule download_model:
     resources:
         mem_mb=2000,
         runtime=120,
+    conda:
+        "../envs/data.yaml"
     script:
         "../workflow_scripts/download_model.py"
 
@@ -100,6 +108,8 @@ rule build_model:
     resources:
         mem_mb=4000,
         runtime=60,
+    conda:
+        "../envs/data.yaml"
     script:
         "../workflow_scripts/build_model.py"
 
@@ -117,6 +127,8 @@ rule link_model:
     resources:
         mem_mb=1000,
         runtime=10,
+    conda:
+        "../envs/data.yaml"
     script:
         "../workflow_scripts/link_model.py"
 
