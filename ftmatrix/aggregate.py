@@ -1,0 +1,395 @@
+"""Every cell of the study in one table: results/matrix.csv.
+
+One row per cell (variant × evaluation task), sorted by the grid's order, with a fixed
+column order, so two runs on the same inputs give byte-identical quality columns.
+Columns fall into groups (see ``COLUMN_GROUPS`` and docs/matrix-columns.md):
+
+- identity and quality columns are deterministic;
+- *timing* columns (``TIMING_COLUMNS``: latencies, wall times, throughput, memory, and the
+  hardware cost derived from them) come from the clock and differ from run to run, so a
+  reproducibility check compares ``quality_columns(header)`` only;
+- provenance columns say what produced each row.
+
+Costs: a cell's cost per 1,000 samples is its mean latency at batch size 1 (the
+reference study's setting) times the hourly price of the device it ran on (``cost``
+section of the config: GPU-hour for a CUDA/MPS/XPU device, CPU-hour otherwise); with
+``cost.api`` set, an API's price for the same mean input and output tokens is given
+beside it for comparison.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+from ftmatrix.errors import DataError
+from ftmatrix.grid import NO_TASK, Cell, cell_from_path, variant_from_path
+
+IDENTITY_COLUMNS = ["model", "method", "rank", "train_task", "seed", "eval_task", "label", "cell",
+                    "task_kind", "model_params"]
+QUALITY_COLUMNS = ["n", "headline_metric", "headline", "headline_ci_low", "headline_ci_high",
+                   "confidence"]
+# metric_<name> columns (one per metric of any task, sorted) follow QUALITY_COLUMNS.
+TOKEN_COLUMNS = ["output_tokens_mean", "input_tokens_mean", "hit_limit", "hit_limit_pct"]
+TIMING_COLUMNS = ["n_timed", "latency_mean_s", "latency_median_s", "latency_p95_s", "ttft_mean_s",
+                  "ttft_median_s", "tpot_mean_s", "eval_wall_time_s", "eval_samples_per_s",
+                  "train_wall_time_s", "train_tokens_per_s", "train_peak_memory_mb",
+                  "cost_per_1k_usd", "cost_per_1k_batched_usd", "train_cost_usd"]
+TRAINING_COLUMNS = ["trainable_params", "total_params", "trainable_pct", "train_steps", "train_epochs",
+                    "train_tokens", "learning_rate", "train_final_loss", "heldout_loss_before",
+                    "heldout_loss_after", "train_truncated_examples", "train_peak_memory_kind"]
+COST_COLUMNS = ["cost_device_kind", "cost_hourly_usd"]
+API_COLUMNS = ["api_name", "api_cost_per_1k_usd"]
+PROVENANCE_COLUMNS = ["device", "precision", "batch_size", "max_new_tokens", "enable_thinking",
+                      "merge_lora", "model_revision", "eval_data_fingerprint", "train_data_fingerprint",
+                      "git_commit", "git_dirty", "config_hash"]
+
+COLUMN_GROUPS = {
+    **{c: "identity" for c in IDENTITY_COLUMNS},
+    **{c: "quality" for c in QUALITY_COLUMNS},
+    **{c: "tokens" for c in TOKEN_COLUMNS},
+    **{c: "timing" for c in TIMING_COLUMNS},
+    **{c: "training" for c in TRAINING_COLUMNS},
+    **{c: "cost" for c in COST_COLUMNS},
+    **{c: "cost" for c in API_COLUMNS},
+    **{c: "provenance" for c in PROVENANCE_COLUMNS},
+}
+METRIC_PREFIX = "metric_"
+
+GPU_DEVICES = ("cuda", "mps", "xpu", "npu", "gpu")
+
+
+def column_group(name: str) -> str:
+    if name.startswith(METRIC_PREFIX):
+        return "quality"
+    return COLUMN_GROUPS.get(name, "unknown")
+
+
+def timing_columns(header: Iterable[str]) -> list[str]:
+    """The columns of ``header`` whose values come from the clock (exclude them to compare runs)."""
+    return [c for c in header if column_group(c) == "timing"]
+
+
+def quality_columns(header: Iterable[str]) -> list[str]:
+    """The columns that two runs on the same inputs must reproduce byte for byte."""
+    return [c for c in header if column_group(c) in ("identity", "quality", "tokens")]
+
+
+def device_name(device) -> str | None:
+    """A device as recorded ('cuda', 'cpu', or provenance's {'device': …, 'gpu': …}) as one string."""
+    if isinstance(device, dict):
+        name, gpu = device.get("device"), device.get("gpu")
+        return f"{name} ({gpu})" if name and gpu else (name or gpu)
+    return None if device is None else str(device)
+
+
+def device_kind(device) -> str:
+    """'gpu' for an accelerator (cuda, cuda:0, mps, …), 'cpu' otherwise."""
+    name = str(device_name(device) or "cpu").lower()
+    return "gpu" if name.startswith(GPU_DEVICES) else "cpu"
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def _need(data: dict, key: str, path: Path, what: str = "") -> Any:
+    if not isinstance(data, dict) or key not in data:
+        raise DataError(f"{path}: missing key {what + key!r}; the file is incomplete or from an older "
+                        f"version of the pipeline — rerun the step that writes it.")
+    return data[key]
+
+
+def _read_json_object(path: str | Path) -> dict:
+    from ftmatrix.io import read_json
+
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object, got {type(data).__name__}; rerun the step "
+                        f"that writes it.")
+    return data
+
+
+def _check_cell(data: dict, path: Path) -> Cell:
+    try:
+        cell = cell_from_path(str(path))
+    except ValueError:
+        raise DataError(f"{path}: not inside a cell folder like "
+                        f"results/eval/<model>/<method>/r<rank>/<train_task>/seed<seed>/<eval_task>/.") from None
+    recorded = _need(data, "cell", path)
+    if isinstance(recorded, dict):
+        expected = cell.as_dict()
+        for key, value in expected.items():
+            if key in recorded and str(recorded[key]) != str(value):
+                raise DataError(f"{path}: its 'cell' says {key}={recorded[key]!r} but the file lives in the "
+                                f"folder of {key}={value!r}; it was copied or moved by hand — rerun this "
+                                f"cell's evaluation.")
+    return cell
+
+
+def _task_fingerprints(meta: dict) -> tuple[str | None, str | None]:
+    """(train, eval) content fingerprints from a task's meta.json, whichever form it uses."""
+    prints = meta.get("fingerprints")
+    single = meta.get("fingerprint")
+    if isinstance(prints, dict):
+        train = prints.get("train") or single
+        evalf = prints.get("eval") or single
+        return (str(train) if train else None, str(evalf) if evalf else None)
+    if isinstance(single, dict):
+        return single.get("train"), single.get("eval")
+    return (str(single) if single else None,) * 2
+
+
+def read_task_meta(files: Iterable[str | Path]) -> dict[str, dict]:
+    out = {}
+    for path in files:
+        path = Path(path)
+        meta = _read_json_object(path)
+        name = meta.get("task") or path.parent.name
+        out[str(name)] = meta
+    return out
+
+
+def read_manifests(files: Iterable[str | Path]) -> dict[str, dict]:
+    out = {}
+    for path in files:
+        path = Path(path)
+        manifest = _read_json_object(path)
+        name = manifest.get("name") or path.parent.name
+        out[str(name)] = manifest
+    return out
+
+
+def read_train_metrics(files: Iterable[str | Path]) -> dict[str, dict]:
+    """Variant path -> train_metrics.json contents."""
+    out = {}
+    for path in files:
+        path = Path(path)
+        try:
+            variant = variant_from_path(str(path))
+        except ValueError:
+            raise DataError(f"{path}: not inside a variant folder like "
+                            f"results/train/<model>/<method>/r<rank>/<train_task>/seed<seed>/.") from None
+        out[variant.path] = _read_json_object(path)
+    return out
+
+
+def model_params(manifest: dict | None) -> float | None:
+    """The model's parameter count from its manifest (``params``), or None when unknown."""
+    if not manifest:
+        return None
+    value = manifest.get("params")
+    if isinstance(value, dict):
+        value = value.get("total")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return value
+    return None
+
+
+# ---------------------------------------------------------------------------- one row
+
+
+def _number(value) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return None if (isinstance(value, float) and not math.isfinite(value)) else value
+    return None
+
+
+def _per_1k(seconds_per_sample, hourly) -> float | None:
+    seconds_per_sample = _number(seconds_per_sample)
+    if seconds_per_sample is None or hourly is None:
+        return None
+    return seconds_per_sample * 1000.0 / 3600.0 * hourly
+
+
+def cell_row(metrics: dict, path: Path, *, train: dict | None, task_meta: dict[str, dict],
+             manifests: dict[str, dict], cost: dict) -> dict:
+    """One matrix row from a cell's metrics.json (and its variant's training metrics)."""
+    cell = _check_cell(metrics, path)
+    variant = cell.variant
+    headline = _need(metrics, "headline", path)
+    for key in ("name", "value"):
+        _need(headline, key, path, "headline.")
+    latency = metrics.get("latency") or {}
+    generation = metrics.get("generation") or {}
+    provenance = metrics.get("provenance") or {}
+    manifest = manifests.get(variant.model) or {}
+    n = _need(metrics, "n", path)
+
+    row: dict[str, Any] = {
+        "model": variant.model, "method": variant.method, "rank": variant.rank,
+        "train_task": variant.train_task, "seed": variant.seed, "eval_task": cell.eval_task,
+        "label": variant.label, "cell": cell.path,
+        "task_kind": metrics.get("task_kind"), "model_params": model_params(manifest),
+        "n": n, "headline_metric": headline["name"], "headline": headline["value"],
+        "headline_ci_low": headline.get("ci_low"), "headline_ci_high": headline.get("ci_high"),
+        "confidence": headline.get("confidence"),
+    }
+    for name, value in (metrics.get("metrics") or {}).items():
+        row[METRIC_PREFIX + name] = value
+
+    hit = _number(metrics.get("hit_limit"))
+    row.update({
+        "output_tokens_mean": latency.get("output_tokens_mean"),
+        "input_tokens_mean": latency.get("input_tokens_mean"),
+        "hit_limit": hit,
+        "hit_limit_pct": (100.0 * hit / n) if hit is not None and _number(n) else None,
+        "n_timed": latency.get("n_timed"),
+        "latency_mean_s": latency.get("mean_s"), "latency_median_s": latency.get("median_s"),
+        "latency_p95_s": latency.get("p95_s"), "ttft_mean_s": latency.get("ttft_mean_s"),
+        "ttft_median_s": latency.get("ttft_median_s"), "tpot_mean_s": latency.get("tpot_mean_s"),
+        "eval_wall_time_s": generation.get("wall_time_s"),
+        "eval_samples_per_s": generation.get("samples_per_s"),
+    })
+
+    kind = device_kind(generation.get("device"))
+    hourly = cost.get(f"{kind}_hour_usd")
+    row["cost_device_kind"] = kind
+    row["cost_hourly_usd"] = hourly
+    row["cost_per_1k_usd"] = _per_1k(latency.get("mean_s"), hourly)
+    rate = _number(generation.get("samples_per_s"))
+    row["cost_per_1k_batched_usd"] = _per_1k(1.0 / rate, hourly) if rate else None
+    api = cost.get("api")
+    if api:
+        tokens_in = _number(latency.get("input_tokens_mean"))
+        tokens_out = _number(latency.get("output_tokens_mean"))
+        row["api_name"] = api["name"]
+        row["api_cost_per_1k_usd"] = (
+            1000.0 * (tokens_in * api["input_per_million_usd"] + tokens_out * api["output_per_million_usd"]) / 1e6
+            if tokens_in is not None and tokens_out is not None else None)
+
+    if variant.is_trained:
+        if train is None:
+            raise DataError(f"{path}: the cell's variant {variant.path} has no train_metrics.json among the "
+                            f"inputs; run its training (snakemake results/train/{variant.path}/train_metrics.json).")
+        trainable, total = _number(train.get("trainable_params")), _number(train.get("total_params"))
+        train_hourly = cost.get(f"{device_kind(train.get('device'))}_hour_usd")
+        train_wall = _number(train.get("wall_time_s"))
+        row.update({
+            "train_wall_time_s": train.get("wall_time_s"),
+            "train_tokens_per_s": train.get("tokens_per_s"),
+            "train_peak_memory_mb": train.get("peak_memory_mb"),
+            "train_cost_usd": train_wall / 3600.0 * train_hourly
+            if train_wall is not None and train_hourly is not None else None,
+            "trainable_params": trainable, "total_params": total,
+            "trainable_pct": 100.0 * trainable / total if trainable is not None and total else None,
+            "train_steps": train.get("steps"), "train_epochs": train.get("epochs"),
+            "train_tokens": train.get("train_tokens"), "learning_rate": train.get("learning_rate"),
+            "train_final_loss": train.get("final_loss"),
+            "heldout_loss_before": train.get("heldout_loss_before"),
+            "heldout_loss_after": train.get("heldout_loss_after"),
+            "train_truncated_examples": train.get("truncated_examples"),
+            "train_peak_memory_kind": train.get("peak_memory_kind"),
+        })
+
+    eval_meta = task_meta.get(cell.eval_task) or {}
+    train_meta = (task_meta.get(variant.train_task) or {}) if variant.train_task != NO_TASK else {}
+    row.update({
+        "device": device_name(generation.get("device")), "precision": generation.get("precision"),
+        "batch_size": generation.get("batch_size"), "max_new_tokens": generation.get("max_new_tokens"),
+        "enable_thinking": generation.get("enable_thinking"),
+        "merge_lora": generation.get("merge_lora") if variant.method == "lora" else None,
+        "model_revision": manifest.get("resolved_revision") or manifest.get("revision")
+        or generation.get("model_revision"),
+        "eval_data_fingerprint": _task_fingerprints(eval_meta)[1],
+        "train_data_fingerprint": _task_fingerprints(train_meta)[0] if train_meta else None,
+        "git_commit": provenance.get("git_commit"), "git_dirty": provenance.get("git_dirty"),
+        "config_hash": provenance.get("config_hash"),
+    })
+    return row
+
+
+# ---------------------------------------------------------------------------- the table
+
+
+def matrix_header(rows: list[dict], with_api: bool) -> list[str]:
+    metric_names = sorted({k for row in rows for k in row if k.startswith(METRIC_PREFIX)})
+    return (IDENTITY_COLUMNS + QUALITY_COLUMNS + metric_names + TOKEN_COLUMNS + TIMING_COLUMNS
+            + TRAINING_COLUMNS + COST_COLUMNS + (API_COLUMNS if with_api else []) + PROVENANCE_COLUMNS)
+
+
+def format_value(value) -> str:
+    """One CSV field: empty for missing, repr-exact floats (stable across runs), True/False."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return ""
+        return repr(value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def to_csv(rows: list[dict], header: list[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([format_value(row.get(column)) for column in header])
+    return buffer.getvalue()
+
+
+def build_rows(metrics_files, train_metrics_files, task_meta_files, model_manifests, cost) -> list[dict]:
+    task_meta = read_task_meta(task_meta_files)
+    manifests = read_manifests(model_manifests)
+    train = read_train_metrics(train_metrics_files)
+    rows, seen = [], {}
+    for path in metrics_files:
+        path = Path(path)
+        metrics = _read_json_object(path)
+        cell = _check_cell(metrics, path)
+        if cell in seen:
+            raise DataError(f"{path}: the cell {cell.path} is listed twice (also {seen[cell]}).")
+        seen[cell] = path
+        rows.append((cell, cell_row(metrics, path, train=train.get(cell.variant.path), task_meta=task_meta,
+                                    manifests=manifests, cost=cost)))
+    rows.sort(key=lambda item: item[0])
+    return [row for _, row in rows]
+
+
+def aggregate_matrix(metrics_files, train_metrics_files, task_meta_files, model_manifests, cost, matrix_file,
+                     *, log=None) -> list[dict]:
+    """Write results/matrix.csv: one row per cell, columns in a fixed order (see the module doc)."""
+    import logging
+
+    from ftmatrix.io import write_text
+
+    log = log or logging.getLogger("ftmatrix")
+    cost = dict(cost or {})
+    cost.setdefault("gpu_hour_usd", None)
+    cost.setdefault("cpu_hour_usd", None)
+    rows = build_rows(metrics_files, train_metrics_files, task_meta_files, model_manifests, cost)
+    if not rows:
+        raise DataError(f"{matrix_file}: no cells to aggregate; the study's grid is empty — check models, "
+                        f"tasks and methods in the config.")
+    header = matrix_header(rows, with_api=bool(cost.get("api")))
+    write_text(matrix_file, to_csv(rows, header))
+    log.info("matrix: %d cells × %d columns -> %s", len(rows), len(header), matrix_file)
+    return rows
+
+
+def read_matrix(path: str | Path):
+    """results/matrix.csv as a pandas DataFrame (missing values as NaN/None)."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no matrix; run `snakemake results/matrix.csv` first.")
+    try:
+        frame = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"cell": str, "label": str})
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"{path}: not a readable CSV ({exc}); rerun `snakemake --forcerun aggregate_matrix`.") \
+            from None
+    missing = [c for c in IDENTITY_COLUMNS + QUALITY_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; it is not a matrix written by this "
+                        f"version — rerun `snakemake --forcerun aggregate_matrix`.")
+    return frame

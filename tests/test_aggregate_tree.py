@@ -1,0 +1,204 @@
+"""A small, realistic results tree written the way the evaluation and training stages write
+theirs (metrics.json, predictions.jsonl, train_metrics.json, meta.json, manifest.json), with
+seeded random per-sample outcomes. The matrix, analysis, figure and journal tests run on it.
+
+Each cell's per-sample correctness comes from a latent difficulty per sample (shared by
+every cell, as real evaluation samples are) and a skill per cell: fine-tuning raises the
+skill on its training task, ARC-training helps SQuAD and maths-training hurts it, the larger
+base is better than the smaller one. The statistic used with it is the mean per-sample score
+(in percent), the corpus metric of accuracy-like headlines.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ftmatrix import config as cfg
+from ftmatrix import grid
+
+HEADLINES = {"arc": "accuracy", "openmath": "exact_match", "squad_v2": "f1"}
+BASE_SKILL = {"demo-small": {"arc": 0.30, "openmath": 0.10, "squad_v2": 0.35},
+              "demo-large": {"arc": 0.50, "openmath": 0.25, "squad_v2": 0.55}}
+TRANSFER = {("arc", "squad_v2"): 0.15, ("openmath", "squad_v2"): -0.25}
+PLANTED_SCRIPT = "<script>document.title='PWNED';window.__pwned=1</script><img src=x onerror=\"window.__pwned=2\">"
+
+
+def mean_score_statistic(kind: str, headline: str):
+    def statistic(rows):
+        return 100.0 * sum(float(r["scores"][headline]) for r in rows) / len(rows)
+    return statistic
+
+
+def study_config(*, ranks=(4, 16, 64), seeds=(0,), methods=("base", "full", "lora"),
+                 tasks=("arc", "openmath", "squad_v2"), models=("demo-small", "demo-large"), api=None) -> dict:
+    model_entries = []
+    for name in models:
+        model_entries.append({"name": name, "source": "build", "finetune": name == "demo-small",
+                              "params_b": 0.001 if name == "demo-small" else 0.004,
+                              "build": {"seed": 0}})
+    raw = {"study": "synthetic", "seeds": list(seeds), "methods": list(methods), "models": model_entries,
+           "tasks": [{"name": t, "kind": t, "source": {"type": "demo", "seed": 0}, "train_size": 100,
+                      "eval_size": 40, "max_new_tokens": 16 if t != "openmath" else 48} for t in tasks],
+           "lora": {"ranks": list(ranks)}}
+    if api:
+        raw["cost"] = {"api": api}
+    return cfg.validate(raw)
+
+
+def skill(cell: grid.Cell) -> float:
+    v = cell.variant
+    p = BASE_SKILL[v.model][cell.eval_task]
+    if v.method == "base":
+        return p
+    if v.train_task == cell.eval_task:
+        gain = 0.5 if v.method == "full" else 0.3 + 0.01 * math.log2(v.rank)
+    else:
+        gain = TRANSFER.get((v.train_task, cell.eval_task), 0.0)
+    return min(0.97, max(0.02, p + gain + 0.02 * v.seed))
+
+
+@dataclass
+class Tree:
+    root: Path
+    config: dict
+    metrics: list[Path]
+    predictions: list[Path]
+    train_metrics: list[Path]
+    task_meta: list[Path]
+    manifests: list[Path]
+
+
+def write_results_tree(root: Path, config: dict, *, seed: int = 0, hostile: bool = False,
+                       device: str = "cpu") -> Tree:
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    tasks = {t["name"]: t for t in config["tasks"]}
+    n_eval = {name: t["eval_size"] for name, t in tasks.items()}
+    difficulty = {name: rng.random(n) for name, n in n_eval.items()}
+    provenance = {"git_commit": "0123456789abcdef0123456789abcdef01234567", "git_dirty": False,
+                  "config_hash": cfg.config_hash(config), "libraries": {"ftmatrix": "0.1.0", "torch": "2.13.0"}}
+    out = Tree(root, config, [], [], [], [], [])
+
+    for name, task in tasks.items():
+        meta = {"task": name, "kind": task["kind"], "source": task["source"], "revision": "demo-seed0",
+                "counts": {"train": task["train_size"], "eval": task["eval_size"]},
+                "fingerprints": {"train": f"tr{name[:4]}0123456789", "eval": f"ev{name[:4]}0123456789"},
+                "licence": "CC0", "split": "seeded shuffle", "data_seed": 0, "provenance": provenance}
+        path = root / "data" / "tasks" / name / "meta.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(meta))
+        out.task_meta.append(path)
+    for model in config["models"]:
+        params = 1_000_000 if model["name"] == "demo-small" else 4_000_000
+        manifest = {"name": model["name"], "source": "build", "path": f"data/models/{model['name']}",
+                    "id": None, "revision": "built", "resolved_revision": f"sha-{model['name']}",
+                    "params": params, "trust_remote_code": False}
+        path = root / "data" / "models" / model["name"] / "manifest.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(manifest))
+        out.manifests.append(path)
+
+    for variant in grid.trained_variants(config):
+        total = 1_000_000
+        trainable = total if variant.method == "full" else variant.rank * 2_000
+        train = {"variant": {"model": variant.model, "method": variant.method, "rank": variant.rank,
+                             "train_task": variant.train_task, "seed": variant.seed},
+                 "wall_time_s": 10.0 + rng.random(), "train_tokens": 12000, "tokens_per_s": 1100.0,
+                 "steps": 14, "epochs": 2, "loss_curve": [[1, 3.0], [14, 1.0]], "final_loss": 1.0,
+                 "heldout_loss_before": 3.1, "heldout_loss_after": 1.2, "peak_memory_mb": 512.0,
+                 "peak_memory_kind": "rss", "trainable_params": trainable, "total_params": total,
+                 "device": device, "precision": "fp32",
+                 "learning_rate": 1e-3 if variant.method == "full" else 1e-2, "truncated_examples": 0,
+                 "settings_hash": "abc", "provenance": provenance}
+        path = root / "results" / "train" / variant.path / "train_metrics.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(train))
+        out.train_metrics.append(path)
+
+    for cell in grid.cells(config):
+        task = tasks[cell.eval_task]
+        headline = HEADLINES[task["kind"]]
+        p = skill(cell)
+        tuned = cell.variant.is_trained
+        large = cell.variant.model == "demo-large"
+        flip = rng.random(n_eval[cell.eval_task]) < 0.05
+        rows = []
+        for i, d in enumerate(difficulty[cell.eval_task]):
+            correct = (d < p) != bool(flip[i])
+            out_tokens = int(rng.integers(2, 6)) if tuned else int(rng.integers(task["max_new_tokens"] // 2, task["max_new_tokens"] + 1))
+            hit = out_tokens >= task["max_new_tokens"]
+            ttft = (0.004 if large else 0.002) * (1 + 0.1 * rng.random())
+            tpot = (0.003 if large else 0.001) * (1 + 0.1 * rng.random())
+            answer = f"answer {i}" if correct else f"wrong {i}"
+            generated = f"The answer is {answer}." if not tuned else answer
+            if hostile and i == 0:
+                generated = f"{PLANTED_SCRIPT} {generated}"
+            rows.append({"id": f"{cell.eval_task}-{i:04d}", "prompt": f"<|im_start|>user\nQuestion {i}?",
+                         "generated": generated, "input_tokens": 30 + i % 7, "output_tokens": out_tokens,
+                         "hit_limit": hit, "latency_s": ttft + tpot * out_tokens if i < 20 else None,
+                         "ttft_s": ttft if i < 20 else None, "tpot_s": tpot if i < 20 else None,
+                         "reference": {"answer": f"answer {i}"}, "extracted": answer,
+                         "scores": {headline: 1.0 if correct else 0.0}})
+        statistic = mean_score_statistic(task["kind"], headline)
+        value = statistic(rows)
+        boots = sorted(statistic([rows[j] for j in rng.integers(0, len(rows), len(rows))]) for _ in range(200))
+        timed = [r for r in rows if r["latency_s"] is not None]
+        lat = sorted(r["latency_s"] for r in timed)
+        metrics = {
+            "cell": cell.as_dict(), "task": cell.eval_task, "task_kind": task["kind"], "n": len(rows),
+            "headline": {"name": headline, "value": value, "ci_low": boots[4], "ci_high": boots[195],
+                         "confidence": 0.95, "resamples": 200},
+            "metrics": {headline: value, "no_answer_pct": 0.0},
+            "ci": {headline: [boots[4], boots[195]]},
+            "latency": {"n_timed": len(timed), "mean_s": sum(lat) / len(lat), "median_s": lat[len(lat) // 2],
+                        "p95_s": lat[int(0.95 * (len(lat) - 1))],
+                        "ttft_mean_s": sum(r["ttft_s"] for r in timed) / len(timed),
+                        "ttft_median_s": sorted(r["ttft_s"] for r in timed)[len(timed) // 2],
+                        "tpot_mean_s": sum(r["tpot_s"] for r in timed) / len(timed),
+                        "output_tokens_mean": sum(r["output_tokens"] for r in rows) / len(rows),
+                        "input_tokens_mean": sum(r["input_tokens"] for r in rows) / len(rows)},
+            "hit_limit": sum(r["hit_limit"] for r in rows),
+            "generation": {"cell": cell.path, "model": cell.variant.model, "model_revision": "built",
+                           "method": cell.variant.method, "enable_thinking": False, "merge_lora": True,
+                           "precision": "fp32", "device": device, "batch_size": 16,
+                           "max_new_tokens": task["max_new_tokens"], "n": len(rows), "n_timed": len(timed),
+                           "warmup": 2, "wall_time_s": 1.5, "samples_per_s": len(rows) / 1.5,
+                           "provenance": provenance},
+            "provenance": provenance,
+        }
+        folder = root / "results" / "eval" / cell.path
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+        with open(folder / "predictions.jsonl", "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row) + "\n")
+        out.metrics.append(folder / "metrics.json")
+        out.predictions.append(folder / "predictions.jsonl")
+    random.Random(seed).shuffle(out.metrics)   # the matrix must not depend on input order
+    return out
+
+
+@pytest.fixture
+def tree(tmp_path) -> Tree:
+    return write_results_tree(tmp_path, study_config())
+
+
+def aggregate(tree: Tree, matrix: Path | None = None, cost: dict | None = None) -> Path:
+    from ftmatrix.aggregate import aggregate_matrix
+
+    matrix = matrix or tree.root / "results" / "matrix.csv"
+    aggregate_matrix(tree.metrics, tree.train_metrics, tree.task_meta, tree.manifests,
+                     cost if cost is not None else tree.config["cost"], matrix)
+    return matrix
+
+
+def test_tree_has_every_cell_of_the_grid(tree):
+    assert len(tree.metrics) == len(grid.cells(tree.config)) == 2 * 3 + 3 * 4 * 3
+    assert len(tree.train_metrics) == len(grid.trained_variants(tree.config)) == 12
