@@ -1,5 +1,6 @@
 # Helpers shared by all rules. Nothing heavy is imported here (no torch, transformers,
 # trl, peft or datasets): every cluster job parses the workflow again.
+import os
 import sys
 
 from snakemake.utils import validate
@@ -19,6 +20,31 @@ except ConfigError as error:
 validate(config, "../schemas/config.schema.yaml")
 
 CONFIG_HASH = ftmatrix.config.config_hash(config)
+
+# One Hugging Face cache for every job (and, on a cluster, every node that mounts it):
+# models and datasets are fetched once, by the download rules, never once per job.
+if config["hf_home"]:
+    os.environ["HF_HOME"] = str(
+        ftmatrix.config.resolve_path(config["hf_home"], workflow.basedir)
+    )
+
+# Cheap jobs, and the downloads (compute nodes often have no internet), run in the main
+# Snakemake process (on a cluster: the submit host) instead of as cluster jobs. A study
+# may choose its own list with the config key `local_rules` (see docs/cluster.md).
+LOCAL_RULES = config.get(
+    "local_rules",
+    [
+        "build_demo_world",
+        "prepare_task",
+        "download_model",
+        "link_model",
+        "score_cell",
+        "aggregate_matrix",
+    ],
+)
+
+workflow.localrules(*LOCAL_RULES)
+
 VARIANTS = ftmatrix.grid.variants(config)
 TRAINED = ftmatrix.grid.trained_variants(config)
 CELLS = ftmatrix.grid.cells(config)
