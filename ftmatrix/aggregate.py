@@ -32,9 +32,10 @@ from ftmatrix.grid import NO_TASK, Cell, cell_from_path, variant_from_path
 IDENTITY_COLUMNS = ["model", "method", "rank", "train_task", "seed", "eval_task", "label", "cell",
                     "task_kind", "model_params"]
 QUALITY_COLUMNS = ["n", "headline_metric", "headline", "headline_ci_low", "headline_ci_high",
-                   "confidence"]
+                   "confidence", "higher_is_better"]
 # metric_<name> columns (one per metric of any task, sorted) follow QUALITY_COLUMNS.
-TOKEN_COLUMNS = ["output_tokens_mean", "input_tokens_mean", "hit_limit", "hit_limit_pct"]
+TOKEN_COLUMNS = ["output_tokens_mean", "input_tokens_mean", "output_tokens_timed_mean", "hit_limit",
+                 "hit_limit_pct"]
 TIMING_COLUMNS = ["n_timed", "latency_mean_s", "latency_median_s", "latency_p95_s", "ttft_mean_s",
                   "ttft_median_s", "tpot_mean_s", "eval_wall_time_s", "eval_samples_per_s",
                   "train_wall_time_s", "train_tokens_per_s", "train_peak_memory_mb",
@@ -200,6 +201,14 @@ def _number(value) -> float | None:
     return None
 
 
+def _first(data: dict, *keys):
+    """The first of ``keys`` that ``data`` has a value for (files of different versions name things differently)."""
+    for key in keys:
+        if isinstance(data, dict) and data.get(key) is not None:
+            return data[key]
+    return None
+
+
 def _per_1k(seconds_per_sample, hourly) -> float | None:
     seconds_per_sample = _number(seconds_per_sample)
     if seconds_per_sample is None or hourly is None:
@@ -219,16 +228,22 @@ def cell_row(metrics: dict, path: Path, *, train: dict | None, task_meta: dict[s
     generation = metrics.get("generation") or {}
     provenance = metrics.get("provenance") or {}
     manifest = manifests.get(variant.model) or {}
+    recorded_model = generation.get("model") if isinstance(generation.get("model"), dict) else {}
+    # The hardware: the device the generation ran on, with the GPU's name where provenance has it.
+    hardware = (provenance.get("generation") or {}).get("device") or provenance.get("device")
+    device = hardware if isinstance(hardware, dict) and hardware.get("device") else generation.get("device")
     n = _need(metrics, "n", path)
 
     row: dict[str, Any] = {
         "model": variant.model, "method": variant.method, "rank": variant.rank,
         "train_task": variant.train_task, "seed": variant.seed, "eval_task": cell.eval_task,
         "label": variant.label, "cell": cell.path,
-        "task_kind": metrics.get("task_kind"), "model_params": model_params(manifest),
+        "task_kind": metrics.get("task_kind"),
+        "model_params": model_params(manifest) or model_params(recorded_model),
         "n": n, "headline_metric": headline["name"], "headline": headline["value"],
         "headline_ci_low": headline.get("ci_low"), "headline_ci_high": headline.get("ci_high"),
         "confidence": headline.get("confidence"),
+        "higher_is_better": bool(headline.get("higher_is_better", True)),
     }
     for name, value in (metrics.get("metrics") or {}).items():
         row[METRIC_PREFIX + name] = value
@@ -237,17 +252,18 @@ def cell_row(metrics: dict, path: Path, *, train: dict | None, task_meta: dict[s
     row.update({
         "output_tokens_mean": latency.get("output_tokens_mean"),
         "input_tokens_mean": latency.get("input_tokens_mean"),
+        "output_tokens_timed_mean": latency.get("output_tokens_timed_mean"),
         "hit_limit": hit,
         "hit_limit_pct": (100.0 * hit / n) if hit is not None and _number(n) else None,
         "n_timed": latency.get("n_timed"),
         "latency_mean_s": latency.get("mean_s"), "latency_median_s": latency.get("median_s"),
         "latency_p95_s": latency.get("p95_s"), "ttft_mean_s": latency.get("ttft_mean_s"),
         "ttft_median_s": latency.get("ttft_median_s"), "tpot_mean_s": latency.get("tpot_mean_s"),
-        "eval_wall_time_s": generation.get("wall_time_s"),
+        "eval_wall_time_s": _first(generation, "wall_time_s", "wall_s"),
         "eval_samples_per_s": generation.get("samples_per_s"),
     })
 
-    kind = device_kind(generation.get("device"))
+    kind = device_kind(device)
     hourly = cost.get(f"{kind}_hour_usd")
     row["cost_device_kind"] = kind
     row["cost_hourly_usd"] = hourly
@@ -271,7 +287,7 @@ def cell_row(metrics: dict, path: Path, *, train: dict | None, task_meta: dict[s
         train_hourly = cost.get(f"{device_kind(train.get('device'))}_hour_usd")
         train_wall = _number(train.get("wall_time_s"))
         row.update({
-            "train_wall_time_s": train.get("wall_time_s"),
+            "train_wall_time_s": train_wall,
             "train_tokens_per_s": train.get("tokens_per_s"),
             "train_peak_memory_mb": train.get("peak_memory_mb"),
             "train_cost_usd": train_wall / 3600.0 * train_hourly
@@ -290,12 +306,12 @@ def cell_row(metrics: dict, path: Path, *, train: dict | None, task_meta: dict[s
     eval_meta = task_meta.get(cell.eval_task) or {}
     train_meta = (task_meta.get(variant.train_task) or {}) if variant.train_task != NO_TASK else {}
     row.update({
-        "device": device_name(generation.get("device")), "precision": generation.get("precision"),
+        "device": device_name(device), "precision": generation.get("precision"),
         "batch_size": generation.get("batch_size"), "max_new_tokens": generation.get("max_new_tokens"),
         "enable_thinking": generation.get("enable_thinking"),
         "merge_lora": generation.get("merge_lora") if variant.method == "lora" else None,
-        "model_revision": manifest.get("resolved_revision") or manifest.get("revision")
-        or generation.get("model_revision"),
+        "model_revision": _first(manifest, "resolved_revision", "revision")
+        or _first(recorded_model, "resolved_revision", "revision") or generation.get("model_revision"),
         "eval_data_fingerprint": _task_fingerprints(eval_meta)[1],
         "train_data_fingerprint": _task_fingerprints(train_meta)[0] if train_meta else None,
         "git_commit": provenance.get("git_commit"), "git_dirty": provenance.get("git_dirty"),

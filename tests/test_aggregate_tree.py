@@ -24,9 +24,9 @@ from ftmatrix import config as cfg
 from ftmatrix import grid
 
 HEADLINES = {"arc": "accuracy", "openmath": "exact_match", "squad_v2": "f1"}
-BASE_SKILL = {"demo-small": {"arc": 0.30, "openmath": 0.10, "squad_v2": 0.35},
+BASE_SKILL = {"demo-small": {"arc": 0.30, "openmath": 0.10, "squad_v2": 0.45},
               "demo-large": {"arc": 0.50, "openmath": 0.25, "squad_v2": 0.55}}
-TRANSFER = {("arc", "squad_v2"): 0.15, ("openmath", "squad_v2"): -0.25}
+TRANSFER = {("arc", "squad_v2"): 0.25, ("openmath", "squad_v2"): -0.35}
 PLANTED_SCRIPT = "<script>document.title='PWNED';window.__pwned=1</script><img src=x onerror=\"window.__pwned=2\">"
 
 
@@ -45,7 +45,7 @@ def study_config(*, ranks=(4, 16, 64), seeds=(0,), methods=("base", "full", "lor
                               "build": {"seed": 0}})
     raw = {"study": "synthetic", "seeds": list(seeds), "methods": list(methods), "models": model_entries,
            "tasks": [{"name": t, "kind": t, "source": {"type": "demo", "seed": 0}, "train_size": 100,
-                      "eval_size": 40, "max_new_tokens": 16 if t != "openmath" else 48} for t in tasks],
+                      "eval_size": 60, "max_new_tokens": 16 if t != "openmath" else 48} for t in tasks],
            "lora": {"ranks": list(ranks)}}
     if api:
         raw["cost"] = {"api": api}
@@ -142,7 +142,7 @@ def write_results_tree(root: Path, config: dict, *, seed: int = 0, hostile: bool
                 generated = f"{PLANTED_SCRIPT} {generated}"
             rows.append({"id": f"{cell.eval_task}-{i:04d}", "prompt": f"<|im_start|>user\nQuestion {i}?",
                          "generated": generated, "input_tokens": 30 + i % 7, "output_tokens": out_tokens,
-                         "hit_limit": hit, "latency_s": ttft + tpot * out_tokens if i < 20 else None,
+                         "hit_limit": hit, "latency_s": ttft + tpot * (out_tokens - 1) if i < 20 else None,
                          "ttft_s": ttft if i < 20 else None, "tpot_s": tpot if i < 20 else None,
                          "reference": {"answer": f"answer {i}"}, "extracted": answer,
                          "scores": {headline: 1.0 if correct else 0.0}})

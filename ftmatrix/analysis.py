@@ -1,0 +1,638 @@
+"""The comparisons the study is for, each with a paired bootstrap confidence interval.
+
+Reads results/matrix.csv and every cell's predictions.jsonl and writes
+results/analysis/*.csv:
+
+- ``vs_base.csv``        each fine-tuned cell against its own untuned base (quality and latency,
+                         absolute and relative change);
+- ``vs_larger_base.csv`` each variant of a smaller model against every base model with more
+                         parameters (the reference study's headline comparison);
+- ``full_vs_lora.csv``   full fine-tuning against the best LoRA rank per (model, training task,
+                         evaluation task);
+- ``lora_rank.csv``      the score at every LoRA rank (and full fine-tuning) with its CI;
+- ``rank_correlation.csv`` Spearman correlation of LoRA rank and score, with a CI;
+- ``transfer.csv``       training task × evaluation task: change against the base, labelled
+                         positive transfer / forgetting only where the CI excludes zero;
+- ``seeds.csv``          mean and spread across seeds, and CIs that include seed variance.
+
+How the intervals are made. Cells evaluated on the same task are aligned by sample id.
+Each bootstrap resample draws one set of sample positions, shared by every cell of that
+task (the *paired* bootstrap: both sides of a difference see the same samples), and the
+task's own corpus metric (``ftmatrix.tasks.get_task(kind).metrics``) is computed on it.
+A variant trained with several seeds is a *group*: each resample also draws the seeds
+with replacement and averages them, so its interval includes seed-to-seed variance. With
+one seed this is the plain paired bootstrap. Intervals are percentile intervals.
+
+Every table has a fixed set of columns and is written even when the grid is partial (no
+base, one rank, one task, one seed): rows that cannot be computed say why in ``note``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from ftmatrix.errors import DataError
+from ftmatrix.grid import NO_TASK, cell_from_path
+
+log = logging.getLogger("ftmatrix")
+
+Statistic = Callable[[Sequence[dict]], float]
+
+GROUP_KEYS = ["model", "method", "rank", "train_task"]
+
+SIGNIFICANT_UP = "better"
+SIGNIFICANT_DOWN = "worse"
+NOT_SIGNIFICANT = "no significant change"
+
+
+def task_statistic(kind: str, headline: str) -> Statistic:
+    """The task's corpus metric ``headline`` as a function of prediction rows."""
+    from ftmatrix.tasks import get_task
+
+    task = get_task(kind)
+
+    def statistic(rows: Sequence[dict]) -> float:
+        return float(task.metrics(rows)[headline])
+
+    return statistic
+
+
+@dataclass
+class BootstrapSettings:
+    resamples: int = 1000
+    seed: int = 0
+    confidence: float = 0.95
+
+    @property
+    def percentiles(self) -> tuple[float, float]:
+        tail = (1.0 - self.confidence) / 2.0 * 100.0
+        return tail, 100.0 - tail
+
+
+def _stable_seed(*parts) -> int:
+    return zlib.crc32("|".join(map(str, parts)).encode())
+
+
+def _finite(x) -> bool:
+    return x is not None and isinstance(x, (int, float, np.floating)) and math.isfinite(float(x))
+
+
+def verdict(low, high) -> str:
+    if not (_finite(low) and _finite(high)):
+        return "n/a"
+    if low > 0:
+        return SIGNIFICANT_UP
+    if high < 0:
+        return SIGNIFICANT_DOWN
+    return NOT_SIGNIFICANT
+
+
+@dataclass
+class Group:
+    """One variant without its seed on one evaluation task: all its seeds' cells."""
+    model: str
+    method: str
+    rank: int
+    train_task: str
+    eval_task: str
+    cells: list[str] = field(default_factory=list)   # cell paths, one per seed
+    seeds: list[int] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple:
+        return (self.model, self.method, self.rank, self.train_task, self.eval_task)
+
+    @property
+    def label(self) -> str:
+        if self.method == "base":
+            return self.model
+        how = "full" if self.method == "full" else f"LoRA r{self.rank}"
+        return f"{self.model} {how}·{self.train_task}"
+
+
+class Study:
+    """The matrix plus every cell's predictions, with cached paired bootstrap distributions."""
+
+    def __init__(self, matrix, predictions: dict[str, list[dict]], settings: BootstrapSettings,
+                 statistic_for: Callable[[str, str], Statistic] = task_statistic):
+        self.matrix = matrix.reset_index(drop=True)
+        self.settings = settings
+        self.predictions = predictions
+        self._statistic_for = statistic_for
+        self._statistics: dict[tuple, Statistic] = {}
+        self._indices: dict[int, np.ndarray] = {}
+        self._cell_cache: dict[tuple, tuple[float, np.ndarray]] = {}
+        self._latency_cache: dict[tuple, tuple[float, np.ndarray]] = {}
+        self._by_id: dict[str, dict[str, dict]] = {}
+        self.rows = {r["cell"]: r for r in self.matrix.to_dict("records")}
+        for cell in self.rows:
+            if cell not in predictions:
+                raise DataError(f"results/eval/{cell}/predictions.jsonl: not among the analysis inputs; "
+                                f"rerun `snakemake --forcerun aggregate_matrix` so matrix and predictions agree.")
+        self.groups: dict[tuple, Group] = {}
+        for row in self.matrix.sort_values(["model", "method", "rank", "train_task", "eval_task", "seed"]) \
+                .to_dict("records"):
+            key = (row["model"], row["method"], int(row["rank"]), row["train_task"], row["eval_task"])
+            group = self.groups.setdefault(key, Group(*key))
+            group.cells.append(row["cell"])
+            group.seeds.append(int(row["seed"]))
+
+    # -- per-cell facts -------------------------------------------------------------------
+
+    def row(self, cell: str) -> dict:
+        return self.rows[cell]
+
+    def headline_name(self, eval_task: str) -> str:
+        names = {r["headline_metric"] for r in self.rows.values() if r["eval_task"] == eval_task}
+        return sorted(names)[0] if names else ""
+
+    def higher_is_better(self, eval_task: str) -> bool:
+        values = {bool(r.get("higher_is_better", True)) for r in self.rows.values() if r["eval_task"] == eval_task}
+        return values != {False}
+
+    def params(self, model: str):
+        values = [r["model_params"] for r in self.rows.values() if r["model"] == model]
+        values = [v for v in values if _finite(v)]
+        return values[0] if values else None
+
+    def statistic(self, cell: str) -> Statistic:
+        row = self.rows[cell]
+        key = (row["task_kind"], row["headline_metric"])
+        if key not in self._statistics:
+            self._statistics[key] = self._statistic_for(*key)
+        return self._statistics[key]
+
+    def by_id(self, cell: str) -> dict[str, dict]:
+        if cell not in self._by_id:
+            table = {}
+            for number, pred in enumerate(self.predictions[cell], start=1):
+                if "id" not in pred:
+                    raise DataError(f"results/eval/{cell}/predictions.jsonl, line {number}: no 'id'; "
+                                    f"rerun this cell's scoring.")
+                table[str(pred["id"])] = pred
+            self._by_id[cell] = table
+        return self._by_id[cell]
+
+    def common_ids(self, cells: Iterable[str], timed: bool = False) -> tuple[str, ...]:
+        common = None
+        for cell in cells:
+            ids = self.by_id(cell)
+            keys = {i for i, p in ids.items() if not timed or _finite(p.get("latency_s"))}
+            common = keys if common is None else common & keys
+        return tuple(sorted(common or ()))
+
+    # -- bootstrap distributions ---------------------------------------------------------
+
+    def indices(self, n: int) -> np.ndarray:
+        """Resample positions for n aligned samples, the same for every cell (paired)."""
+        if n not in self._indices:
+            rng = np.random.default_rng([self.settings.seed, n])
+            self._indices[n] = rng.integers(0, n, size=(self.settings.resamples, n))
+        return self._indices[n]
+
+    def cell_distribution(self, cell: str, ids: tuple[str, ...]) -> tuple[float, np.ndarray]:
+        """(statistic on the aligned samples, its value on every paired resample)."""
+        key = (cell, hash(ids), len(ids))
+        if key not in self._cell_cache:
+            table = self.by_id(cell)
+            rows = [table[i] for i in ids]
+            statistic = self.statistic(cell)
+            point = statistic(rows)
+            dist = np.array([statistic([rows[j] for j in sample]) for sample in self.indices(len(ids))],
+                            dtype=float)
+            self._cell_cache[key] = (point, dist)
+        return self._cell_cache[key]
+
+    def latency_distribution(self, cell: str, ids: tuple[str, ...]) -> tuple[float, np.ndarray]:
+        key = (cell, hash(ids), len(ids))
+        if key not in self._latency_cache:
+            table = self.by_id(cell)
+            values = np.array([float(table[i]["latency_s"]) for i in ids])
+            self._latency_cache[key] = (float(values.mean()), values[self.indices(len(ids))].mean(axis=1))
+        return self._latency_cache[key]
+
+    def group_distribution(self, group: Group, ids: tuple[str, ...], latency: bool = False):
+        """(mean over seeds, distribution that resamples samples and, with several seeds, seeds)."""
+        pick = self.latency_distribution if latency else self.cell_distribution
+        parts = [pick(cell, ids) for cell in group.cells]
+        points = np.array([p for p, _ in parts])
+        if len(parts) == 1:
+            return float(points[0]), parts[0][1]
+        stacked = np.stack([d for _, d in parts])            # seeds × resamples
+        rng = np.random.default_rng(_stable_seed(self.settings.seed, "seeds", *group.key, latency))
+        draws = rng.integers(0, len(parts), size=(len(parts), stacked.shape[1]))
+        columns = np.arange(stacked.shape[1])
+        return float(points.mean()), stacked[draws, columns].mean(axis=0)
+
+    def interval(self, dist: np.ndarray) -> tuple[float, float]:
+        dist = dist[np.isfinite(dist)]
+        if dist.size < max(2, 0.5 * self.settings.resamples):
+            return (math.nan, math.nan)
+        low, high = np.percentile(dist, self.settings.percentiles)
+        return float(low), float(high)
+
+    # -- comparisons ---------------------------------------------------------------------
+
+    def compare(self, treatment: Group, reference: Group) -> dict:
+        """treatment − reference on the same samples: quality and latency, absolute and relative."""
+        out = {}
+        ids = self.common_ids(treatment.cells + reference.cells)
+        out["n_paired"] = len(ids)
+        if not ids:
+            out["note"] = "n/a: the two cells share no evaluation sample ids"
+            return out
+        a, a_dist = self.group_distribution(treatment, ids)
+        b, b_dist = self.group_distribution(reference, ids)
+        out.update(self._difference("", a, a_dist, b, b_dist))
+        timed = self.common_ids(treatment.cells + reference.cells, timed=True)
+        out["n_timed_paired"] = len(timed)
+        if timed:
+            la, la_dist = self.group_distribution(treatment, timed, latency=True)
+            lb, lb_dist = self.group_distribution(reference, timed, latency=True)
+            out.update(self._difference("latency_", la, la_dist, lb, lb_dist))
+        return out
+
+    def _difference(self, prefix: str, a: float, a_dist, b: float, b_dist) -> dict:
+        diff = a - b
+        low, high = self.interval(a_dist - b_dist)
+        result = {f"{prefix}reference": b, f"{prefix}value": a, f"{prefix}diff": diff,
+                  f"{prefix}diff_ci_low": low, f"{prefix}diff_ci_high": high}
+        if _finite(b) and b != 0:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rel_dist = (a_dist - b_dist) / np.abs(b_dist) * 100.0
+            rel_dist[~np.isfinite(rel_dist)] = np.nan
+            rlow, rhigh = self.interval(rel_dist)
+            result.update({f"{prefix}rel_pct": diff / abs(b) * 100.0, f"{prefix}rel_ci_low": rlow,
+                           f"{prefix}rel_ci_high": rhigh})
+        else:
+            result.update({f"{prefix}rel_pct": math.nan, f"{prefix}rel_ci_low": math.nan,
+                           f"{prefix}rel_ci_high": math.nan})
+        return result
+
+    def score(self, group: Group) -> dict:
+        """A group's score with a CI (samples and, with several seeds, seeds resampled)."""
+        ids = self.common_ids(group.cells)
+        if not ids:
+            return {"value": math.nan, "ci_low": math.nan, "ci_high": math.nan, "n": 0}
+        value, dist = self.group_distribution(group, ids)
+        low, high = self.interval(dist)
+        return {"value": value, "ci_low": low, "ci_high": high, "n": len(ids)}
+
+    # -- helpers over the grid ----------------------------------------------------------
+
+    def base_group(self, model: str, eval_task: str) -> Group | None:
+        return self.groups.get((model, "base", 0, NO_TASK, eval_task))
+
+    def trained_groups(self) -> list[Group]:
+        return [g for g in self.groups.values() if g.method != "base"]
+
+    def eval_tasks(self) -> list[str]:
+        return sorted({g.eval_task for g in self.groups.values()})
+
+
+# ---------------------------------------------------------------------------- the tables
+
+COMPARISON_COLUMNS = ["n_paired", "reference", "value", "diff", "diff_ci_low", "diff_ci_high", "rel_pct",
+                      "rel_ci_low", "rel_ci_high", "significance", "n_timed_paired", "latency_reference",
+                      "latency_value", "latency_diff", "latency_diff_ci_low", "latency_diff_ci_high",
+                      "latency_rel_pct", "latency_rel_ci_low", "latency_rel_ci_high", "latency_significance"]
+
+VS_BASE_COLUMNS = (["model", "method", "rank", "train_task", "seed", "eval_task", "label", "in_task",
+                    "headline_metric"] + COMPARISON_COLUMNS + ["note"])
+VS_LARGER_COLUMNS = (["model", "method", "rank", "train_task", "eval_task", "label", "n_seeds", "in_task",
+                      "larger_model", "model_params", "larger_model_params", "headline_metric"]
+                     + COMPARISON_COLUMNS + ["note"])
+FULL_VS_LORA_COLUMNS = (["model", "train_task", "eval_task", "in_task", "headline_metric", "best_rank",
+                         "lora_ranks", "n_seeds"] + COMPARISON_COLUMNS + ["note"])
+LORA_RANK_COLUMNS = ["model", "method", "rank", "train_task", "eval_task", "in_task", "headline_metric",
+                     "n_seeds", "n", "value", "ci_low", "ci_high", "note"]
+RANK_CORRELATION_COLUMNS = ["model", "train_task", "eval_task", "in_task", "headline_metric", "n_ranks",
+                            "ranks", "spearman", "ci_low", "ci_high", "undefined_resamples", "best_rank",
+                            "significance", "note"]
+TRANSFER_COLUMNS = (["model", "method", "rank", "train_task", "eval_task", "in_task", "headline_metric",
+                     "n_seeds"] + COMPARISON_COLUMNS + ["effect", "note"])
+SEEDS_COLUMNS = ["model", "method", "rank", "train_task", "eval_task", "headline_metric", "n_seeds", "seeds",
+                 "mean", "sd", "min", "max", "ci_low", "ci_high", "vs_base_diff", "vs_base_ci_low",
+                 "vs_base_ci_high", "vs_base_significance", "note"]
+
+TABLES = {
+    "vs_base": VS_BASE_COLUMNS,
+    "vs_larger_base": VS_LARGER_COLUMNS,
+    "full_vs_lora": FULL_VS_LORA_COLUMNS,
+    "lora_rank": LORA_RANK_COLUMNS,
+    "rank_correlation": RANK_CORRELATION_COLUMNS,
+    "transfer": TRANSFER_COLUMNS,
+    "seeds": SEEDS_COLUMNS,
+}
+
+
+def quality_verdict(low, high, higher_is_better: bool = True) -> str:
+    """'better' / 'worse' / 'no significant change' for a quality difference's CI."""
+    result = verdict(low, high)
+    if not higher_is_better:
+        result = {SIGNIFICANT_UP: SIGNIFICANT_DOWN, SIGNIFICANT_DOWN: SIGNIFICANT_UP}.get(result, result)
+    return result
+
+
+def _comparison(study: Study, treatment: Group, reference: Group) -> dict:
+    result = study.compare(treatment, reference)
+    result["significance"] = quality_verdict(result.get("diff_ci_low"), result.get("diff_ci_high"),
+                                             study.higher_is_better(treatment.eval_task))
+    # Lower latency is better: "better" when the latency difference is significantly negative.
+    lat = verdict(result.get("latency_diff_ci_low"), result.get("latency_diff_ci_high"))
+    result["latency_significance"] = {SIGNIFICANT_UP: "slower", SIGNIFICANT_DOWN: "faster"}.get(lat, lat)
+    if "n_timed_paired" in result and not result["n_timed_paired"]:
+        result.setdefault("note", "latency n/a: no timed samples in common")
+    return result
+
+
+def _seed_group(study: Study, group: Group, seed: int, cell: str) -> Group:
+    return Group(group.model, group.method, group.rank, group.train_task, group.eval_task, [cell], [seed])
+
+
+def vs_base(study: Study) -> list[dict]:
+    rows = []
+    for group in study.trained_groups():
+        base = study.base_group(group.model, group.eval_task)
+        for seed, cell in zip(group.seeds, group.cells):
+            row = {"model": group.model, "method": group.method, "rank": group.rank,
+                   "train_task": group.train_task, "seed": seed, "eval_task": group.eval_task,
+                   "label": study.row(cell)["label"], "in_task": group.train_task == group.eval_task,
+                   "headline_metric": study.row(cell)["headline_metric"]}
+            if base is None:
+                row["note"] = f"n/a: the study has no base variant of {group.model} on {group.eval_task}"
+            else:
+                row.update(_comparison(study, _seed_group(study, group, seed, cell), base))
+            rows.append(row)
+    return rows
+
+
+def vs_larger_base(study: Study) -> list[dict]:
+    rows = []
+    models = sorted({g.model for g in study.groups.values()})
+    for group in study.groups.values():
+        mine = study.params(group.model)
+        for other in models:
+            if other == group.model:
+                continue
+            larger = study.base_group(other, group.eval_task)
+            theirs = study.params(other)
+            if larger is None or mine is None or theirs is None or not theirs > mine:
+                continue
+            row = {"model": group.model, "method": group.method, "rank": group.rank,
+                   "train_task": group.train_task, "eval_task": group.eval_task, "label": group.label,
+                   "n_seeds": len(group.cells), "in_task": group.train_task == group.eval_task,
+                   "larger_model": other, "model_params": mine, "larger_model_params": theirs,
+                   "headline_metric": study.headline_name(group.eval_task)}
+            row.update(_comparison(study, group, larger))
+            rows.append(row)
+    if not rows:
+        unknown = [m for m in models if study.params(m) is None]
+        note = (f"n/a: parameter counts unknown for {', '.join(unknown)} (manifest 'params')" if unknown
+                else "n/a: the study has no base model larger than another model")
+        rows.append({"note": note})
+    return rows
+
+
+def _lora_by_rank(study: Study, model: str, train_task: str, eval_task: str) -> dict[int, Group]:
+    return {g.rank: g for g in study.groups.values()
+            if (g.model, g.method, g.train_task, g.eval_task) == (model, "lora", train_task, eval_task)}
+
+
+def _fine_tuned_triples(study: Study) -> list[tuple[str, str, str]]:
+    return sorted({(g.model, g.train_task, g.eval_task) for g in study.trained_groups()})
+
+
+def full_vs_lora(study: Study) -> list[dict]:
+    rows = []
+    for model, train_task, eval_task in _fine_tuned_triples(study):
+        full = study.groups.get((model, "full", 0, train_task, eval_task))
+        loras = _lora_by_rank(study, model, train_task, eval_task)
+        row = {"model": model, "train_task": train_task, "eval_task": eval_task,
+               "in_task": train_task == eval_task, "headline_metric": study.headline_name(eval_task),
+               "lora_ranks": " ".join(str(r) for r in sorted(loras))}
+        if full is None or not loras:
+            row["note"] = "n/a: " + ("no full fine-tuning" if full is None else "no LoRA") + " in the study"
+            rows.append(row)
+            continue
+        # The best rank is chosen on the evaluation scores themselves, which favours LoRA slightly.
+        sign = 1.0 if study.higher_is_better(eval_task) else -1.0
+        scores = {rank: sign * study.score(g)["value"] for rank, g in loras.items()}
+        best = max(sorted(scores), key=lambda r: (scores[r] if _finite(scores[r]) else -math.inf))
+        row.update({"best_rank": best, "n_seeds": len(full.cells)})
+        row.update(_comparison(study, full, loras[best]))
+        rows.append(row)
+    return rows
+
+
+def lora_rank(study: Study) -> list[dict]:
+    rows = []
+    for model, train_task, eval_task in _fine_tuned_triples(study):
+        groups = sorted(_lora_by_rank(study, model, train_task, eval_task).items())
+        full = study.groups.get((model, "full", 0, train_task, eval_task))
+        if full is not None:
+            groups.append((0, full))
+        for rank, group in groups:
+            row = {"model": model, "method": group.method, "rank": rank, "train_task": train_task,
+                   "eval_task": eval_task, "in_task": train_task == eval_task,
+                   "headline_metric": study.headline_name(eval_task), "n_seeds": len(group.cells)}
+            row.update(study.score(group))
+            rows.append(row)
+    return rows
+
+
+def _spearman_rows(ranks: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Spearman's rho of ``ranks`` against each row of ``scores`` (rows × len(ranks)); NaN where undefined."""
+    from scipy.stats import rankdata
+
+    x = rankdata(ranks)
+    x = (x - x.mean()) / np.sqrt(((x - x.mean()) ** 2).sum())
+    y = rankdata(scores, axis=1)
+    y = y - y.mean(axis=1, keepdims=True)
+    norm = np.sqrt((y ** 2).sum(axis=1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = (y @ x) / norm
+    rho[norm == 0] = np.nan
+    return rho
+
+
+def rank_correlation(study: Study) -> list[dict]:
+    rows = []
+    for model, train_task, eval_task in _fine_tuned_triples(study):
+        loras = _lora_by_rank(study, model, train_task, eval_task)
+        ranks = sorted(loras)
+        row = {"model": model, "train_task": train_task, "eval_task": eval_task,
+               "in_task": train_task == eval_task, "headline_metric": study.headline_name(eval_task),
+               "n_ranks": len(ranks), "ranks": " ".join(map(str, ranks))}
+        if not ranks:
+            continue
+        if len(ranks) < 3:
+            row.update({"significance": "n/a",
+                        "note": f"n/a: a rank correlation needs at least 3 LoRA ranks, the study has {len(ranks)}"})
+            rows.append(row)
+            continue
+        ids = study.common_ids([c for r in ranks for c in loras[r].cells])
+        parts = [study.group_distribution(loras[r], ids) for r in ranks]
+        points = np.array([[p for p, _ in parts]])
+        dists = np.stack([d for _, d in parts], axis=1)          # resamples × ranks
+        rank_values = np.array(ranks, dtype=float)
+        rho = float(_spearman_rows(rank_values, points)[0])
+        rho_dist = _spearman_rows(rank_values, dists)
+        low, high = study.interval(rho_dist)
+        sign = 1.0 if study.higher_is_better(eval_task) else -1.0
+        best = ranks[int(np.nanargmax(sign * points[0]))] if np.isfinite(points).any() else None
+        row.update({"spearman": rho, "ci_low": low, "ci_high": high,
+                    "undefined_resamples": int(np.isnan(rho_dist).sum()), "best_rank": best,
+                    "significance": {SIGNIFICANT_UP: "positive", SIGNIFICANT_DOWN: "negative",
+                                     NOT_SIGNIFICANT: "no significant correlation"}[verdict(low, high)]
+                    if verdict(low, high) != "n/a" else "n/a"})
+        if not _finite(rho):
+            row["note"] = "n/a: every rank has the same score"
+        elif not (_finite(low) and _finite(high)):
+            row["note"] = "CI n/a: the scores tie in most resamples"
+        rows.append(row)
+    return rows
+
+
+TRANSFER_EFFECTS = {
+    (True, SIGNIFICANT_UP): "in-task gain",
+    (True, SIGNIFICANT_DOWN): "in-task loss",
+    (False, SIGNIFICANT_UP): "positive transfer",
+    (False, SIGNIFICANT_DOWN): "forgetting",
+}
+
+
+def transfer(study: Study) -> list[dict]:
+    rows = []
+    for group in study.trained_groups():
+        base = study.base_group(group.model, group.eval_task)
+        in_task = group.train_task == group.eval_task
+        row = {"model": group.model, "method": group.method, "rank": group.rank, "train_task": group.train_task,
+               "eval_task": group.eval_task, "in_task": in_task,
+               "headline_metric": study.headline_name(group.eval_task), "n_seeds": len(group.cells)}
+        if base is None:
+            row.update({"effect": "n/a", "note": f"n/a: no base variant of {group.model} on {group.eval_task}"})
+        else:
+            row.update(_comparison(study, group, base))
+            row["effect"] = TRANSFER_EFFECTS.get((in_task, row["significance"]), row["significance"])
+        rows.append(row)
+    return rows
+
+
+def seeds(study: Study) -> list[dict]:
+    rows = []
+    for group in study.trained_groups():
+        row = {"model": group.model, "method": group.method, "rank": group.rank, "train_task": group.train_task,
+               "eval_task": group.eval_task, "headline_metric": study.headline_name(group.eval_task),
+               "n_seeds": len(group.cells), "seeds": " ".join(map(str, group.seeds))}
+        values = np.array([float(study.row(c)["headline"]) for c in group.cells])
+        row.update({"mean": float(values.mean()), "min": float(values.min()), "max": float(values.max()),
+                    "sd": float(values.std(ddof=1)) if len(values) > 1 else math.nan})
+        score = study.score(group)
+        row.update({"ci_low": score["ci_low"], "ci_high": score["ci_high"]})
+        base = study.base_group(group.model, group.eval_task)
+        if base is not None:
+            comparison = study.compare(group, base)
+            row.update({"vs_base_diff": comparison.get("diff"), "vs_base_ci_low": comparison.get("diff_ci_low"),
+                        "vs_base_ci_high": comparison.get("diff_ci_high"),
+                        "vs_base_significance": quality_verdict(comparison.get("diff_ci_low"),
+                                                                comparison.get("diff_ci_high"),
+                                                                study.higher_is_better(group.eval_task))})
+        notes = []
+        if len(values) < 2:
+            notes.append("one seed: spread across seeds n/a, CIs cover sample variance only")
+        if base is None:
+            notes.append("no base variant: change n/a")
+        row["note"] = "; ".join(notes)
+        rows.append(row)
+    return rows
+
+
+ANALYSES = {
+    "vs_base": vs_base,
+    "vs_larger_base": vs_larger_base,
+    "full_vs_lora": full_vs_lora,
+    "lora_rank": lora_rank,
+    "rank_correlation": rank_correlation,
+    "transfer": transfer,
+    "seeds": seeds,
+}
+
+
+# ---------------------------------------------------------------------------- files
+
+
+def read_predictions(files: Iterable[str | Path]) -> dict[str, list[dict]]:
+    from ftmatrix.io import read_jsonl
+
+    out = {}
+    for path in files:
+        try:
+            cell = cell_from_path(str(path))
+        except ValueError:
+            raise DataError(f"{path}: not inside a cell folder like results/eval/<model>/<method>/r<rank>/"
+                            f"<train_task>/seed<seed>/<eval_task>/.") from None
+        out[cell.path] = read_jsonl(path)
+    return out
+
+
+INTEGER_COLUMNS = ("rank", "seed", "n_seeds", "n_paired", "n_timed_paired", "best_rank", "n_ranks", "n",
+                   "undefined_resamples")
+
+
+def frame(rows: list[dict], columns: list[str]):
+    """Rows as a DataFrame with exactly ``columns``; count columns stay integers (no '4.0')."""
+    import pandas as pd
+
+    table = pd.DataFrame(rows, columns=columns)
+    for column in INTEGER_COLUMNS:
+        if column in table.columns:
+            table[column] = pd.to_numeric(table[column], errors="coerce").round().astype("Int64")
+    return table
+
+
+def write_table(table, path: str | Path) -> None:
+    from ftmatrix.io import write_text
+
+    write_text(path, table.to_csv(index=False, float_format="%.10g", lineterminator="\n"))
+
+
+def analyse(matrix_file, predictions_files, *, settings: BootstrapSettings | None = None,
+            statistic_for: Callable[[str, str], Statistic] = task_statistic) -> dict:
+    """Every analysis table as a DataFrame, keyed by table name."""
+    from ftmatrix.aggregate import read_matrix
+
+    study = Study(read_matrix(matrix_file), read_predictions(predictions_files), settings or BootstrapSettings(),
+                  statistic_for)
+    return {name: frame(function(study), TABLES[name]) for name, function in ANALYSES.items()}
+
+
+def analyse_matrix(matrix_file, predictions_files, analysis_dir, *, resamples: int = 1000, seed: int = 0,
+                   confidence: float = 0.95,
+                   statistic_for: Callable[[str, str], Statistic] = task_statistic) -> dict[str, Path]:
+    """Write results/analysis/<table>.csv for every analysis; returns the paths."""
+    settings = BootstrapSettings(resamples=int(resamples), seed=int(seed), confidence=float(confidence))
+    tables = analyse(matrix_file, predictions_files, settings=settings, statistic_for=statistic_for)
+    out = {}
+    for name, table in tables.items():
+        path = Path(analysis_dir) / f"{name}.csv"
+        write_table(table, path)
+        out[name] = path
+        log.info("analysis: %s (%d rows) -> %s", name, len(table), path)
+    return out
+
+
+def read_table(path: str | Path):
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no analysis table; run `snakemake {path}` first.")
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
