@@ -314,8 +314,8 @@ FULL_VS_LORA_COLUMNS = (["model", "train_task", "eval_task", "in_task", "headlin
 LORA_RANK_COLUMNS = ["model", "method", "rank", "train_task", "eval_task", "in_task", "headline_metric",
                      "n_seeds", "n", "value", "ci_low", "ci_high", "note"]
 RANK_CORRELATION_COLUMNS = ["model", "train_task", "eval_task", "in_task", "headline_metric", "n_ranks",
-                            "ranks", "spearman", "ci_low", "ci_high", "undefined_resamples", "best_rank",
-                            "significance", "note"]
+                            "ranks", "spearman", "ci_low", "ci_high", "undefined_resamples", "significance",
+                            "best_rank", "smallest_sufficient_rank", "note"]
 TRANSFER_COLUMNS = (["model", "method", "rank", "train_task", "eval_task", "in_task", "headline_metric",
                      "n_seeds"] + COMPARISON_COLUMNS + ["effect", "note"])
 SEEDS_COLUMNS = ["model", "method", "rank", "train_task", "eval_task", "headline_metric", "n_seeds", "seeds",
@@ -463,36 +463,52 @@ def _spearman_rows(ranks: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return rho
 
 
+CORRELATION_WORDS = {SIGNIFICANT_UP: "positive", SIGNIFICANT_DOWN: "negative",
+                     NOT_SIGNIFICANT: "no significant correlation", "n/a": "n/a"}
+
+
 def rank_correlation(study: Study) -> list[dict]:
+    """Spearman's rho of LoRA rank and score (≥ 3 ranks), the best rank, and the smallest rank
+    whose score is not significantly below the best one's (paired)."""
     rows = []
     for model, train_task, eval_task in _fine_tuned_triples(study):
         loras = _lora_by_rank(study, model, train_task, eval_task)
         ranks = sorted(loras)
+        if not ranks:
+            continue
         row = {"model": model, "train_task": train_task, "eval_task": eval_task,
                "in_task": train_task == eval_task, "headline_metric": study.headline_name(eval_task),
                "n_ranks": len(ranks), "ranks": " ".join(map(str, ranks))}
-        if not ranks:
+        ids = study.common_ids([c for r in ranks for c in loras[r].cells])
+        if not ids:
+            row.update({"significance": "n/a", "note": "n/a: the LoRA cells share no evaluation sample ids"})
+            rows.append(row)
             continue
+        parts = [study.group_distribution(loras[r], ids) for r in ranks]
+        points = np.array([[p for p, _ in parts]])
+        sign = 1.0 if study.higher_is_better(eval_task) else -1.0
+        best = ranks[int(np.nanargmax(sign * points[0]))] if np.isfinite(points).any() else None
+        row["best_rank"] = best
+        if best is not None:
+            for rank in ranks:
+                worse = quality_verdict(*study.interval(parts[ranks.index(rank)][1] - parts[ranks.index(best)][1]),
+                                        study.higher_is_better(eval_task)) == SIGNIFICANT_DOWN
+                if not worse:
+                    row["smallest_sufficient_rank"] = rank
+                    break
         if len(ranks) < 3:
             row.update({"significance": "n/a",
                         "note": f"n/a: a rank correlation needs at least 3 LoRA ranks, the study has {len(ranks)}"})
             rows.append(row)
             continue
-        ids = study.common_ids([c for r in ranks for c in loras[r].cells])
-        parts = [study.group_distribution(loras[r], ids) for r in ranks]
-        points = np.array([[p for p, _ in parts]])
         dists = np.stack([d for _, d in parts], axis=1)          # resamples × ranks
         rank_values = np.array(ranks, dtype=float)
         rho = float(_spearman_rows(rank_values, points)[0])
         rho_dist = _spearman_rows(rank_values, dists)
         low, high = study.interval(rho_dist)
-        sign = 1.0 if study.higher_is_better(eval_task) else -1.0
-        best = ranks[int(np.nanargmax(sign * points[0]))] if np.isfinite(points).any() else None
         row.update({"spearman": rho, "ci_low": low, "ci_high": high,
-                    "undefined_resamples": int(np.isnan(rho_dist).sum()), "best_rank": best,
-                    "significance": {SIGNIFICANT_UP: "positive", SIGNIFICANT_DOWN: "negative",
-                                     NOT_SIGNIFICANT: "no significant correlation"}[verdict(low, high)]
-                    if verdict(low, high) != "n/a" else "n/a"})
+                    "undefined_resamples": int(np.isnan(rho_dist).sum()),
+                    "significance": CORRELATION_WORDS[verdict(low, high)]})
         if not _finite(rho):
             row["note"] = "n/a: every rank has the same score"
         elif not (_finite(low) and _finite(high)):
@@ -584,7 +600,7 @@ def read_predictions(files: Iterable[str | Path]) -> dict[str, list[dict]]:
 
 
 INTEGER_COLUMNS = ("rank", "seed", "n_seeds", "n_paired", "n_timed_paired", "best_rank", "n_ranks", "n",
-                   "undefined_resamples")
+                   "undefined_resamples", "smallest_sufficient_rank")
 
 
 def frame(rows: list[dict], columns: list[str]):

@@ -25,7 +25,7 @@ from ftmatrix import grid
 
 HEADLINES = {"arc": "accuracy", "openmath": "exact_match", "squad_v2": "f1"}
 BASE_SKILL = {"demo-small": {"arc": 0.30, "openmath": 0.10, "squad_v2": 0.45},
-              "demo-large": {"arc": 0.50, "openmath": 0.25, "squad_v2": 0.55}}
+              "demo-large": {"arc": 0.60, "openmath": 0.35, "squad_v2": 0.65}}
 TRANSFER = {("arc", "squad_v2"): 0.25, ("openmath", "squad_v2"): -0.35}
 PLANTED_SCRIPT = "<script>document.title='PWNED';window.__pwned=1</script><img src=x onerror=\"window.__pwned=2\">"
 

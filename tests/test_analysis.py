@@ -1,0 +1,227 @@
+"""The analysis tables: paired bootstrap CIs, labels only where the CI excludes zero, partial grids."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ftmatrix.analysis import TABLES, BootstrapSettings, analyse, analyse_matrix
+from ftmatrix.errors import DataError
+from tests.test_aggregate_tree import aggregate, mean_score_statistic, study_config, write_results_tree
+
+FAST = BootstrapSettings(resamples=400, seed=0, confidence=0.95)
+
+
+def run(tree, settings=FAST):
+    return analyse(aggregate(tree), tree.predictions, settings=settings, statistic_for=mean_score_statistic)
+
+
+def rewrite_predictions(tree, cell_path, change):
+    path = tree.root / "results" / "eval" / cell_path / "predictions.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows = change(rows)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.fixture(scope="module")
+def full_tables(tmp_path_factory):
+    tree = write_results_tree(tmp_path_factory.mktemp("full"), study_config())
+    return tree, run(tree)
+
+
+def test_every_table_has_its_columns(full_tables):
+    _, tables = full_tables
+    for name, columns in TABLES.items():
+        assert list(tables[name].columns) == columns, name
+
+
+def test_fine_tuning_beats_its_base_on_the_trained_task(full_tables):
+    tree, tables = full_tables
+    matrix = pd.read_csv(tree.root / "results" / "matrix.csv")
+    vs = tables["vs_base"]
+    in_task_full = vs[(vs["method"] == "full") & vs["in_task"]]
+    assert len(in_task_full) == 3
+    for row in in_task_full.to_dict("records"):
+        base = matrix[(matrix["method"] == "base") & (matrix["model"] == row["model"])
+                      & (matrix["eval_task"] == row["eval_task"])]["headline"].item()
+        assert row["reference"] == pytest.approx(base)
+        assert row["diff"] == pytest.approx(row["value"] - row["reference"])
+        assert row["rel_pct"] == pytest.approx(100 * row["diff"] / row["reference"])
+        assert row["diff_ci_low"] > 0 and row["significance"] == "better"
+        assert row["diff_ci_low"] <= row["diff"] <= row["diff_ci_high"]
+        # tuned models answer briefly: faster than their base, significantly
+        assert row["latency_rel_pct"] < 0 and row["latency_significance"] == "faster"
+
+
+def test_transfer_and_forgetting_are_labelled_only_when_significant(full_tables):
+    _, tables = full_tables
+    t = tables["transfer"]
+    full = t[t["method"] == "full"].set_index(["train_task", "eval_task"])
+    assert full.loc[("openmath", "squad_v2"), "effect"] == "forgetting"
+    assert full.loc[("arc", "squad_v2"), "effect"] == "positive transfer"
+    assert full.loc[("arc", "arc"), "effect"] == "in-task gain"
+    for row in t.to_dict("records"):
+        spans_zero = row["diff_ci_low"] <= 0 <= row["diff_ci_high"]
+        assert (row["effect"] == "no significant change") == spans_zero, row
+
+
+def test_smaller_tuned_model_against_the_larger_base(full_tables):
+    _, tables = full_tables
+    t = tables["vs_larger_base"]
+    assert set(t["larger_model"]) == {"demo-large"} and set(t["model"]) == {"demo-small"}
+    assert (t["larger_model_params"] > t["model_params"]).all()
+    row = t[(t["method"] == "full") & (t["train_task"] == "arc") & (t["eval_task"] == "arc")].iloc[0]
+    assert row["significance"] == "better" and row["latency_significance"] == "faster"
+    untuned = t[(t["method"] == "base") & (t["eval_task"] == "arc")].iloc[0]
+    assert untuned["significance"] == "worse"
+
+
+def test_full_vs_best_lora_picks_the_best_rank(full_tables):
+    _, tables = full_tables
+    fvl = tables["full_vs_lora"]
+    ranks = tables["lora_rank"]
+    assert len(fvl) == 9
+    for row in fvl.to_dict("records"):
+        mine = ranks[(ranks["method"] == "lora") & (ranks["train_task"] == row["train_task"])
+                     & (ranks["eval_task"] == row["eval_task"])]
+        assert row["best_rank"] in set(mine[mine["value"] == mine["value"].max()]["rank"])
+        assert row["reference"] == pytest.approx(mine["value"].max())
+
+
+def test_rank_correlation_with_three_ranks(full_tables):
+    _, tables = full_tables
+    rc = tables["rank_correlation"]
+    assert len(rc) == 9 and (rc["n_ranks"] == 3).all()
+    defined = rc[rc["spearman"].notna()]
+    assert ((defined["spearman"] >= -1) & (defined["spearman"] <= 1)).all()
+    assert set(rc["significance"]) <= {"positive", "negative", "no significant correlation", "n/a"}
+    assert rc["smallest_sufficient_rank"].notna().all()
+    assert (rc["smallest_sufficient_rank"] <= rc["best_rank"]).all()
+
+
+def test_a_cell_against_itself_is_exactly_zero(tmp_path):
+    """Paired: the same predictions on both sides give a zero difference in every resample."""
+    tree = write_results_tree(tmp_path, study_config(methods=("base", "full"), tasks=("arc",)))
+    full = "demo-small/full/r0/arc/seed0/arc"
+    base = "demo-small/base/r0/none/seed0/arc"
+    base_rows = (tree.root / "results" / "eval" / base / "predictions.jsonl").read_text()
+    (tree.root / "results" / "eval" / full / "predictions.jsonl").write_text(base_rows)
+    row = run(tree)["vs_base"].iloc[0]
+    assert (row["diff"], row["diff_ci_low"], row["diff_ci_high"]) == (0, 0, 0)
+    assert row["significance"] == "no significant change"
+
+
+def test_pairing_follows_ids_not_file_order(tmp_path):
+    tree = write_results_tree(tmp_path, study_config(methods=("base", "full"), tasks=("arc", "squad_v2")))
+    before = run(tree)["vs_base"]
+    rewrite_predictions(tree, "demo-small/full/r0/arc/seed0/arc", lambda rows: rows[::-1])
+    after = run(tree)["vs_base"]
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_paired_interval_sees_a_small_consistent_gain(tmp_path):
+    """Six more right answers out of 60, nothing else changed: paired CI stays ≥ 0, as it must."""
+    tree = write_results_tree(tmp_path, study_config(methods=("base", "full"), tasks=("arc",)))
+    base = tree.root / "results" / "eval" / "demo-small/base/r0/none/seed0/arc" / "predictions.jsonl"
+    rows = [json.loads(line) for line in base.read_text().splitlines()]
+    wrong = [i for i, r in enumerate(rows) if r["scores"]["accuracy"] == 0][:6]
+    for i in wrong:
+        rows[i] = {**rows[i], "scores": {"accuracy": 1.0}}
+    (tree.root / "results" / "eval" / "demo-small/full/r0/arc/seed0/arc" / "predictions.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows))
+    row = run(tree)["vs_base"].iloc[0]
+    assert row["diff"] == pytest.approx(10.0)
+    assert row["diff_ci_low"] >= 0 and row["diff_ci_high"] <= 20
+
+
+def test_partial_grids_say_na_and_never_crash(tmp_path):
+    grids = {
+        "no_base": study_config(methods=("full", "lora"), models=("demo-small",)),
+        "one_rank": study_config(ranks=(8,), tasks=("arc",)),
+        "two_ranks": study_config(ranks=(8, 32), tasks=("arc",)),
+        "base_only": study_config(methods=("base",)),
+        "full_only": study_config(methods=("base", "full"), models=("demo-small",), tasks=("squad_v2",)),
+        "one_model": study_config(models=("demo-small",), tasks=("arc",), ranks=(4, 8, 16)),
+    }
+    for name, config in grids.items():
+        tree = write_results_tree(tmp_path / name, config)
+        tables = run(tree, BootstrapSettings(resamples=100))
+        for table, columns in TABLES.items():
+            assert list(tables[table].columns) == columns, (name, table)
+        if name == "no_base":
+            assert tables["vs_base"]["note"].str.startswith("n/a").all()
+            assert (tables["transfer"]["effect"] == "n/a").all()
+            assert tables["vs_larger_base"]["note"].iloc[0].startswith("n/a")
+        if name in ("one_rank", "two_ranks"):
+            rc = tables["rank_correlation"].iloc[0]
+            assert math.isnan(rc["spearman"]) and "at least 3 LoRA ranks" in rc["note"]
+            assert rc["best_rank"] in (8, 32)
+        if name == "full_only":
+            assert tables["full_vs_lora"]["note"].iloc[0] == "n/a: no LoRA in the study"
+            assert tables["rank_correlation"].empty
+        if name == "base_only":
+            assert tables["vs_base"].empty and tables["transfer"].empty and tables["seeds"].empty
+        if name == "one_model":
+            assert tables["vs_larger_base"]["note"].iloc[0].startswith("n/a")
+        if len(tables["seeds"]):
+            assert tables["seeds"]["note"].str.contains("one seed").all()
+
+
+def test_seed_variance_widens_the_interval(tmp_path):
+    """Two seeds that disagree completely: sample resampling alone would give a zero-width CI."""
+    tree = write_results_tree(tmp_path, study_config(methods=("base", "full"), tasks=("arc",), seeds=(0, 1),
+                                                     models=("demo-small",)))
+    for seed, score in ((0, 1.0), (1, 0.0)):
+        rewrite_predictions(tree, f"demo-small/full/r0/arc/seed{seed}/arc",
+                            lambda rows, score=score: [{**r, "scores": {"accuracy": score}} for r in rows])
+    for path in tree.metrics:   # keep the matrix consistent with the rewritten predictions
+        data = json.loads(path.read_text())
+        if data["cell"]["method"] == "full":
+            data["headline"]["value"] = 100.0 * (data["cell"]["seed"] == 0)
+            path.write_text(json.dumps(data))
+    seeds = run(tree)["seeds"].iloc[0]
+    assert seeds["n_seeds"] == 2 and seeds["mean"] == 50 and seeds["sd"] == pytest.approx(math.sqrt(5000))
+    assert seeds["ci_low"] == 0 and seeds["ci_high"] == 100
+    lora_rank = run(tree)["lora_rank"].iloc[0]
+    assert lora_rank["value"] == 50 and lora_rank["ci_low"] == 0 and lora_rank["ci_high"] == 100
+
+
+def test_identical_inputs_give_identical_files(tmp_path):
+    tree = write_results_tree(tmp_path, study_config(tasks=("arc", "squad_v2"), ranks=(4, 16, 64)))
+    matrix = aggregate(tree)
+    outputs = []
+    for name in ("a", "b"):
+        paths = analyse_matrix(matrix, tree.predictions, tmp_path / name, resamples=200,
+                               statistic_for=mean_score_statistic)
+        outputs.append({k: p.read_bytes() for k, p in paths.items()})
+    assert outputs[0] == outputs[1]
+    assert b"nan" not in outputs[0]["vs_base"].lower()
+
+
+def test_missing_predictions_is_a_clear_error(tree_small):
+    tree = tree_small
+    with pytest.raises(DataError, match="predictions.jsonl"):
+        analyse(aggregate(tree), tree.predictions[1:], settings=FAST, statistic_for=mean_score_statistic)
+
+
+@pytest.fixture
+def tree_small(tmp_path):
+    return write_results_tree(tmp_path, study_config(methods=("base", "full"), tasks=("arc",)))
+
+
+def test_spearman_matches_scipy():
+    from scipy.stats import spearmanr
+
+    from ftmatrix.analysis import _spearman_rows
+
+    rng = np.random.default_rng(3)
+    ranks = np.array([4, 16, 64, 256], dtype=float)
+    scores = rng.integers(0, 5, size=(50, 4)).astype(float)
+    ours = _spearman_rows(ranks, scores)
+    for row, value in zip(scores, ours):
+        expected = spearmanr(ranks, row).statistic
+        assert (math.isnan(value) and math.isnan(expected)) or value == pytest.approx(expected)
