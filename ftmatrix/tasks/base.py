@@ -26,14 +26,29 @@ class TaskKind:
     # Read local files of a given format ("hub_jsonl", "hub_parquet", "arc_release", "squad_json")
     # into hub-schema rows. Raises DataError naming file, row and field.
     read_local: Callable[[Sequence[str], str], list[dict]]
-    # A normalised text used to keep train and eval disjoint (e.g. the question or problem).
+    # Hub-schema row -> a normalised text used to keep train and eval disjoint (e.g. the
+    # question or problem): eval rows never share it with training rows.
     dedup_key: Callable[[dict], str]
     # Generated text (+ the example's reference) -> extracted answer (str; "" for none/abstain).
     extract: Callable[[str, dict], str]
-    # Extracted answer + reference -> per-sample scores {name: float}; never raises.
+    # Extracted answer + reference -> per-sample scores {name: float | None}; never raises.
+    # Rates are 0 or 100 per sample (F1: 0–100), so their means are percentages.
     score: Callable[[str, dict], dict]
     # Per-sample rows (each with "extracted", "reference", "scores") -> corpus metrics {name: float}.
-    # Must include ``headline``. The bootstrap calls it on resamples, so keep it pure.
+    # Must include ``headline``. The bootstrap calls it on resamples, so keep it pure. A metric
+    # undefined on the rows given (e.g. none of them) is None.
     metrics: Callable[[Sequence[dict]], dict]
     # Does a higher headline value mean better? (all current headlines: True)
     higher_is_better: bool = True
+    # Metric name -> a vectorised bootstrap statistic (ftmatrix.bootstrap.Vectorised), or None
+    # where only ``metrics`` on each resample computes it. See ftmatrix.bootstrap.metric_ci.
+    statistics: Callable[[str], object] | None = None
+    # Hub-schema row -> None to keep it, or the reason it cannot be used (recorded in meta.json).
+    drop_reason: Callable[[dict], str | None] | None = None
+    # True when ids are derived from the content (no id in the source): an identical row is
+    # then a harmless duplicate that is dropped, not an error.
+    content_ids: bool = False
+    # What ``dedup_key`` compares, in words (recorded in meta.json).
+    dedup_description: str = "normalised question text"
+    # Local file formats ``read_local`` accepts.
+    formats: tuple = ("hub_jsonl", "hub_parquet")

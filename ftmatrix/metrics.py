@@ -1,0 +1,655 @@
+"""Answer extraction, normalisation and metrics of the three task kinds: plain, tested code.
+
+Scales: every per-sample rate score is 0 or 100 (SQuAD F1: 0–100), so the mean of a score
+over rows is a percentage; absolute errors are in the answer's own units. A corpus metric
+that is undefined on the rows given (an empty subset, no numeric answers) is ``None``.
+
+- SQuAD v2: exact match and F1 exactly as the official v2.0 evaluation script defines them
+  (normalise: lower-case, drop punctuation, drop the articles a/an/the, collapse whitespace;
+  gold answers that normalise to nothing are dropped and an unanswerable question's only gold
+  is the empty string; maximum over gold answers; F1 is 1/0 when either side has no tokens),
+  overall and split into HasAns / NoAns (HasAns: the question lists gold answers).
+- OpenMathInstruct-2: exact match after maths-aware normalisation, absolute error on answers
+  that parse as numbers, parse rate.
+- ARC: the label named by the generated text, accuracy, macro-F1 over the gold labels and the
+  share of outputs with no parseable label.
+
+Every function here accepts any string (empty, huge, repetitive, odd Unicode) without raising.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import re
+import string
+import unicodedata
+from decimal import Decimal, localcontext
+from fractions import Fraction
+from typing import Iterable, Sequence
+
+import numpy as np
+
+# --------------------------------------------------------------------------------------
+# Shared helpers
+# --------------------------------------------------------------------------------------
+
+_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
+
+
+def strip_thinking(text: str) -> str:
+    """Drop Qwen3-style ``<think>…</think>`` blocks; an unclosed block means no answer was given."""
+    text = text or ""
+    if "</think>" in text and "<think>" not in text.split("</think>")[0]:
+        # The opening tag was part of the prompt (the chat template adds it): keep what follows.
+        text = text.rsplit("</think>", 1)[1]
+    text = _THINK_BLOCK.sub("", text)
+    if "<think>" in text:
+        text = text.split("<think>", 1)[0]
+    return text
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return float(sum(values) / len(values)) if values else None
+
+
+# --------------------------------------------------------------------------------------
+# SQuAD v2 (official v2.0 definitions)
+# --------------------------------------------------------------------------------------
+
+_PUNCTUATION = frozenset(string.punctuation)
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+
+
+def squad_normalize(text: str) -> str:
+    """Lower-case, remove punctuation, remove a/an/the, collapse whitespace (official order)."""
+    text = (text or "").lower()
+    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def squad_tokens(text: str) -> list[str]:
+    return squad_normalize(text).split() if text else []
+
+
+def squad_exact(gold: str, prediction: str) -> int:
+    """1 when the normalised strings are equal, else 0 (one gold answer)."""
+    return int(squad_normalize(gold) == squad_normalize(prediction))
+
+
+def squad_f1(gold: str, prediction: str) -> float:
+    """Token-overlap F1 in 0–1 (one gold answer); 1/0 when either side has no tokens."""
+    gold_tokens = squad_tokens(gold)
+    pred_tokens = squad_tokens(prediction)
+    if not gold_tokens or not pred_tokens:
+        return float(gold_tokens == pred_tokens)
+    common = collections.Counter(gold_tokens) & collections.Counter(pred_tokens)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision = same / len(pred_tokens)
+    recall = same / len(gold_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_golds(answers: Iterable[str]) -> list[str]:
+    """Gold answers as the official script uses them: those that normalise to something, else ['']."""
+    golds = [a for a in answers if squad_normalize(a)]
+    return golds or [""]
+
+
+def squad_score(prediction: str, answers: Sequence[str]) -> dict:
+    """Per-question {'exact': 0|100, 'f1': 0–100}, maximum over the gold answers."""
+    golds = squad_golds(answers)
+    exact = max(squad_exact(g, prediction) for g in golds)
+    f1 = max(squad_f1(g, prediction) for g in golds)
+    return {"exact": 100.0 * exact, "f1": 100.0 * f1}
+
+
+_QUOTE_PAIRS = {('"', '"'), ("'", "'"), ("`", "`"), ("“", "”"), ("‘", "’"), ("«", "»"), ("„", "“"), ("„", "”")}
+_ANSWER_PREFIX = re.compile(r"^\s*(?:final\s+)?answer\s*[:：\-–]\s*", re.IGNORECASE)
+_ABSTAIN = re.compile(
+    r"(?:(?:this\s+)?question\s+is\s+|it\s+is\s+|its\s+)?"
+    r"(?:unanswerable|not\s+answerable|cannot\s+be\s+answered|cant\s+be\s+answered|can\s+not\s+be\s+answered"
+    r"|no\s+answer(?:\s+(?:found|given|provided|available))?|none|na|unknown)"
+    r"(?:\s+from\s+context|\s+from\s+given\s+context)?"
+)
+
+
+def is_abstention(text: str) -> bool:
+    """'unanswerable' and its obvious variants ('No answer.', 'none', 'cannot be answered', 'N/A')."""
+    return bool(_ABSTAIN.fullmatch(squad_normalize(text)))
+
+
+def extract_span(text: str) -> str:
+    """The answer span of a SQuAD-style generation: its first non-empty line, without an
+    'Answer:' prefix or surrounding quotes; an abstention becomes '' (no answer)."""
+    text = strip_thinking(text)
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    line = _ANSWER_PREFIX.sub("", line).strip()
+    for _ in range(3):  # '"Paris"', '“Paris.”', "'Paris'." — quotes around the whole answer only
+        bare = line[:-1].rstrip() if line.endswith(".") else line
+        if len(bare) >= 2 and (bare[0], bare[-1]) in _QUOTE_PAIRS:
+            line = bare[1:-1].strip()
+        else:
+            break
+    if not line or is_abstention(line):
+        return ""
+    return line
+
+
+def squad_metrics(rows: Sequence[dict]) -> dict:
+    """Official overall, HasAns and NoAns exact/F1 (percent) from per-sample scores."""
+    exact, f1 = [], []
+    has = {"HasAns": ([], []), "NoAns": ([], [])}
+    for row in rows:
+        scores = row.get("scores") or squad_score(row.get("extracted") or "", row["reference"]["answers"])
+        group = "HasAns" if row["reference"]["answers"] else "NoAns"
+        exact.append(scores["exact"])
+        f1.append(scores["f1"])
+        has[group][0].append(scores["exact"])
+        has[group][1].append(scores["f1"])
+    out = {"exact": _mean(exact), "f1": _mean(f1), "total": len(rows)}
+    for group, (ex, f) in has.items():
+        out[f"{group}_exact"] = _mean(ex)
+        out[f"{group}_f1"] = _mean(f)
+        out[f"{group}_total"] = len(ex)
+    out["abstain_rate"] = _mean([100.0 * (not (row.get("extracted") or "")) for row in rows])
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# OpenMathInstruct-2: maths-aware normalisation
+# --------------------------------------------------------------------------------------
+
+_BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
+# Numbers longer than this (in characters) are not parsed: no real answer is that long, and
+# Python refuses to convert integer strings beyond a few thousand digits.
+_MAX_NUMBER_CHARS = 80
+_MAX_MAGNITUDE = Fraction(10) ** 300
+
+
+def _braced(text: str, start: int) -> tuple[str, int] | None:
+    """Content of the brace group opening at text[start] ('{'), and the index after it."""
+    depth = 0
+    i = start
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\\":
+            i += 2  # an escaped character (\{, \}) never opens or closes a group
+            continue
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start + 1:i], i + 1
+        i += 1
+    return None
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{…}`` (or ``\\fbox{…}``), nested braces included.
+
+    ``\\boxed 5`` (no braces) gives '5'. An unclosed last box (a truncated output) gives None.
+    """
+    matches = list(_BOX_COMMAND.finditer(text or ""))
+    if not matches:
+        return None
+    end = matches[-1].end()
+    rest = text[end:]
+    stripped = rest.lstrip()
+    if stripped.startswith("{"):
+        found = _braced(text, end + len(rest) - len(stripped))
+        return found[0] if found else None
+    token = re.match(r"[^\s$]+", stripped)
+    return token.group(0) if token else None
+
+
+_TEXT_COMMANDS = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mathit|mbox|operatorname)\s*\{([^{}]*)\}")
+# A LaTeX row break (two backslashes) is kept; '\ ' after it is not a spacing command.
+_SPACING = re.compile(r"\\\\|\\[,;:! ]|\\q?quad(?![A-Za-z])|\\displaystyle(?![A-Za-z])|\\(?:left|right)(?![A-Za-z])|~")
+_BASE_SUBSCRIPT = re.compile(r"(\d+)_\{?\d+\}?")
+_DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\circ(?![A-Za-z])|\\degree(?![A-Za-z])")
+_SIMPLE = re.compile(r"[A-Za-z0-9.]+")
+_MIXED = re.compile(r"(\d+)\s*\\frac\s*\{(\d+)\}\s*\{(\d+)\}")
+_SQRT_SHORT = re.compile(r"\\sqrt\s*([0-9A-Za-z])")
+_UNIT_SUFFIX = re.compile(
+    r"([+-]?(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:/\d+)?)\s*((?:[A-Za-z]{2,}\.?)(?:\^\{?\d\}?)?(?:\s+[A-Za-z]+\.?)*)"
+)
+_ASSIGNMENT = re.compile(r"([A-Za-z])\s*=\s*(.+)", re.DOTALL)
+_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?")
+_SIGNED_PART = r"\(?([+-]?(?:\d+(?:\.\d*)?|\.\d+))\)?"
+_RATIO = re.compile(rf"([+-]?){_SIGNED_PART}/{_SIGNED_PART}")
+_LETTER_CHOICE = re.compile(r"\(([A-Za-z])\)")
+
+
+def _decimal_fraction(text: str) -> Fraction | None:
+    if len(text) > _MAX_NUMBER_CHARS or not _DECIMAL.fullmatch(text):
+        return None
+    mantissa, _, exponent = text.lower().partition("e")
+    value = Fraction(mantissa) if mantissa not in ("", "+", "-") else None
+    if value is None:
+        return None
+    if exponent:
+        value *= Fraction(10) ** int(exponent)
+    return value
+
+
+def _as_fraction(text: str) -> Fraction | None:
+    """A number written as an integer, decimal, or ratio of them (after normalisation)."""
+    if not text or len(text) > _MAX_NUMBER_CHARS:
+        return None
+    value = _decimal_fraction(text)
+    if value is None:
+        ratio = _RATIO.fullmatch(text)
+        if ratio:
+            numerator = _decimal_fraction(ratio.group(2))
+            denominator = _decimal_fraction(ratio.group(3))
+            if numerator is None or denominator in (None, 0):
+                return None
+            value = numerator / denominator * (-1 if ratio.group(1) == "-" else 1)
+    if value is None or abs(value) > _MAX_MAGNITUDE:
+        return None
+    return value
+
+
+def _canonical_number(value: Fraction) -> str:
+    """One spelling per rational number: a plain decimal when it terminates, else p/q."""
+    q = value.denominator
+    twos = fives = 0
+    while q % 2 == 0:
+        q //= 2
+        twos += 1
+    while q % 5 == 0:
+        q //= 5
+        fives += 1
+    if q != 1 or max(twos, fives) > 40:
+        return f"{value.numerator}/{value.denominator}"
+    with localcontext() as ctx:
+        ctx.prec = 400
+        text = format(Decimal(value.numerator) / Decimal(value.denominator), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def _frac_part(x: str) -> str:
+    x = x.strip()
+    return x if _SIMPLE.fullmatch(x) else f"({x})"
+
+
+def _replace_fracs(s: str, depth: int = 0) -> str:
+    """``\\frac{a}{b}`` (nested braces allowed) and ``\\frac12`` -> 'a/b', '(a+1)/(b)', …"""
+    if depth > 20 or "\\frac" not in s:
+        return s
+    out: list[str] = []
+    i = 0
+    while True:
+        j = s.find("\\frac", i)
+        if j < 0:
+            out.append(s[i:])
+            break
+        out.append(s[i:j])
+        k = j + 5
+        args = []
+        while len(args) < 2:
+            while k < len(s) and s[k] == " ":
+                k += 1
+            if k < len(s) and s[k] == "{":
+                found = _braced(s, k)
+                if not found:
+                    break
+                args.append(found[0])
+                k = found[1]
+            elif k < len(s) and s[k].isascii() and s[k].isalnum():
+                args.append(s[k])
+                k += 1
+            else:
+                break
+        if len(args) < 2:
+            out.append("\\frac")
+            i = j + 5
+            continue
+        numerator, denominator = (_replace_fracs(arg, depth + 1) for arg in args)
+        text = f"{_frac_part(numerator)}/{_frac_part(denominator)}"
+        previous = next((piece[-1] for piece in reversed(out) if piece), "")
+        if previous.isdigit():
+            text = f"({text})"  # '2\\frac{1}{2}' inside a longer expression: keep it apart from the 2
+        out.append(text)
+        i = k
+    return "".join(out)
+
+
+def _normalize_math_once(s: str) -> str:
+    s = unicodedata.normalize("NFKC", s).strip()
+    boxed = last_boxed(s)
+    if boxed is not None:
+        s = boxed
+    for _ in range(10):
+        replaced = _TEXT_COMMANDS.sub(lambda m: m.group(1), s)
+        if replaced == s:
+            break
+        s = replaced
+    s = s.replace("\\$", "").replace("$", "")
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    s = _SPACING.sub(lambda m: m.group(0) if m.group(0) == "\\\\" else " ", s)
+    s = _DEGREES.sub("", s)
+    s = s.replace("\\%", "").replace("%", "")
+    s = s.replace("{,}", ",")
+    s = " ".join(s.split()).strip()
+    s = s.rstrip(".").strip()
+    unit = _UNIT_SUFFIX.fullmatch(s)
+    if unit:
+        s = unit.group(1)
+    assignment = _ASSIGNMENT.fullmatch(s)
+    if assignment and "=" not in assignment.group(2).replace("\\le", "").replace("\\ge", ""):
+        s = assignment.group(2).strip()
+    mixed = _MIXED.fullmatch(s)
+    if mixed and int(mixed.group(3)) != 0 and len(s) < _MAX_NUMBER_CHARS:
+        value = int(mixed.group(1)) + Fraction(int(mixed.group(2)), int(mixed.group(3)))
+        return _canonical_number(value)
+    s = _replace_fracs(s)
+    s = _SQRT_SHORT.sub(lambda m: f"\\sqrt{{{m.group(1)}}}", s)
+    s = re.sub(r"\s+", "", s)
+    base = _BASE_SUBSCRIPT.fullmatch(s)
+    if base:  # '1001_8': the dataset writes the digits alone ('1001')
+        s = base.group(1)
+    if _THOUSANDS.fullmatch(s):
+        s = s.replace(",", "")
+    if s.startswith("+"):
+        s = s[1:]
+    value = _as_fraction(s)
+    if value is not None:
+        return _canonical_number(value)
+    choice = _LETTER_CHOICE.fullmatch(s)
+    if choice:
+        s = choice.group(1)
+    if s.isascii() and s.isalpha():
+        s = s.lower()
+    return s
+
+
+def normalize_math_answer(answer: str) -> str:
+    """A canonical spelling of a final answer, for exact-match comparison.
+
+    Handles: a surrounding ``\\boxed{}`` (nested braces), ``$``, ``\\text{}``/units after a
+    number ('5 cm', '45 granola bars'), percentages ('50\\%' -> '50'), degrees, LaTeX spacing
+    (``\\,``, ``\\!``, ``\\left``/``\\right``, ``\\quad``), thousands separators ('1,000',
+    '1{,}000'), ``\\frac``/``\\dfrac``/``\\tfrac`` (braced or '\\frac12'), mixed numbers, a
+    leading 'x =' and case of word answers. Rational numbers get one spelling: '0.5', '1/2',
+    '\\frac{1}{2}' and '.50' all become '0.5'; '\\frac{7}{3}' becomes '7/3'.
+    """
+    s = answer if isinstance(answer, str) else str(answer)
+    # Each pass can expose another layer (a box in a box, 'x = y = 3'): repeat to a fixed point.
+    for _ in range(8):
+        t = _normalize_math_once(s)
+        if t == s:
+            break
+        s = t
+    return s
+
+
+def parse_number(answer: str) -> Fraction | None:
+    """The answer's exact rational value when it is a number ('1,000', '\\frac{3}{4}', '12.5\\%', '$5')."""
+    return _as_fraction(normalize_math_answer(answer))
+
+
+def math_equal(prediction: str, gold: str) -> bool:
+    """Exact match after normalisation (an empty answer never matches)."""
+    gold_norm = normalize_math_answer(gold)
+    return bool(gold_norm) and normalize_math_answer(prediction) == gold_norm
+
+
+_ANSWER_IS = re.compile(r"answer\s*(?:is|:)\s*:?\s*([^\n]+)", re.IGNORECASE)
+_LAST_NUMBER = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?")
+
+
+def extract_math_answer(text: str) -> str:
+    """The final answer of a worked solution: the last ``\\boxed{…}``; else what follows the last
+    'answer is' / 'Answer:'; else the last number; else '' (no answer)."""
+    text = strip_thinking(text)
+    boxed = last_boxed(text)
+    if boxed is not None:
+        return boxed.strip()
+    stated = None
+    for stated in _ANSWER_IS.finditer(text):
+        pass
+    if stated is not None:
+        answer = stated.group(1).strip().rstrip(".").strip()
+        if answer:
+            return answer
+    number = None
+    for number in _LAST_NUMBER.finditer(text):
+        pass
+    return number.group(0).replace(" ", "") if number is not None else ""
+
+
+def math_score(prediction: str, gold: str) -> dict:
+    """{'exact_match': 0|100, 'abs_error': float|None, 'parsed': 0|100|None}.
+
+    ``abs_error`` is |prediction − gold| when both are numbers; ``parsed`` says whether the
+    prediction is a number, and is None when the gold answer is not one (e.g. '2\\sqrt{5}').
+    """
+    gold_value = parse_number(gold)
+    pred_value = parse_number(prediction) if prediction else None
+    score = {"exact_match": 100.0 * math_equal(prediction, gold), "abs_error": None, "parsed": None}
+    if gold_value is not None:
+        score["parsed"] = 100.0 * (pred_value is not None)
+        if pred_value is not None:
+            score["abs_error"] = float(abs(pred_value - gold_value))
+    return score
+
+
+def math_metrics(rows: Sequence[dict]) -> dict:
+    """Exact match (percent), absolute error (mean, median, count) on numeric answers, parse rate.
+
+    ``parse_rate``: of the rows whose gold answer is a number, the percentage whose prediction
+    is a number too (the rows with an absolute error); ``answer_rate``: rows with any answer.
+    """
+    exact, errors, parsed, answered = [], [], [], []
+    for row in rows:
+        scores = row.get("scores") or math_score(row.get("extracted") or "", row["reference"]["answer"])
+        exact.append(scores["exact_match"])
+        if scores.get("abs_error") is not None:
+            errors.append(scores["abs_error"])
+        if scores.get("parsed") is not None:
+            parsed.append(scores["parsed"])
+        answered.append(100.0 * bool(row.get("extracted")))
+    return {
+        "exact_match": _mean(exact),
+        "abs_error_mean": _mean(errors),
+        "abs_error_median": float(np.median(errors)) if errors else None,
+        "n_parsed": len(errors),
+        "n_numeric": len(parsed),
+        "parse_rate": _mean(parsed),
+        "answer_rate": _mean(answered),
+        "total": len(rows),
+    }
+
+
+# --------------------------------------------------------------------------------------
+# ARC: choice labels
+# --------------------------------------------------------------------------------------
+
+DEFAULT_LABELS = ("A", "B", "C", "D", "E")
+POSITION_NAMES = "ABCDEFGHIJ"
+# After 'A' a lower-case word usually means the article ('A ball rolls'), not the label;
+# these words commonly follow a label instead ('A because …').
+_LABEL_FOLLOWERS = {"because", "since", "as", "is", "which", "and", "with", "for", "from", "would", "will",
+                    "best", "correct", "seems", "should", "must"}
+_EXPLICIT = re.compile(
+    r"\b(?:answer|option|choice)(?:\s+(?:is|would\s+be|will\s+be|should\s+be))?\s*[:=\-–]?\s*"
+    r"(?:(?:option|choice|label)\s+)?[(\[]?\s*([A-Za-z0-9])\s*[)\]]?(?![A-Za-z0-9])",
+    re.IGNORECASE,
+)
+_LEADING = re.compile(r"[*_\s]*[(\[]?\s*([A-Za-z0-9])(?![A-Za-z0-9])\s*[)\]]?")
+_BARE_LINE = re.compile(r"[*_(\[\s]*([A-Za-z0-9])[)\].:*_\s]*")
+
+
+def _article_like(token: str, rest: str) -> bool:
+    """'A ball', 'a dog': the letter starts a phrase instead of naming a choice."""
+    follower = re.match(r"\s+([A-Za-z]+)", rest)
+    if not follower or rest[:1] in ").]:":
+        return False
+    word = follower.group(1)
+    if token == "a" or token.islower():
+        return word.lower() not in _LABEL_FOLLOWERS
+    if token == "A":
+        return word[0].islower() and word.lower() not in _LABEL_FOLLOWERS
+    return False
+
+
+def _choice_key(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", text).strip().rstrip(".").split())
+
+
+def _choice_named(line: str, labels: Sequence[str], choices: Sequence[str]) -> str | None:
+    """The label of the choice whose text the line repeats (exactly; else ignoring case when
+    only one choice matches that way: 'RR' and 'Rr' are different choices)."""
+    if not line:
+        return None
+    for label, choice in zip(labels, choices):
+        if _choice_key(choice) == line:
+            return label
+    folded = [label for label, choice in zip(labels, choices) if _choice_key(choice).casefold() == line.casefold()]
+    return folded[0] if len(folded) == 1 else None
+
+
+def extract_choice_label(text: str, labels: Sequence[str] = DEFAULT_LABELS,
+                         choices: Sequence[str] = ()) -> str:
+    """The choice label a generation names ("C", "C.", "(C)", "C) text", "The answer is C",
+    "Answer: C", "c", numeric labels), in the dataset's spelling; '' when it names none.
+
+    Only the row's own labels count. Order: the last explicit statement ('answer is C'), then a
+    label opening the text, then a line holding only a label, then the text of a choice.
+    """
+    labels = [str(label) for label in labels] or list(DEFAULT_LABELS)
+    by_upper = {label.strip().upper(): label for label in labels}
+    text = unicodedata.normalize("NFKC", strip_thinking(text or "")).strip()
+    if not text:
+        return ""
+
+    def known(token: str) -> str | None:
+        return by_upper.get(token.upper())
+
+    for match in reversed(list(_EXPLICIT.finditer(text))):
+        token = match.group(1)
+        if known(token) and not _article_like(token, text[match.end(1):]):
+            return known(token)
+    first_line = _choice_key(text.splitlines()[0])
+    if len(first_line) > 3:  # the text of a choice, e.g. 'C_{6}H_{12}O_{6}' (not a label and more)
+        named = _choice_named(first_line, labels, choices)
+        if named:
+            return named
+    match = _LEADING.match(text)
+    if match and known(match.group(1)) and not _article_like(match.group(1), text[match.end(1):]):
+        return known(match.group(1))
+    for line in reversed(text.splitlines()):
+        bare = _BARE_LINE.fullmatch(line)
+        if bare and known(bare.group(1)):
+            return known(bare.group(1))
+    return _choice_named(first_line, labels, choices) or ""
+
+
+def arc_score(prediction: str, reference: dict) -> dict:
+    """{'correct': 0|100, 'no_label': 0|100}."""
+    return {"correct": 100.0 * (bool(prediction) and prediction == reference["label"]),
+            "no_label": 100.0 * (not prediction)}
+
+
+def label_position(label: str, labels: Sequence[str]) -> str | None:
+    """The choice's position as a letter ('1' of ['1','2','3','4'] -> 'A'); None when absent."""
+    try:
+        index = list(labels).index(label)
+    except ValueError:
+        return None
+    return POSITION_NAMES[index] if index < len(POSITION_NAMES) else str(index)
+
+
+def macro_f1(golds: Sequence[str], predictions: Sequence[str | None]) -> float | None:
+    """Macro-F1 (percent) over the classes present among the golds; a prediction outside them
+    (or None) is a miss for its gold class and no class's false positive."""
+    classes = sorted(set(golds))
+    if not classes:
+        return None
+    f1s = []
+    for c in classes:
+        tp = sum(1 for g, p in zip(golds, predictions) if g == c and p == c)
+        gold_n = sum(1 for g in golds if g == c)
+        pred_n = sum(1 for p in predictions if p == c)
+        f1s.append(2 * tp / (gold_n + pred_n))
+    return 100.0 * sum(f1s) / len(f1s)
+
+
+def arc_positions(rows: Sequence[dict]) -> tuple[list[str], list[str | None]]:
+    """Gold and predicted answer positions of ARC rows (labels compared by position, so the
+    numeric 1–4 labels of some questions count with A–D rather than as classes of their own)."""
+    golds, preds = [], []
+    for row in rows:
+        labels = row["reference"]["labels"]
+        golds.append(label_position(row["reference"]["label"], labels) or "?")
+        extracted = row.get("extracted") or ""
+        preds.append(label_position(extracted, labels) if extracted else None)
+    return golds, preds
+
+
+def arc_metrics(rows: Sequence[dict]) -> dict:
+    """Accuracy, macro-F1 over answer positions, and the share of outputs with no label (percent)."""
+    correct, no_label = [], []
+    for row in rows:
+        scores = row.get("scores") or arc_score(row.get("extracted") or "", row["reference"])
+        correct.append(scores["correct"])
+        no_label.append(scores["no_label"])
+    golds, preds = arc_positions(rows)
+    return {"accuracy": _mean(correct), "macro_f1": macro_f1(golds, preds),
+            "no_label_rate": _mean(no_label), "total": len(rows)}
+
+
+class MacroF1Statistic:
+    """Vectorised macro-F1 for the bootstrap: one gather and one bincount per chunk of resamples."""
+
+    def __init__(self, golds: Sequence[str], predictions: Sequence[str | None]):
+        classes = sorted(set(golds))
+        index = {c: i for i, c in enumerate(classes)}
+        self.k = len(classes)
+        other = self.k  # predictions outside the gold classes, or none
+        gold_codes = np.array([index[g] for g in golds], dtype=np.int64)
+        pred_codes = np.array([index.get(p, other) if p is not None else other for p in predictions],
+                              dtype=np.int64)
+        self.codes = gold_codes * (self.k + 1) + pred_codes
+        self._value = macro_f1(list(golds), list(predictions))
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[dict]) -> "MacroF1Statistic":
+        return cls(*arc_positions(rows))
+
+    def full(self) -> float | None:
+        return self._value
+
+    def on_indices(self, idx: np.ndarray) -> np.ndarray:
+        r = idx.shape[0]
+        m = self.k * (self.k + 1)
+        if m == 0:
+            return np.full(r, np.nan)
+        codes = self.codes[idx] + (np.arange(r, dtype=np.int64) * m)[:, None]
+        confusion = np.bincount(codes.ravel(), minlength=r * m).reshape(r, self.k, self.k + 1)
+        tp = confusion[:, np.arange(self.k), np.arange(self.k)]
+        gold_n = confusion.sum(axis=2)
+        pred_n = confusion[:, :, : self.k].sum(axis=1)
+        present = gold_n > 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            f1 = np.where(present, 2 * tp / np.maximum(gold_n + pred_n, 1), 0.0)
+            counts = present.sum(axis=1)
+            return np.where(counts > 0, 100.0 * f1.sum(axis=1) / np.maximum(counts, 1), np.nan)
+
+
+def finite_or_none(value) -> float | None:
+    """A float for JSON, or None for an undefined value (None, NaN, ±inf)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None

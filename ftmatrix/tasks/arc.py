@@ -1,0 +1,135 @@
+"""ARC (AI2 Reasoning Challenge): multiple choice, answered with the choice's label.
+
+Hub schema (allenai/ai2_arc): ``{"id", "question", "choices": {"text": [...], "label": [...]},
+"answerKey"}``. Most questions have four choices labelled A–D; a few have three or five, and
+some are labelled 1–4 instead: labels are kept as the dataset spells them.
+
+Prompt: the question, one line per choice ("A. text"), and an instruction to answer with the
+label only. Completion: the gold label ("C"). Reference: ``{"label", "labels", "choices"}``.
+Metrics: macro-F1 over answer positions (headline), accuracy, and the share of outputs naming
+no label of the question.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from ftmatrix import metrics as M
+from ftmatrix.bootstrap import Vectorised, mean_of
+from ftmatrix.data import (WHERE, assistant_message, get_field, get_str_list, normalise_text, read_hub_files,
+                           read_jsonl_rows, unsupported_format, user_message, where_of)
+from ftmatrix.errors import DataError
+from ftmatrix.tasks.base import TaskKind
+
+FORMATS = ("hub_jsonl", "hub_parquet", "arc_release")
+
+
+def _or_list(labels: Sequence[str]) -> str:
+    labels = list(labels)
+    return labels[0] if len(labels) == 1 else f"{', '.join(labels[:-1])} or {labels[-1]}"
+
+
+def build_prompt(question: str, labels: Sequence[str], choices: Sequence[str]) -> str:
+    lines = [question.strip(), ""]
+    lines += [f"{label}. {text.strip()}" for label, text in zip(labels, choices)]
+    lines += ["", f"Answer with the label of the correct choice ({_or_list(labels)}) and nothing else."]
+    return "\n".join(lines)
+
+
+def _choices(row: dict, where: str) -> tuple[list[str], list[str]]:
+    choices = get_field(row, "choices", dict, where)
+    texts = get_str_list(choices, "text", f"{where}, field 'choices'", min_items=2)
+    labels = get_str_list(choices, "label", f"{where}, field 'choices'", min_items=2)
+    if len(texts) != len(labels):
+        raise DataError(f"{where}: field 'choices' has {len(texts)} texts but {len(labels)} labels; "
+                        f"each choice needs one of each.")
+    labels = [label.strip() for label in labels]
+    if len(set(labels)) != len(labels):
+        raise DataError(f"{where}: field 'choices.label' repeats a label ({labels}); labels must be distinct.")
+    return texts, labels
+
+
+def to_examples(rows: Sequence[dict], where: str) -> list[dict]:
+    examples = []
+    for number, row in enumerate(rows, start=1):
+        at = where_of(row, f"{where}, row {number}") if isinstance(row, dict) else f"{where}, row {number}"
+        ident = get_field(row, "id", str, at, allow_empty=False)
+        question = get_field(row, "question", str, at, allow_empty=False)
+        texts, labels = _choices(row, at)
+        answer = get_field(row, "answerKey", str, at, allow_empty=False).strip()
+        if answer not in labels:
+            raise DataError(f"{at}: field 'answerKey' is {answer!r}, which is not one of the choice labels "
+                            f"{labels}; fix the row.")
+        examples.append({
+            "id": ident,
+            "prompt": user_message(build_prompt(question, labels, texts)),
+            "completion": assistant_message(answer),
+            "reference": {"label": answer, "labels": labels, "choices": texts},
+        })
+    return examples
+
+
+def release_to_hub(row: dict, where: str) -> dict:
+    """ARC's original nested row -> the hub's flat schema."""
+    ident = get_field(row, "id", str, where, allow_empty=False)
+    question = get_field(row, "question", dict, where)
+    stem = get_field(question, "stem", str, f"{where}, field 'question'", allow_empty=False)
+    choices = get_field(question, "choices", list, f"{where}, field 'question'")
+    texts, labels = [], []
+    for i, choice in enumerate(choices):
+        at = f"{where}, field 'question.choices[{i}]'"
+        texts.append(get_field(choice, "text", str, at))
+        labels.append(get_field(choice, "label", str, at, allow_empty=False))
+    return {"id": ident, "question": stem, "choices": {"text": texts, "label": labels},
+            "answerKey": get_field(row, "answerKey", str, where, allow_empty=False), WHERE: where}
+
+
+def read_local(paths: Sequence[str], fmt: str) -> list[dict]:
+    if fmt == "arc_release":
+        rows = []
+        for path in paths:
+            rows += [release_to_hub(row, row[WHERE]) for row in read_jsonl_rows(path)]
+        return rows
+    if fmt in ("hub_jsonl", "hub_parquet"):
+        return read_hub_files(paths, fmt)
+    raise unsupported_format("arc", fmt, FORMATS)
+
+
+def dedup_key(row: dict) -> str:
+    # Question and choices: ARC reuses generic stems ("Which is a chemical change?") with other
+    # choices, and those are different questions.
+    texts = row["choices"]["text"] if isinstance(row.get("choices"), dict) else []
+    return normalise_text("\n".join([row["question"], *sorted(str(t) for t in texts)]))
+
+
+def extract(text: str, reference: dict) -> str:
+    return M.extract_choice_label(text, reference.get("labels") or M.DEFAULT_LABELS, reference.get("choices") or ())
+
+
+def score(extracted: str, reference: dict) -> dict:
+    return M.arc_score(extracted, reference)
+
+
+def statistics(name: str):
+    if name == "macro_f1":
+        return Vectorised(M.MacroF1Statistic.from_rows, name="macro_f1")
+    if name == "accuracy":
+        return mean_of("correct")
+    if name == "no_label_rate":
+        return mean_of("no_label")
+    return None
+
+
+TASK = TaskKind(
+    kind="arc",
+    headline="macro_f1",
+    to_examples=to_examples,
+    read_local=read_local,
+    dedup_key=dedup_key,
+    extract=extract,
+    score=score,
+    metrics=M.arc_metrics,
+    statistics=statistics,
+    dedup_description="normalised question and choice texts",
+    formats=FORMATS,
+)
