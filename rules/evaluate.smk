@@ -3,22 +3,34 @@
 # (score_cell), so a change of answer extraction or metric re-scores without generating.
 
 
+def eval_task_file(wildcards):
+    return f"data/tasks/{wildcards.eval_task}/eval.jsonl"
+
+
 def evaluate_inputs(wildcards):
     inputs = {
         "model": model_manifest(wildcards.model),
-        "eval": f"data/tasks/{wildcards.eval_task}/eval.jsonl",
+        "eval": eval_task_file(wildcards),
     }
     if wildcards.method != "base":
         inputs["trained"] = f"results/train/{variant_of(wildcards).path}/model"
     return inputs
 
 
+def eval_task_entry(wildcards, keys=("name", "kind", "max_new_tokens")):
+    # Only what decides the generations or the scores: a new train_size must not
+    # rerun every evaluation (params are one of Snakemake's rerun triggers).
+    task = ftmatrix.config.task_entry(config, wildcards.eval_task)
+    return {k: task[k] for k in keys}
+
+
 def evaluate_settings(wildcards):
+    model = MODELS[wildcards.model]
     return {
         "cell": f"{variant_of(wildcards).path}/{wildcards.eval_task}",
-        "model": MODELS[wildcards.model],
+        "model": {k: v for k, v in model.items() if k not in ("params_b", "finetune")},
         "method": wildcards.method,
-        "task": ftmatrix.config.task_entry(config, wildcards.eval_task),
+        "task": eval_task_entry(wildcards),
         "evaluate": {
             k: v
             for k, v in config["evaluate"].items()
@@ -30,7 +42,7 @@ def evaluate_settings(wildcards):
 
 def scoring_settings(wildcards):
     return {
-        "task": ftmatrix.config.task_entry(config, wildcards.eval_task),
+        "task": eval_task_entry(wildcards, keys=("name", "kind")),
         "bootstrap_resamples": config["evaluate"]["bootstrap_resamples"],
         "bootstrap_seed": config["evaluate"]["bootstrap_seed"],
         "confidence": config["evaluate"]["confidence"],
@@ -73,7 +85,7 @@ rule score_cell:
     input:
         generations=f"results/eval/{CELL_DIR}/generations.jsonl",
         info=f"results/eval/{CELL_DIR}/generation.json",
-        eval=lambda wc: f"data/tasks/{wc.eval_task}/eval.jsonl",
+        eval=eval_task_file,
     output:
         predictions=f"results/eval/{CELL_DIR}/predictions.jsonl",
         metrics=f"results/eval/{CELL_DIR}/metrics.json",

@@ -1,0 +1,217 @@
+"""Stage 3b: score one cell from its generations alone.
+
+``score_cell`` reads ``generations.jsonl`` (what the model wrote, with timing),
+``generation.json`` (how it was generated) and the eval file (the gold references),
+and writes:
+
+* ``predictions.jsonl``: each generation row plus ``reference``, ``extracted`` and
+  ``scores`` (per-sample, from the task module);
+* ``metrics.json``: the task's corpus metrics, the headline with a seeded bootstrap
+  confidence interval, intervals for the other rate metrics, a latency summary over the
+  timed samples, the number of outputs that hit the length limit, the generation
+  summary and provenance.
+
+Nothing here generates, so a change to answer extraction or a metric re-scores every
+cell without running a model again. Rate metrics are in percent (0–100), errors in the
+answer's own units, times in seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ftmatrix import grid, io, provenance
+from ftmatrix.errors import DataError
+
+log = logging.getLogger("ftmatrix.scoring")
+
+GENERATION_KEYS = ("id", "generated", "output_tokens", "hit_limit")
+
+
+def _is_count(name: str, value) -> bool:
+    return name == "n" or name.startswith("n_") or name.endswith("_count") or isinstance(value, bool)
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _clean(value):
+    """JSON has no NaN: undefined numbers become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def join_rows(generations: Sequence[dict], eval_rows: Sequence[dict], generations_file, eval_file) -> list[dict]:
+    """Pair each generation with its gold reference, in the eval file's order; every id exactly once."""
+    by_id: dict[str, dict] = {}
+    for number, row in enumerate(generations, start=1):
+        missing = [k for k in GENERATION_KEYS if k not in row]
+        if missing:
+            raise DataError(f"{generations_file}, line {number}: missing {', '.join(missing)}; the file was not "
+                            f"written by this version of the evaluation stage — rerun evaluate_cell for the cell.")
+        if row["id"] in by_id:
+            raise DataError(f"{generations_file}, line {number}: the id {row['id']!r} appears twice; "
+                            f"rerun evaluate_cell for the cell.")
+        by_id[row["id"]] = row
+    eval_ids = [row["id"] for row in eval_rows]
+    absent = [i for i in eval_ids if i not in by_id]
+    extra = sorted(set(by_id) - set(eval_ids))
+    if absent or extra:
+        parts = []
+        if absent:
+            parts.append(f"{len(absent)} eval id(s) have no generation (first: {absent[0]!r})")
+        if extra:
+            parts.append(f"{len(extra)} generation(s) have no eval row (first: {extra[0]!r})")
+        raise DataError(f"{generations_file} does not match {eval_file}: {'; '.join(parts)}. The eval file "
+                        f"changed since generation; rerun evaluate_cell for the cell.")
+    joined = []
+    for row in eval_rows:
+        if "reference" not in row:
+            raise DataError(f"{eval_file}: the row with id {row['id']!r} has no 'reference'; rerun the data stage.")
+        joined.append({**by_id[row["id"]], "reference": row["reference"]})
+    return joined
+
+
+def score_rows(task, rows: Sequence[dict]) -> list[dict]:
+    """Add ``extracted`` and ``scores`` to each joined row (task.extract and task.score never raise)."""
+    out = []
+    for row in rows:
+        text = row["generated"] if isinstance(row["generated"], str) else ""
+        extracted = task.extract(text, row["reference"])
+        scores = task.score(extracted, row["reference"])
+        out.append({**row, "extracted": extracted, "scores": {k: _clean(v) for k, v in scores.items()}})
+    return out
+
+
+class _Memo:
+    """task.metrics on one resample, computed once however many metrics are bootstrapped.
+
+    A resample is identified by the identities of its rows, so every metric's bootstrap
+    (same seed, same rows) reuses one computation per resample."""
+
+    def __init__(self, metrics: Callable[[Sequence[dict]], dict]):
+        self.metrics = metrics
+        self.cache: dict[tuple, dict] = {}
+
+    def __call__(self, rows: Sequence[dict]) -> dict:
+        key = tuple(map(id, rows))
+        if key not in self.cache:
+            self.cache[key] = self.metrics(rows)
+        return self.cache[key]
+
+
+def confidence_intervals(task, rows: Sequence[dict], names: Sequence[str], *, resamples: int, seed: int,
+                         confidence: float) -> dict[str, tuple[float | None, float | None, float | None]]:
+    """{metric: (value, low, high)} by the seeded percentile bootstrap over samples."""
+    from ftmatrix.bootstrap import bootstrap_ci
+
+    memo = _Memo(task.metrics)
+    out = {}
+    for name in names:
+        def statistic(sample, name=name):
+            value = memo(sample).get(name)
+            return value if _finite(value) else float("nan")
+
+        value, low, high = bootstrap_ci(list(rows), statistic, resamples, seed, confidence)
+        out[name] = (_clean(value), _clean(low), _clean(high))
+    return out
+
+
+def latency_summary(rows: Sequence[dict]) -> dict:
+    """Latency over the timed samples; token counts over all samples."""
+    import numpy as np
+
+    timed = [r for r in rows if _finite(r.get("latency_s"))]
+    lat = np.array([r["latency_s"] for r in timed], dtype=float)
+    ttft = np.array([r["ttft_s"] for r in timed if _finite(r.get("ttft_s"))], dtype=float)
+    tpot = np.array([r["tpot_s"] for r in timed if _finite(r.get("tpot_s"))], dtype=float)
+
+    def stat(fn, values):
+        return float(fn(values)) if len(values) else None
+
+    return {
+        "n_timed": len(timed),
+        "mean_s": stat(np.mean, lat),
+        "median_s": stat(np.median, lat),
+        "p95_s": stat(lambda v: np.percentile(v, 95), lat),
+        "ttft_mean_s": stat(np.mean, ttft),
+        "ttft_median_s": stat(np.median, ttft),
+        "tpot_mean_s": stat(np.mean, tpot),
+        "tpot_median_s": stat(np.median, tpot),
+        "output_tokens_mean": stat(np.mean, np.array([r["output_tokens"] for r in rows], dtype=float)),
+        "input_tokens_mean": stat(np.mean, np.array([r.get("input_tokens", 0) for r in rows], dtype=float)),
+        "output_tokens_timed_mean": stat(np.mean, np.array([r["output_tokens"] for r in timed], dtype=float)),
+    }
+
+
+def cell_columns(cell_path: str) -> dict:
+    cell = grid.cell_from_path(cell_path)
+    v = cell.variant
+    return {"model": v.model, "method": v.method, "rank": v.rank, "train_task": v.train_task, "seed": v.seed,
+            "eval_task": cell.eval_task}
+
+
+def score_cell(settings: dict, generations_file, info_file, eval_file, predictions_file, metrics_file,
+               config_hash: str | None) -> dict:
+    """Score one cell; write predictions_file and metrics_file. Returns the metrics document."""
+    from ftmatrix.tasks import get_task
+
+    task_entry = settings["task"]
+    task = get_task(task_entry["kind"])
+    resamples = int(settings.get("bootstrap_resamples", 1000))
+    seed = int(settings.get("bootstrap_seed", 0))
+    confidence = float(settings.get("confidence", 0.95))
+
+    info = io.read_json(info_file)
+    generations = io.read_jsonl(generations_file)
+    eval_rows = io.read_jsonl(eval_file)
+    if not eval_rows:
+        raise DataError(f"{eval_file}: no evaluation rows; rerun the data stage for this task.")
+    rows = score_rows(task, join_rows(generations, eval_rows, generations_file, eval_file))
+
+    metrics = {k: _clean(v) for k, v in task.metrics(rows).items()}
+    if task.headline not in metrics:
+        raise DataError(f"task kind {task.kind!r}: its metrics lack the headline {task.headline!r}.")
+    ci_names = [task.headline] + [k for k, v in metrics.items()
+                                  if k != task.headline and _finite(v) and not _is_count(k, v)]
+    cis = confidence_intervals(task, rows, ci_names, resamples=resamples, seed=seed, confidence=confidence)
+    value, low, high = cis[task.headline]
+
+    io.write_jsonl(predictions_file, rows)
+    generation = {k: v for k, v in info.items() if k != "provenance"}
+    hit_limit = sum(1 for r in rows if r["hit_limit"])
+    document = {
+        "cell": cell_columns(info.get("cell") or str(Path(metrics_file).parent)),
+        "task": task_entry["name"],
+        "task_kind": task.kind,
+        "n": len(rows),
+        "headline": {"name": task.headline, "value": metrics[task.headline], "ci_low": low, "ci_high": high,
+                     "confidence": confidence, "resamples": resamples, "seed": seed,
+                     "higher_is_better": task.higher_is_better},
+        "metrics": metrics,
+        "ci": {name: [lo, hi] for name, (_, lo, hi) in cis.items()},
+        "latency": latency_summary(rows),
+        "hit_limit": hit_limit,
+        "hit_limit_pct": 100.0 * hit_limit / len(rows),
+        "generation": generation,
+        "provenance": provenance.record(
+            config_hash,
+            generation=info.get("provenance"),
+            eval_file={"path": str(eval_file), "fingerprint": provenance.read_file_fingerprint(eval_file)},
+            generations_file={"path": str(generations_file),
+                              "fingerprint": provenance.read_file_fingerprint(generations_file)}),
+    }
+    io.write_json(metrics_file, document)
+    log.info("%s: %s = %s (%.0f%% CI %s–%s) over %d samples; %d hit the length limit",
+             document["cell"], task.headline, _fmt(metrics[task.headline]), 100 * confidence, _fmt(low),
+             _fmt(high), len(rows), hit_limit)
+    return document
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
