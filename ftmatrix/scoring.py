@@ -32,7 +32,9 @@ GENERATION_KEYS = ("id", "generated", "output_tokens", "hit_limit")
 
 
 def _is_count(name: str, value) -> bool:
-    return name == "n" or name.startswith("n_") or name.endswith("_count") or isinstance(value, bool)
+    """Counts (n, total, HasAns_total, n_parsed) get no confidence interval."""
+    return (name in ("n", "total") or name.startswith("n_") or name.endswith(("_total", "_count"))
+            or isinstance(value, bool))
 
 
 def _finite(value) -> bool:
@@ -89,10 +91,11 @@ def score_rows(task, rows: Sequence[dict]) -> list[dict]:
 
 
 class _Memo:
-    """task.metrics on one resample, computed once however many metrics are bootstrapped.
+    """task.metrics on one resample, computed once however many metrics need it.
 
-    A resample is identified by the identities of its rows, so every metric's bootstrap
-    (same seed, same rows) reuses one computation per resample."""
+    Used for metrics without a vectorised statistic. Every metric's bootstrap draws the
+    same resamples (same seed, same rows), and a resample is identified by the identities
+    of its rows, so each resample's metrics are computed once."""
 
     def __init__(self, metrics: Callable[[Sequence[dict]], dict]):
         self.metrics = metrics
@@ -107,17 +110,22 @@ class _Memo:
 
 def confidence_intervals(task, rows: Sequence[dict], names: Sequence[str], *, resamples: int, seed: int,
                          confidence: float) -> dict[str, tuple[float | None, float | None, float | None]]:
-    """{metric: (value, low, high)} by the seeded percentile bootstrap over samples."""
+    """{metric: (value, low, high)} by the seeded percentile bootstrap over samples: the task's
+    vectorised statistic where it has one, its ``metrics`` on each resample otherwise."""
     from ftmatrix.bootstrap import bootstrap_ci
 
     memo = _Memo(task.metrics)
+    vectorised = getattr(task, "statistics", None)
+    rows = list(rows)
     out = {}
     for name in names:
-        def statistic(sample, name=name):
-            value = memo(sample).get(name)
-            return value if _finite(value) else float("nan")
+        statistic = vectorised(name) if vectorised else None
+        if statistic is None:
+            def statistic(sample, name=name):
+                value = memo(sample).get(name)
+                return value if _finite(value) else float("nan")
 
-        value, low, high = bootstrap_ci(list(rows), statistic, resamples, seed, confidence)
+        value, low, high = bootstrap_ci(rows, statistic, resamples, seed, confidence)
         out[name] = (_clean(value), _clean(low), _clean(high))
     return out
 
