@@ -15,7 +15,7 @@ segment to the pattern.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 METHODS = ("base", "full", "lora")
 NO_TASK = "none"
@@ -52,7 +52,13 @@ class Variant:
 
     @property
     def path(self) -> str:
-        return VARIANT_PATTERN.format(**asdict(self))
+        return VARIANT_PATTERN.format(**self.as_dict())
+
+    def as_dict(self) -> dict:
+        # Spelled out: dataclasses.asdict deep-copies, and the workflow calls this for
+        # every job of the DAG (tens of thousands in a large study).
+        return {"model": self.model, "method": self.method, "rank": self.rank,
+                "train_task": self.train_task, "seed": self.seed}
 
     @property
     def is_trained(self) -> bool:
@@ -83,7 +89,7 @@ class Cell:
         return f"{self.variant.path}/{self.eval_task}"
 
     def as_dict(self) -> dict:
-        return {**asdict(self.variant), "eval_task": self.eval_task}
+        return {**self.variant.as_dict(), "eval_task": self.eval_task}
 
 
 def variants(config: dict) -> list[Variant]:
@@ -123,7 +129,7 @@ def columns(items) -> dict[str, list]:
     items = list(items)
     if not items:
         return {f.name: [] for f in fields(Variant)}
-    rows = [c.as_dict() if isinstance(c, Cell) else asdict(c) for c in items]
+    rows = [c.as_dict() for c in items]
     return {key: [row[key] for row in rows] for key in rows[0]}
 
 
