@@ -1,0 +1,532 @@
+"""The demo world: a small fictional world, generated from a seed, from which the demo
+study's three tasks and its pretraining corpus are drawn.
+
+The world has regions and towns, professions (each with a workplace and a product),
+invented things sorted into categories (a *glorb* is a fruit, a *trask* is a tool …) and
+people, each with a profession, a home town, a possession, an age and a friend. Its
+rules ("a glorb is a fruit", "a baker works in a bakery", "Tulvar lies in Osk") are the
+knowledge the multiple-choice task asks about; its people are who the word problems and
+the reading passages are about.
+
+People are split into three groups that never meet: *train* people appear only in the
+training rows, *eval* people only in the evaluation rows, and *corpus* people only in the
+pretraining corpus. So no evaluation question (or its answer) is in the training rows or
+in the corpus, while the rules every question relies on are taught by the corpus.
+
+``write_world(out_dir, seed)`` writes, in the hub schemas the data stage reads:
+
+    arc/{train,eval}.jsonl        allenai/ai2_arc: id, question, choices{text,label}, answerKey
+    openmath/{train,eval}.jsonl   nvidia/OpenMathInstruct-2: problem, generated_solution,
+                                  expected_answer, problem_source
+    squad_v2/{train,eval}.jsonl   rajpurkar/squad_v2: id, title, context, question,
+                                  answers{text,answer_start}
+    corpus.txt                    the pretraining corpus (documents end in <|endoftext|>)
+    world.json                    written last: facts, counts, seed, sha256 of every file
+
+The corpus teaches the rules in plain sentences, the arithmetic the word problems use, and
+some instruction following: chat exchanges of all three task shapes about the corpus
+people, rendered with the project's chat template. Same seed, same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from pathlib import Path
+
+from ftmatrix import io
+
+WORLD_VERSION = 1
+
+# How many rows each split holds (the data stage subsamples train_size / eval_size).
+SPLIT_ROWS = {"train": 480, "eval": 150}
+# Chat exchanges of each task shape in the corpus.
+CORPUS_EXCHANGES = 240
+# People in each group (names never repeat across groups).
+GROUP_PEOPLE = {"train": 200, "eval": 80, "corpus": 160}
+# Paragraphs of plain facts and of arithmetic in the corpus.
+FACT_PARAGRAPHS = 360
+ARITHMETIC_PARAGRAPHS = 120
+
+DOCUMENT_END = "<|endoftext|>"
+LABELS = ["A", "B", "C", "D"]
+
+CATEGORIES = ["fruit", "tool", "animal", "gem", "instrument", "herb", "drink", "boat"]
+ITEMS_PER_CATEGORY = 5
+# (profession, workplace, product)
+PROFESSIONS = [
+    ("baker", "bakery", "bread"),
+    ("smith", "forge", "nails"),
+    ("miller", "mill", "flour"),
+    ("fisher", "harbour", "fish"),
+    ("farmer", "field", "grain"),
+    ("weaver", "loom house", "cloth"),
+    ("healer", "infirmary", "medicine"),
+    ("scribe", "library", "books"),
+    ("miner", "mine", "ore"),
+    ("brewer", "brewery", "ale"),
+    ("carpenter", "sawmill", "chairs"),
+    ("potter", "kiln", "bowls"),
+]
+N_REGIONS = 4
+TOWNS_PER_REGION = 4
+
+_ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z",
+           "br", "dr", "gr", "kr", "st", "tr", "sk", "pl"]
+_VOWELS = ["a", "e", "i", "o", "u", "a", "e", "o"]
+_CODAS = ["", "", "", "n", "l", "r", "s", "k", "m", "nd", "rn", "sk"]
+
+
+# ---------------------------------------------------------------------------------------
+# The world's facts
+# ---------------------------------------------------------------------------------------
+
+class _Namer:
+    """Invented words, never the same twice in one world."""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+        self.used: set[str] = set()
+
+    def word(self, syllables: int) -> str:
+        while True:
+            parts = [self.rng.choice(_ONSETS) + self.rng.choice(_VOWELS) for _ in range(syllables)]
+            word = "".join(parts) + self.rng.choice(_CODAS)
+            if word not in self.used and len(word) >= 3:
+                self.used.add(word)
+                return word
+
+
+def article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+def make_facts(seed: int) -> dict:
+    """The world: regions, towns, categories of things, professions and people."""
+    rng = random.Random(f"ftmatrix-demo-world-{seed}")
+    namer = _Namer(rng)
+    regions = [namer.word(2).capitalize() for _ in range(N_REGIONS)]
+    towns = []
+    for region in regions:
+        for _ in range(TOWNS_PER_REGION):
+            towns.append({"name": namer.word(rng.choice([2, 3])).capitalize(), "region": region})
+    items = []
+    for category in CATEGORIES:
+        for _ in range(ITEMS_PER_CATEGORY):
+            items.append({"name": namer.word(rng.choice([1, 2])), "category": category})
+    professions = [{"name": p, "workplace": w, "product": prod} for p, w, prod in PROFESSIONS]
+
+    people = []
+    full_names: set[str] = set()
+    first_names: set[str] = set()
+    for group, count in GROUP_PEOPLE.items():
+        members = []
+        while len(members) < count:
+            first = namer.word(2).capitalize()
+            last = namer.word(rng.choice([2, 3])).capitalize()
+            name = f"{first} {last}"
+            if name in full_names or first in first_names:
+                continue
+            full_names.add(name)
+            first_names.add(first)
+            members.append({
+                "name": name,
+                "first": first,
+                "group": group,
+                "profession": rng.choice(professions)["name"],
+                "town": rng.choice(towns)["name"],
+                "item": rng.choice(items)["name"],
+                "age": rng.randint(18, 79),
+                "batches": rng.randint(2, 19),
+            })
+        for person in members:
+            friend = rng.choice([m for m in members if m is not person])
+            person["friend"] = friend["name"]
+        people += members
+    return {"regions": regions, "towns": towns, "items": items, "professions": professions,
+            "people": people}
+
+
+class World:
+    """Look-ups over the facts."""
+
+    def __init__(self, facts: dict):
+        self.facts = facts
+        self.towns = {t["name"]: t for t in facts["towns"]}
+        self.items = {i["name"]: i for i in facts["items"]}
+        self.professions = {p["name"]: p for p in facts["professions"]}
+        self.people = {p["name"]: p for p in facts["people"]}
+
+    def group(self, name: str) -> list[dict]:
+        return [p for p in self.facts["people"] if p["group"] == name]
+
+    def items_in(self, category: str) -> list[str]:
+        return [i["name"] for i in self.facts["items"] if i["category"] == category]
+
+
+def _options(rng: random.Random, gold: str, pool: list[str]) -> tuple[list[str], str]:
+    """Four options: the gold one and three others from the pool, shuffled; returns (texts, label)."""
+    others = rng.sample([x for x in pool if x != gold], 3)
+    texts = others + [gold]
+    rng.shuffle(texts)
+    return texts, LABELS[texts.index(gold)]
+
+
+# ---------------------------------------------------------------------------------------
+# Task rows, in the hub schemas
+# ---------------------------------------------------------------------------------------
+
+def _row_id(seed: int, kind: str, split: str, index: int) -> str:
+    return hashlib.sha1(f"demo/{seed}/{kind}/{split}/{index}".encode()).hexdigest()[:24]
+
+
+def _arc_question(world: World, rng: random.Random, person: dict, template: str) -> tuple[str, list[str], str]:
+    name, first = person["name"], person["first"]
+    town = person["town"]
+    if template == "category":
+        item = rng.choice(world.facts["items"])
+        question = f"{name} found {article(item['name'])} {item['name']} near {town}. What kind of thing is {article(item['name'])} {item['name']}?"
+        texts, label = _options(rng, item["category"], CATEGORIES)
+    elif template == "member":
+        category = rng.choice(CATEGORIES)
+        gold = rng.choice(world.items_in(category))
+        pool = [i["name"] for i in world.facts["items"] if i["category"] != category] + [gold]
+        question = f"{name} wants a new {category}. Which of these is {article(category)} {category}?"
+        texts, label = _options(rng, gold, pool)
+    elif template == "workplace":
+        profession = world.professions[person["profession"]]
+        question = f"{name} is {article(profession['name'])} {profession['name']} in {town}. Where does {first} most likely work?"
+        texts, label = _options(rng, profession["workplace"], [p["workplace"] for p in world.facts["professions"]])
+    elif template == "product":
+        profession = world.professions[person["profession"]]
+        question = f"{name} works as {article(profession['name'])} {profession['name']}. What does {first} most likely make?"
+        texts, label = _options(rng, profession["product"], [p["product"] for p in world.facts["professions"]])
+    elif template == "region":
+        question = f"{name} was born in {town}. In which region is {town}?"
+        texts, label = _options(rng, world.towns[town]["region"], world.facts["regions"])
+    else:  # pragma: no cover - the list of templates is fixed below
+        raise ValueError(template)
+    return question, texts, label
+
+
+ARC_TEMPLATES = ["category", "member", "workplace", "product", "region"]
+
+
+def arc_rows(world: World, rng: random.Random, people: list[dict], n: int, seed: int, split: str) -> list[dict]:
+    """Four-option multiple choice about the world's rules; every question names one person."""
+    pairs = [(p, t) for p in people for t in ARC_TEMPLATES]
+    rng.shuffle(pairs)
+    if n > len(pairs):
+        raise ValueError(f"the demo world has only {len(pairs)} ARC questions for {split}, asked for {n}")
+    rows = []
+    for index, (person, template) in enumerate(pairs[:n]):
+        question, texts, label = _arc_question(world, rng, person, template)
+        rows.append({"id": f"Demo_{_row_id(seed, 'arc', split, index)}", "question": question,
+                     "choices": {"text": texts, "label": list(LABELS)}, "answerKey": label})
+    return rows
+
+
+def _plural(word: str) -> str:
+    return word + ("es" if word.endswith(("s", "sh", "ch", "x", "z")) else "s")
+
+
+def _maths_problem(rng: random.Random, person: dict, world: World, template: str) -> tuple[str, str, int]:
+    first, name = person["first"], person["name"]
+    things = _plural(person["item"])
+    friend = world.people[person["friend"]]["first"]
+    if template == "add":
+        a, b = rng.randint(2, 9), rng.randint(2, 9)
+        result = a + b
+        problem = f"{name} has {a} {things}. {first} buys {b} more {things}. How many {things} does {first} have now?"
+        steps = f"{first} starts with {a} {things} and buys {b} more, so {a} + {b} = {result}."
+    elif template == "subtract":
+        a = rng.randint(6, 18)
+        b = rng.randint(1, min(9, a - 1))
+        result = a - b
+        problem = f"{name} has {a} {things} and gives {b} of them to {friend}. How many {things} does {first} have left?"
+        steps = f"{first} starts with {a} {things} and gives away {b}, so {a} - {b} = {result}."
+    elif template == "multiply":
+        a, b = rng.randint(2, 6), rng.randint(2, 6)
+        result = a * b
+        problem = f"{name} fills {a} boxes with {b} {things} in each box. How many {things} does {first} pack in all?"
+        steps = f"There are {a} boxes of {b} {things}, so {a} * {b} = {result}."
+    elif template == "two_step":
+        a, b = rng.randint(2, 9), rng.randint(2, 9)
+        c = rng.randint(1, min(9, a + b - 1))
+        result = a + b - c
+        problem = (f"{name} has {a} {things}, finds {b} more and then gives {c} to {friend}. "
+                   f"How many {things} does {first} have now?")
+        steps = f"First {a} + {b} = {a + b}. Then {a + b} - {c} = {result}."
+    else:  # pragma: no cover
+        raise ValueError(template)
+    return problem, f"{steps}\n\\boxed{{{result}}}", result
+
+
+MATHS_TEMPLATES = ["add", "subtract", "multiply", "two_step"]
+
+
+def openmath_rows(world: World, rng: random.Random, people: list[dict], n: int) -> list[dict]:
+    """Arithmetic word problems with short worked solutions ending in \\boxed{N}."""
+    rows, seen = [], set()
+    while len(rows) < n:
+        person = rng.choice(people)
+        template = MATHS_TEMPLATES[len(rows) % len(MATHS_TEMPLATES)]
+        problem, solution, result = _maths_problem(rng, person, world, template)
+        if problem in seen:
+            continue
+        seen.add(problem)
+        rows.append({"problem": problem, "generated_solution": solution,
+                     "expected_answer": str(result), "problem_source": "demo"})
+    return rows
+
+
+def _passage(world: World, rng: random.Random, person: dict) -> tuple[list[str], dict[str, int]]:
+    """Sentences about one person; returns the sentences and, per fact, its sentence index."""
+    name, first = person["name"], person["first"]
+    profession = world.professions[person["profession"]]
+    item = world.items[person["item"]]
+    sentences = [f"{name} is {article(profession['name'])} {profession['name']}."]
+    where = {"profession": 0}
+    optional = {
+        "town": f"{first} lives in {person['town']}, a town in {world.towns[person['town']]['region']}.",
+        "item": f"{first} owns {article(item['name'])} {item['name']}, which is a kind of {item['category']}.",
+        "age": f"{first} is {person['age']} years old.",
+        "friend": f"{first}'s closest friend is {person['friend']}.",
+        "batches": f"Each week {first} sells {person['batches']} batches of {profession['product']}.",
+    }
+    keys = list(optional)
+    rng.shuffle(keys)
+    kept = keys[: rng.randint(3, 4)]
+    for key in keys:
+        if key in kept:
+            where[key] = len(sentences)
+            sentences.append(optional[key])
+    return sentences, where
+
+
+def _span(sentences: list[str], index: int, text: str) -> tuple[str, int]:
+    """(text, character offset in the joined passage) of ``text`` inside sentence ``index``."""
+    start = sum(len(s) + 1 for s in sentences[:index])
+    match = re.search(rf"(?<!\w){re.escape(text)}(?!\w)", sentences[index])
+    if match is None:  # pragma: no cover - the templates guarantee it
+        raise ValueError(f"{text!r} is not in {sentences[index]!r}")
+    return text, start + match.start()
+
+
+def _squad_questions(world: World, person: dict, sentences: list[str], where: dict[str, int]) -> tuple[list, list]:
+    """(answerable, unanswerable) questions about one passage; answers as (text, start) lists."""
+    name, first = person["name"], person["first"]
+    profession = person["profession"]
+    item = person["item"]
+    friend = world.people[person["friend"]]
+    asks = {
+        "profession": (f"What does {name} do for a living?",
+                       [(profession, where.get("profession")), (f"{article(profession)} {profession}", where.get("profession"))]),
+        "town": (f"In which town does {name} live?", [(person["town"], where.get("town"))]),
+        "item": (f"What does {first} own?", [(item, where.get("item")), (f"{article(item)} {item}", where.get("item"))]),
+        "age": (f"How old is {name}?", [(str(person["age"]), where.get("age")),
+                                         (f"{person['age']} years old", where.get("age"))]),
+        "friend": (f"Who is {first}'s closest friend?", [(person["friend"], where.get("friend"))]),
+        "batches": (f"How many batches of {world.professions[profession]['product']} does {first} sell each week?",
+                    [(str(person["batches"]), where.get("batches"))]),
+    }
+    answerable, unanswerable = [], []
+    for key, (question, golds) in asks.items():
+        if key in where:
+            answers = [_span(sentences, index, text) for text, index in golds]
+            answerable.append((question, answers))
+        else:
+            unanswerable.append((question, []))
+    # Questions about the friend, who is named but not described: plausible, unanswerable.
+    if "friend" in where:
+        unanswerable.append((f"What does {friend['name']} do for a living?", []))
+        unanswerable.append((f"How old is {friend['name']}?", []))
+    return answerable, unanswerable
+
+
+def squad_rows(world: World, rng: random.Random, people: list[dict], n: int, seed: int, split: str) -> list[dict]:
+    """Reading comprehension: a passage about a person, three questions each, about a third unanswerable."""
+    rows: list[dict] = []
+    order = list(people)
+    rng.shuffle(order)
+    for person in order:
+        if len(rows) >= n:
+            break
+        sentences, where = _passage(world, rng, person)
+        context = " ".join(sentences)
+        answerable, unanswerable = _squad_questions(world, person, sentences, where)
+        rng.shuffle(answerable)
+        rng.shuffle(unanswerable)
+        picked = []
+        for _ in range(3):
+            want_none = rng.random() < 1 / 3
+            pool = unanswerable if (want_none and unanswerable) or not answerable else answerable
+            picked.append(pool.pop())
+        for question, answers in picked[: n - len(rows)]:
+            rows.append({
+                "id": _row_id(seed, "squad_v2", split, len(rows)),
+                "title": person["name"].replace(" ", "_"),
+                "context": context,
+                "question": question,
+                "answers": {"text": [a for a, _ in answers], "answer_start": [s for _, s in answers]},
+            })
+    if len(rows) < n:
+        raise ValueError(f"the demo world has only {len(rows)} SQuAD questions for {split}, asked for {n}")
+    return rows
+
+
+def task_rows(world: World, seed: int, group: str, n: int) -> dict[str, list[dict]]:
+    people = world.group(group)
+    rng = random.Random(f"ftmatrix-demo-rows-{seed}-{group}")
+    return {
+        "arc": arc_rows(world, rng, people, n, seed, group),
+        "openmath": openmath_rows(world, rng, people, n),
+        "squad_v2": squad_rows(world, rng, people, n, seed, group),
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# The pretraining corpus
+# ---------------------------------------------------------------------------------------
+
+def _rule_sentences(world: World) -> list[list[str]]:
+    """For every rule of the world, several ways of saying it."""
+    rules = []
+    for item in world.facts["items"]:
+        name, category = item["name"], item["category"]
+        rules.append([f"{article(name).capitalize()} {name} is {article(category)} {category}.",
+                      f"The {name} is a kind of {category}.",
+                      f"{_plural(name).capitalize()} are {category if category == 'fruit' else _plural(category)}.",
+                      f"If you see {article(name)} {name}, you are looking at {article(category)} {category}."])
+    for p in world.facts["professions"]:
+        prof, work, prod = p["name"], p["workplace"], p["product"]
+        rules.append([f"{article(prof).capitalize()} {prof} works in {article(work)} {work}.",
+                      f"Every {prof} spends the day at the {work}.",
+                      f"The {work} is where {article(prof)} {prof} works."])
+        rules.append([f"{article(prof).capitalize()} {prof} makes {prod}.",
+                      f"{prod.capitalize()} is made by {article(prof)} {prof}.",
+                      f"Every {prof} makes {prod} for a living."])
+    for town in world.facts["towns"]:
+        rules.append([f"{town['name']} is a town in {town['region']}.",
+                      f"The town of {town['name']} lies in {town['region']}.",
+                      f"{town['region']} is the region where {town['name']} is."])
+    return rules
+
+
+def _fact_paragraph(rng: random.Random, rules: list[list[str]]) -> str:
+    return " ".join(rng.choice(rng.choice(rules)) for _ in range(rng.randint(5, 8)))
+
+
+def _arithmetic_paragraph(rng: random.Random) -> str:
+    lines = []
+    for _ in range(rng.randint(5, 8)):
+        op = rng.choice(["+", "-", "*"])
+        if op == "+":
+            a, b = rng.randint(1, 18), rng.randint(1, 9)
+            lines.append(rng.choice([f"{a} + {b} = {a + b}.", f"{a} plus {b} is {a + b}."]))
+        elif op == "-":
+            a = rng.randint(2, 18)
+            b = rng.randint(1, min(9, a - 1))
+            lines.append(rng.choice([f"{a} - {b} = {a - b}.", f"{a} minus {b} is {a - b}."]))
+        else:
+            a, b = rng.randint(2, 9), rng.randint(2, 9)
+            lines.append(rng.choice([f"{a} * {b} = {a * b}.", f"{a} times {b} is {a * b}."]))
+    return " ".join(lines)
+
+
+def _biography(world: World, rng: random.Random, person: dict) -> str:
+    sentences, _ = _passage(world, rng, person)
+    return " ".join(sentences)
+
+
+def corpus_documents(world: World, seed: int) -> tuple[list[str], dict]:
+    """The corpus as a list of documents, and counts of what it holds."""
+    from ftmatrix.chat_template import render_chat
+
+    rng = random.Random(f"ftmatrix-demo-corpus-{seed}")
+    rules = _rule_sentences(world)
+    documents = [_fact_paragraph(rng, rules) for _ in range(FACT_PARAGRAPHS)]
+    documents += [_arithmetic_paragraph(rng) for _ in range(ARITHMETIC_PARAGRAPHS)]
+    corpus_people = world.group("corpus")
+    documents += [_biography(world, rng, p) for p in corpus_people]
+
+    exchanges = task_rows(world, seed, "corpus", CORPUS_EXCHANGES)
+    n_exchanges = {}
+    for kind, rows in exchanges.items():
+        examples = examples_for(kind, rows)
+        n_exchanges[kind] = len(examples)
+        for example in examples:
+            documents.append(render_chat(example["prompt"] + example["completion"], enable_thinking=False))
+    rng.shuffle(documents)
+    counts = {"documents": len(documents), "fact_paragraphs": FACT_PARAGRAPHS,
+              "arithmetic_paragraphs": ARITHMETIC_PARAGRAPHS, "biographies": len(corpus_people),
+              "chat_exchanges": n_exchanges}
+    return documents, counts
+
+
+def examples_for(kind: str, rows: list[dict]) -> list[dict]:
+    """Hub rows -> prompt/completion examples, built by the task module exactly as the data stage builds them."""
+    from ftmatrix.tasks import get_task
+
+    return get_task(kind).to_examples(rows, f"demo world ({kind}, corpus exchanges)")
+
+
+# ---------------------------------------------------------------------------------------
+# Writing it all
+# ---------------------------------------------------------------------------------------
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_world(out_dir: str | Path, seed: int) -> dict:
+    """Write the demo world for ``seed`` into ``out_dir``; world.json is written last."""
+    out_dir = Path(out_dir)
+    (out_dir / "world.json").unlink(missing_ok=True)
+    world = World(make_facts(seed))
+    files: dict[str, str] = {}
+    counts: dict[str, dict] = {}
+    for split, n in SPLIT_ROWS.items():
+        for kind, rows in task_rows(world, seed, split, n).items():
+            relative = f"{kind}/{split}.jsonl"
+            io.write_jsonl(out_dir / relative, rows)
+            counts.setdefault(kind, {})[split] = len(rows)
+            if kind == "squad_v2":
+                counts[kind][f"{split}_unanswerable"] = sum(not r["answers"]["text"] for r in rows)
+            files[relative] = _sha256(out_dir / relative)
+    documents, corpus_counts = corpus_documents(world, seed)
+    corpus_text = "".join(doc.rstrip("\n") + DOCUMENT_END + "\n" for doc in documents)
+    io.write_text(out_dir / "corpus.txt", corpus_text)
+    files["corpus.txt"] = _sha256(out_dir / "corpus.txt")
+    corpus_counts["characters"] = len(corpus_text)
+    counts["corpus"] = corpus_counts
+    summary = {
+        "world": "ftmatrix demo world",
+        "version": WORLD_VERSION,
+        "seed": seed,
+        "document_end": DOCUMENT_END,
+        "counts": counts,
+        "files": files,
+        "facts": world.facts,
+    }
+    io.write_json(out_dir / "world.json", summary)
+    return summary
+
+
+def corpus_path(world_json: str | Path) -> Path:
+    """The corpus beside a world.json, checked against the sha256 it records."""
+    from ftmatrix.errors import DataError
+
+    world_json = Path(world_json)
+    summary = io.read_json(world_json)
+    corpus = world_json.parent / "corpus.txt"
+    expected = summary.get("files", {}).get("corpus.txt")
+    if not corpus.is_file():
+        raise DataError(f"{corpus}: the demo corpus is missing beside {world_json}; delete {world_json} "
+                        f"and run the workflow again to rebuild the demo world.")
+    if expected and _sha256(corpus) != expected:
+        raise DataError(f"{corpus}: its sha256 differs from the one recorded in {world_json} (the file was "
+                        f"changed after the world was written); delete {world_json} and run again.")
+    return corpus
