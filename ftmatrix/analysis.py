@@ -53,15 +53,28 @@ NOT_SIGNIFICANT = "no significant change"
 
 
 def task_statistic(kind: str, headline: str) -> Statistic:
-    """The task's corpus metric ``headline`` as a function of prediction rows."""
+    """The task's corpus metric ``headline`` over prediction rows (vectorised where the task offers it)."""
+    from ftmatrix.bootstrap import metric_statistic
     from ftmatrix.tasks import get_task
 
-    task = get_task(kind)
+    try:
+        task = get_task(kind)
+    except KeyError as exc:
+        raise DataError(f"results/matrix.csv: task kind {kind!r} is unknown ({exc}); rerun the aggregation with "
+                        f"this version of the pipeline.") from None
+    return metric_statistic(task, headline)
 
-    def statistic(rows: Sequence[dict]) -> float:
-        return float(task.metrics(rows)[headline])
 
-    return statistic
+def resample_indices(n: int, resamples: int, seed: int) -> np.ndarray:
+    """The (resamples × n) positions ftmatrix.bootstrap draws for n samples and this seed.
+
+    Drawn exactly as ``ftmatrix.bootstrap.paired_bootstrap_diff`` draws them, so a two-cell
+    difference here equals that function's result; shared by every cell of a task (paired).
+    """
+    from ftmatrix.bootstrap import _index_chunks
+
+    rng = np.random.default_rng(seed)
+    return np.concatenate(list(_index_chunks(rng, n, resamples)))
 
 
 @dataclass
@@ -82,6 +95,10 @@ def _stable_seed(*parts) -> int:
 
 def _finite(x) -> bool:
     return x is not None and isinstance(x, (int, float, np.floating)) and math.isfinite(float(x))
+
+
+def _number(value) -> float:
+    return float(value) if _finite(value) else math.nan
 
 
 def verdict(low, high) -> str:
@@ -193,21 +210,26 @@ class Study:
     def indices(self, n: int) -> np.ndarray:
         """Resample positions for n aligned samples, the same for every cell (paired)."""
         if n not in self._indices:
-            rng = np.random.default_rng([self.settings.seed, n])
-            self._indices[n] = rng.integers(0, n, size=(self.settings.resamples, n))
+            self._indices[n] = resample_indices(n, self.settings.resamples, self.settings.seed)
         return self._indices[n]
 
     def cell_distribution(self, cell: str, ids: tuple[str, ...]) -> tuple[float, np.ndarray]:
         """(statistic on the aligned samples, its value on every paired resample)."""
         key = (cell, hash(ids), len(ids))
         if key not in self._cell_cache:
+            from ftmatrix.bootstrap import Vectorised
+
             table = self.by_id(cell)
             rows = [table[i] for i in ids]
             statistic = self.statistic(cell)
-            point = statistic(rows)
-            dist = np.array([statistic([rows[j] for j in sample]) for sample in self.indices(len(ids))],
-                            dtype=float)
-            self._cell_cache[key] = (point, dist)
+            if isinstance(statistic, Vectorised):
+                prepared = statistic.prepare(rows)
+                point, dist = prepared.full(), np.asarray(prepared.on_indices(self.indices(len(ids))), dtype=float)
+            else:
+                point = statistic(rows)
+                dist = np.array([_number(statistic([rows[j] for j in sample])) for sample in self.indices(len(ids))],
+                                dtype=float)
+            self._cell_cache[key] = (_number(point), dist)
         return self._cell_cache[key]
 
     def latency_distribution(self, cell: str, ids: tuple[str, ...]) -> tuple[float, np.ndarray]:

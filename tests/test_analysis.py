@@ -225,3 +225,21 @@ def test_spearman_matches_scipy():
     for row, value in zip(scores, ours):
         expected = spearmanr(ranks, row).statistic
         assert (math.isnan(value) and math.isnan(expected)) or value == pytest.approx(expected)
+
+
+def test_two_cell_difference_equals_the_project_bootstrap(tmp_path):
+    """One seed: the analysis's paired CI is exactly ftmatrix.bootstrap.paired_bootstrap_diff's."""
+    from ftmatrix.bootstrap import align_by_id, paired_bootstrap_diff
+
+    tree = write_results_tree(tmp_path, study_config(methods=("base", "full"), tasks=("squad_v2",)))
+    row = run(tree)["vs_base"].iloc[0]
+    folder = tree.root / "results" / "eval"
+
+    def rows(cell):
+        return [json.loads(line) for line in (folder / cell / "predictions.jsonl").read_text().splitlines()]
+
+    tuned, base = rows("demo-small/full/r0/squad_v2/seed0/squad_v2"), rows("demo-small/base/r0/none/seed0/squad_v2")
+    tuned, base = align_by_id(sorted(tuned, key=lambda r: r["id"]), base)
+    diff, low, high = paired_bootstrap_diff(tuned, base, mean_score_statistic("squad_v2", "f1"),
+                                            resamples=FAST.resamples, seed=FAST.seed, confidence=FAST.confidence)
+    assert (row["diff"], row["diff_ci_low"], row["diff_ci_high"]) == pytest.approx((diff, low, high), abs=1e-9)

@@ -1,0 +1,756 @@
+"""The journal: results/journal/journal.html (self-contained) and journal.pdf (WeasyPrint).
+
+Every number and every sentence of findings comes from the matrix, the analysis tables
+and the per-sample predictions: the TL;DR highlights and the practical takeaways are
+chosen by rules over those tables (``highlights``, ``takeaways``), not written by hand.
+
+The page is rendered by Jinja templates in ``report/`` with autoescaping on: generated
+answers are untrusted text, so ``<script>`` in a model's output shows as text. The HTML
+needs no network and no JavaScript (figures are embedded as data URIs, the CSS is inline,
+and a Content-Security-Policy forbids scripts and remote requests); strings that look like
+Hugging Face tokens are masked wherever they would appear.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import re
+import sys
+from pathlib import Path
+from typing import Iterable
+
+from ftmatrix.config import PROJECT_ROOT
+from ftmatrix.errors import DataError, FtmatrixError
+
+log = logging.getLogger("ftmatrix")
+
+TEMPLATE_DIR = PROJECT_ROOT / "report"
+TEMPLATE = "journal.html.j2"
+STYLESHEET = "journal.css"
+SECTIONS = ("TL;DR", "Setup", "Results", "Transfer and forgetting", "LoRA rank", "Latency and cost", "Seeds",
+            "Practical takeaways", "Sample predictions", "Reproducibility")
+TOKEN_RE = re.compile(r"hf_[A-Za-z0-9]{16,}")
+REPORT_LIBRARIES = ("pandas", "matplotlib", "jinja2", "weasyprint", "scipy")
+
+
+# ---------------------------------------------------------------------------- formatting
+
+
+def redact(text: str) -> str:
+    """Mask anything shaped like a Hugging Face access token."""
+    return TOKEN_RE.sub("hf_***", text)
+
+
+def finite(value) -> bool:
+    try:
+        return value is not None and not isinstance(value, bool) and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def num(value, digits: int = 1) -> str:
+    return f"{float(value):.{digits}f}" if finite(value) else "n/a"
+
+
+def signed(value, digits: int = 1) -> str:
+    return f"{float(value):+.{digits}f}".replace("-", "−") if finite(value) else "n/a"
+
+
+def seconds(value) -> str:
+    if not finite(value):
+        return "n/a"
+    value = float(value)
+    if value >= 10:
+        return f"{value:.1f}"
+    if value >= 0.1:
+        return f"{value:.3f}"
+    return f"{value:.4f}"
+
+
+def money(value) -> str:
+    if not finite(value):
+        return "n/a"
+    value = float(value)
+    return f"${value:.2f}" if value >= 0.1 else f"${value:.4f}"
+
+
+def count(value) -> str:
+    if not finite(value):
+        return "n/a"
+    value = float(value)
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= size:
+            return f"{value / size:.3g}{unit}"
+    return f"{value:.0f}"
+
+
+def metric_name(name: str) -> str:
+    return {"macro_f1": "macro-F1", "f1": "F1", "exact_match": "exact match", "accuracy": "accuracy"}.get(
+        str(name), str(name).replace("_", " "))
+
+
+def is_significant(low, high) -> bool:
+    return finite(low) and finite(high) and (float(low) > 0 or float(high) < 0)
+
+
+def ci_text(low, high, confidence: float, unit: str = "") -> str:
+    if not (finite(low) and finite(high)):
+        return "CI n/a"
+    return f"{confidence:.0%} CI {signed(low)}{unit} to {signed(high)}{unit}"
+
+
+def arrow_ci(low, high, confidence: float) -> str:
+    """A relative change's CI in the arrow style: '95% CI 83.3–87.4%' for a decrease."""
+    if not (finite(low) and finite(high)):
+        return "CI n/a"
+    low, high = float(low), float(high)
+    if high < 0:
+        return f"{confidence:.0%} CI {abs(high):.1f}–{abs(low):.1f}%"
+    if low > 0:
+        return f"{confidence:.0%} CI {low:.1f}–{high:.1f}%"
+    return f"{confidence:.0%} CI {signed(low)}% to {signed(high)}%"
+
+
+def arrow(value) -> str:
+    if not finite(value):
+        return "n/a"
+    value = float(value)
+    return f"↓ {abs(value):.1f}%" if value < 0 else f"↑ {value:.1f}%"
+
+
+def quality_part(row: dict, confidence: float, metric: str) -> dict:
+    """'accuracy +23.3 points (+80%)' with its CI, significant or not."""
+    rel = f" ({signed(row.get('rel_pct'), 0)}%)" if finite(row.get("rel_pct")) else ""
+    return {"text": f"{metric_name(metric)} {signed(row.get('diff'))} points{rel}",
+            "ci": ci_text(row.get("diff_ci_low"), row.get("diff_ci_high"), confidence),
+            "significant": is_significant(row.get("diff_ci_low"), row.get("diff_ci_high"))}
+
+
+def latency_part(row: dict, confidence: float) -> dict | None:
+    if not finite(row.get("latency_rel_pct")):
+        return None
+    return {"text": f"latency {arrow(row['latency_rel_pct'])}",
+            "ci": arrow_ci(row.get("latency_rel_ci_low"), row.get("latency_rel_ci_high"), confidence),
+            "significant": is_significant(row.get("latency_rel_ci_low"), row.get("latency_rel_ci_high"))}
+
+
+def how(method: str, rank) -> str:
+    if method == "full":
+        return "full fine-tuning"
+    if method == "lora":
+        return f"LoRA r{int(rank)}"
+    return "untuned"
+
+
+# ---------------------------------------------------------------------------- findings
+
+
+def _records(table) -> list[dict]:
+    if table is None or table.empty:
+        return []
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+            for r in table.to_dict("records")]
+
+
+def _truthy(value) -> bool:
+    return value is True or str(value).lower() == "true"
+
+
+def _best_in_task(rows: list[dict]) -> dict | None:
+    """Full fine-tuning when the study has it, else the LoRA rank with the best score."""
+    full = [r for r in rows if r["method"] == "full"]
+    if full:
+        return full[0]
+    lora = [r for r in rows if r["method"] == "lora" and finite(r.get("value"))]
+    return max(lora, key=lambda r: float(r["value"])) if lora else None
+
+
+def highlights(tables: dict, confidence: float) -> list[dict]:
+    """The TL;DR: the reference study's comparisons, each with its CI, computed from the tables."""
+    out = []
+    larger = _records(tables["vs_larger_base"])
+    larger = [r for r in larger if r.get("larger_model") and finite(r.get("diff"))]
+    keys = sorted({(r["model"], r["larger_model"], r["eval_task"]) for r in larger})
+    for model, big, task in keys:
+        rows = [r for r in larger if (r["model"], r["larger_model"], r["eval_task"]) == (model, big, task)]
+        tuned = _best_in_task([r for r in rows if r["method"] != "base" and _truthy(r["in_task"])])
+        row = tuned or next((r for r in rows if r["method"] == "base"), None)
+        if row is None:
+            continue
+        who = (f"{model} ({how(row['method'], row['rank'])} on {task})" if tuned
+               else f"untuned {model}")
+        parts = [quality_part(row, confidence, row["headline_metric"]), latency_part(row, confidence)]
+        out.append({"topic": "small vs larger base", "subject": f"{task}: {who} vs untuned {big}",
+                    "parts": [p for p in parts if p]})
+
+    transfer = _records(tables["transfer"])
+    for task in sorted({r["eval_task"] for r in transfer}):
+        rows = [r for r in transfer if r["eval_task"] == task and _truthy(r["in_task"]) and finite(r.get("diff"))]
+        for model in sorted({r["model"] for r in rows}):
+            row = _best_in_task([r for r in rows if r["model"] == model])
+            if row is None:
+                continue
+            parts = [quality_part(row, confidence, row["headline_metric"]), latency_part(row, confidence)]
+            out.append({"topic": "fine-tuned vs own base",
+                        "subject": f"{task}: {model} {how(row['method'], row['rank'])} vs untuned {model}",
+                        "parts": [p for p in parts if p]})
+
+    for row in _records(tables["full_vs_lora"]):
+        if not _truthy(row["in_task"]) or not finite(row.get("diff")):
+            continue
+        out.append({"topic": "full vs best LoRA",
+                    "subject": f"{row['eval_task']}: {row['model']} full fine-tuning vs best LoRA "
+                               f"(r{int(row['best_rank'])})",
+                    "parts": [quality_part(row, confidence, row["headline_metric"])]})
+
+    for row in _records(tables["rank_correlation"]):
+        if not _truthy(row["in_task"]):
+            continue
+        if finite(row.get("spearman")):
+            part = {"text": f"Spearman ρ = {signed(row['spearman'], 2)}",
+                    "ci": (f"{confidence:.0%} CI {signed(row['ci_low'], 2)} to {signed(row['ci_high'], 2)}"
+                           if finite(row.get("ci_low")) else "CI n/a"),
+                    "significant": is_significant(row.get("ci_low"), row.get("ci_high"))}
+        else:
+            part = {"text": row.get("note") or "n/a", "ci": "", "significant": None}
+        out.append({"topic": "LoRA rank",
+                    "subject": f"{row['eval_task']}: LoRA rank vs {metric_name(row['headline_metric'])} "
+                               f"({row['model']}, ranks {row['ranks']})", "parts": [part]})
+
+    effects = [r for r in transfer if not _truthy(r["in_task"]) and r.get("effect") in ("forgetting",
+                                                                                      "positive transfer")]
+    main = [r for r in effects if r["method"] == "full"] or effects
+    for row in sorted(main, key=lambda r: -abs(float(r["diff"])))[:4]:
+        out.append({"topic": row["effect"],
+                    "subject": f"{row['effect']}: {row['model']} {how(row['method'], row['rank'])} on "
+                               f"{row['train_task']} → {row['eval_task']}",
+                    "parts": [quality_part(row, confidence, row["headline_metric"])]})
+    if transfer and not effects:
+        out.append({"topic": "transfer", "subject": "cross-task effects",
+                    "parts": [{"text": "no significant positive transfer or forgetting in any cell", "ci": "",
+                               "significant": None}]})
+    return out
+
+
+def takeaways(matrix, tables: dict, confidence: float) -> list[str]:
+    """Practical advice, each chosen by a rule over the tables (see the comments)."""
+    out = []
+    larger = [r for r in _records(tables["vs_larger_base"]) if r.get("larger_model") and finite(r.get("diff"))]
+
+    # 1. Can the fine-tuned small model replace the larger one? Per evaluation task.
+    for task in sorted({r["eval_task"] for r in larger}):
+        rows = [r for r in larger if r["eval_task"] == task and r["method"] != "base" and _truthy(r["in_task"])]
+        if not rows:
+            continue
+        ok = [r for r in rows if r["significance"] != "worse"]
+        if ok:
+            best = min(ok, key=lambda r: float(r["latency_value"]) if finite(r.get("latency_value")) else math.inf)
+            speed = (f", {arrow(best['latency_rel_pct'])} latency" if finite(best.get("latency_rel_pct")) else "")
+            cost = _cost_pair(matrix, best, task)
+            verdict = "better than" if best["significance"] == "better" else "not significantly different from"
+            out.append(f"On {task}, {best['model']} with {how(best['method'], best['rank'])} can stand in for "
+                       f"{best['larger_model']}: {metric_name(best['headline_metric'])} {signed(best['diff'])} "
+                       f"points ({ci_text(best['diff_ci_low'], best['diff_ci_high'], confidence)}), {verdict} "
+                       f"the larger model{speed}{cost}.")
+        else:
+            best = max(rows, key=lambda r: float(r["value"]))
+            out.append(f"On {task}, no fine-tuned {best['model']} variant reaches the untuned "
+                       f"{best['larger_model']}: the best, {how(best['method'], best['rank'])}, is "
+                       f"{signed(best['diff'])} points behind "
+                       f"({ci_text(best['diff_ci_low'], best['diff_ci_high'], confidence)}); keep the larger model "
+                       f"for this task or train longer.")
+
+    # 2. Full fine-tuning or LoRA? Counted over the trained tasks.
+    fvl = [r for r in _records(tables["full_vs_lora"]) if _truthy(r["in_task"]) and finite(r.get("diff"))]
+    if fvl:
+        wins = [r["eval_task"] for r in fvl if r["significance"] == "better"]
+        losses = [r["eval_task"] for r in fvl if r["significance"] == "worse"]
+        ties = [r["eval_task"] for r in fvl if r["significance"] not in ("better", "worse")]
+        share = _lora_share(matrix)
+        if len(wins) > len(fvl) / 2:
+            out.append(f"Prefer full fine-tuning: it beats the best LoRA rank significantly on {len(wins)} of "
+                       f"{len(fvl)} trained tasks ({', '.join(wins)}).")
+        elif not wins:
+            out.append(f"LoRA is enough here: full fine-tuning is not significantly better than the best LoRA rank "
+                       f"on any of the {len(fvl)} trained tasks"
+                       f"{' (LoRA is better on ' + ', '.join(losses) + ')' if losses else ''}"
+                       f"{share}.")
+        else:
+            out.append(f"Full fine-tuning vs LoRA depends on the task: full is better on {', '.join(wins)}"
+                       f"{'; LoRA on ' + ', '.join(losses) if losses else ''}"
+                       f"{'; no significant difference on ' + ', '.join(ties) if ties else ''}.")
+
+    # 3. Which LoRA rank?
+    rc = [r for r in _records(tables["rank_correlation"]) if _truthy(r["in_task"])]
+    with_rho = [r for r in rc if finite(r.get("spearman"))]
+    if with_rho:
+        positive = [r["eval_task"] for r in with_rho if r["significance"] == "positive"]
+        sufficient = [int(r["smallest_sufficient_rank"]) for r in rc if finite(r.get("smallest_sufficient_rank"))]
+        if not positive:
+            out.append(f"LoRA rank barely matters: no trained task shows a significant rank–score correlation. "
+                       f"The smallest rank not significantly below the best is r{min(sufficient)}"
+                       f"{' to r' + str(max(sufficient)) if max(sufficient) != min(sufficient) else ''} across "
+                       f"tasks; choose it to save memory and training time." if sufficient else
+                       "LoRA rank barely matters: no trained task shows a significant rank–score correlation.")
+        else:
+            out.append(f"Higher LoRA ranks help on {', '.join(positive)} (significant positive rank–score "
+                       f"correlation); use the best rank there (r"
+                       f"{', r'.join(str(int(r['best_rank'])) for r in with_rho if r['eval_task'] in positive)}).")
+    elif rc:
+        out.append("Add at least three LoRA ranks to the study to measure whether rank matters.")
+
+    # 4. Forgetting.
+    transfer = _records(tables["transfer"])
+    forgetting = [r for r in transfer if r.get("effect") == "forgetting"]
+    if forgetting:
+        worst = min(forgetting, key=lambda r: float(r["diff"]))
+        pairs = sorted({f"{r['train_task']} → {r['eval_task']}" for r in forgetting})
+        out.append(f"Fine-tuning costs skills it was not trained for ({'; '.join(pairs)}): the worst is "
+                   f"{how(worst['method'], worst['rank'])} on {worst['train_task']}, "
+                   f"{signed(worst['diff'])} points on {worst['eval_task']}. If you need both tasks, evaluate on "
+                   f"both and mix their training data.")
+    elif transfer and any(finite(r.get("diff")) for r in transfer):
+        n = sorted({int(r["n_paired"]) for r in transfer if finite(r.get("n_paired"))})
+        out.append(f"No significant forgetting was measured (with {'/'.join(map(str, n))} evaluation samples "
+                   f"per task; smaller losses would go unseen).")
+
+    # 5. Why the latency changes: untuned models running to the length limit.
+    if "hit_limit_pct" in matrix:
+        base = matrix[(matrix["method"] == "base") & matrix["hit_limit_pct"].notna()]
+        tuned = matrix[(matrix["method"] != "base") & (matrix["train_task"] == matrix["eval_task"])]
+        rambling = base[base["hit_limit_pct"] >= 25]
+        if not rambling.empty and not tuned.empty:
+            worst = rambling.sort_values("hit_limit_pct", ascending=False).iloc[0]
+            tuned_tokens = tuned[tuned["eval_task"] == worst["eval_task"]]["output_tokens_mean"].mean()
+            out.append(f"Untuned models run to the length limit: {worst['model']} on {worst['eval_task']} hits "
+                       f"max_new_tokens on {worst['hit_limit_pct']:.0f}% of samples "
+                       f"({worst['output_tokens_mean']:.0f} output tokens on average, against "
+                       f"{num(tuned_tokens, 0)} after fine-tuning). Latency follows output length; set "
+                       f"max_new_tokens with care when comparing untuned models.")
+
+    # 6. Seeds.
+    seeds = _records(tables["seeds"])
+    several = [r for r in seeds if finite(r.get("sd"))]
+    if several:
+        worst = max(several, key=lambda r: float(r["sd"]))
+        out.append(f"Training seeds matter up to {num(worst['sd'])} points (standard deviation across "
+                   f"{int(worst['n_seeds'])} seeds, {how(worst['method'], worst['rank'])} on "
+                   f"{worst['train_task']} → {worst['eval_task']}); the CIs above include this variance.")
+    elif seeds:
+        out.append("Each variant was trained with one seed: the intervals cover evaluation-sample noise only. "
+                   "Add seeds to the config to measure training variance.")
+    return out
+
+
+def _cost_pair(matrix, row: dict, task: str) -> str:
+    def cost_of(model, method, rank, train_task):
+        part = matrix[(matrix["model"] == model) & (matrix["method"] == method) & (matrix["rank"] == rank)
+                      & (matrix["train_task"] == train_task) & (matrix["eval_task"] == task)]
+        return part["cost_per_1k_usd"].mean() if not part.empty and "cost_per_1k_usd" in part else math.nan
+
+    mine = cost_of(row["model"], row["method"], int(row["rank"]), row["train_task"])
+    theirs = cost_of(row["larger_model"], "base", 0, "none")
+    if finite(mine) and finite(theirs):
+        return f", {money(mine)} instead of {money(theirs)} per 1,000 samples"
+    return ""
+
+
+def _lora_share(matrix) -> str:
+    lora = matrix[(matrix["method"] == "lora") & matrix["trainable_pct"].notna()] if "trainable_pct" in matrix \
+        else matrix.iloc[0:0]
+    if lora.empty:
+        return ""
+    return (f"; LoRA trains {lora['trainable_pct'].min():.2g}–{lora['trainable_pct'].max():.2g}% of the "
+            f"parameters")
+
+
+# ---------------------------------------------------------------------------- sections
+
+
+def results_tables(matrix) -> list[dict]:
+    """Per evaluation task: one row per cell with the headline (CI), other metrics, latency, cost."""
+    out = []
+    for task in sorted(matrix["eval_task"].unique()):
+        part = matrix[matrix["eval_task"] == task]
+        headline = part["headline_metric"].iloc[0]
+        metrics = [c for c in part.columns if c.startswith("metric_") and c != f"metric_{headline}"
+                   and part[c].notna().any()][:5]
+        rows = []
+        for r in part.to_dict("records"):
+            rows.append({
+                "label": r["label"], "n": int(r["n"]),
+                "headline": num(r["headline"]),
+                "ci": f"{num(r['headline_ci_low'])}–{num(r['headline_ci_high'])}",
+                "metrics": [num(r.get(m), 2) for m in metrics],
+                "latency": seconds(r.get("latency_mean_s")), "p95": seconds(r.get("latency_p95_s")),
+                "ttft": seconds(r.get("ttft_mean_s")), "tokens": num(r.get("output_tokens_mean")),
+                "hit": num(r.get("hit_limit_pct"), 0), "cost": money(r.get("cost_per_1k_usd")),
+                "api": money(r.get("api_cost_per_1k_usd")) if "api_cost_per_1k_usd" in r else None,
+                "method": r["method"],
+            })
+        out.append({"task": task, "kind": part["task_kind"].iloc[0], "metric": metric_name(headline),
+                    "metrics": [metric_name(m[len("metric_"):]) for m in metrics], "rows": rows,
+                    "api_name": part["api_name"].iloc[0] if "api_name" in part else None})
+    return out
+
+
+def training_rows(matrix) -> list[dict]:
+    trained = matrix[matrix["method"] != "base"]
+    out = []
+    seen = set()
+    for r in trained.to_dict("records"):
+        key = (r["model"], r["method"], r["rank"], r["train_task"], r["seed"])
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append({"label": r["label"], "steps": num(r.get("train_steps"), 0), "epochs": num(r.get("train_epochs"), 1),
+                    "tokens": count(r.get("train_tokens")), "lr": f"{r['learning_rate']:.1e}"
+                    if finite(r.get("learning_rate")) else "n/a",
+                    "loss": f"{num(r.get('heldout_loss_before'), 3)} → {num(r.get('heldout_loss_after'), 3)}",
+                    "final_loss": num(r.get("train_final_loss"), 3),
+                    "trainable": f"{count(r.get('trainable_params'))} ({num(r.get('trainable_pct'), 2)}%)",
+                    "wall": seconds(r.get("train_wall_time_s")),
+                    "memory": num(r.get("train_peak_memory_mb"), 0), "cost": money(r.get("train_cost_usd"))})
+    return out
+
+
+def comparison_rows(table, confidence: float, *, only_in_task: bool = False, with_effect: bool = False) -> list[dict]:
+    out = []
+    for r in _records(table):
+        if only_in_task and not _truthy(r.get("in_task")):
+            continue
+        out.append({**r,
+                    "diff_text": signed(r.get("diff")),
+                    "ci_text": ci_text(r.get("diff_ci_low"), r.get("diff_ci_high"), confidence),
+                    "significant": is_significant(r.get("diff_ci_low"), r.get("diff_ci_high")),
+                    "latency_text": arrow(r.get("latency_rel_pct")),
+                    "latency_ci": arrow_ci(r.get("latency_rel_ci_low"), r.get("latency_rel_ci_high"), confidence),
+                    "how": how(r.get("method", "full"), r.get("rank") or 0),
+                    "metric": metric_name(r.get("headline_metric", ""))})
+    return out
+
+
+def _truncate(text: str, limit: int, keep_end: bool = False) -> str:
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    return "…" + text[-limit:] if keep_end else text[:limit] + "…"
+
+
+def sample_predictions(matrix, tables: dict, predictions: dict[str, list[dict]], per_task: int,
+                       max_chars: int) -> list[dict]:
+    """The first ids of each eval task, as answered by the bases and the in-task full / best LoRA."""
+    if per_task <= 0:
+        return []
+    best_rank = {(r["model"], r["eval_task"]): r.get("best_rank") for r in _records(tables["full_vs_lora"])
+                 if _truthy(r.get("in_task"))}
+    out = []
+    for task in sorted(matrix["eval_task"].unique()):
+        part = matrix[matrix["eval_task"] == task].sort_values(["model", "method", "rank", "seed"])
+        chosen = []
+        for r in part.to_dict("records"):
+            if r["seed"] != part["seed"].min():
+                continue
+            if r["method"] == "base" or (r["train_task"] == task and (
+                    r["method"] == "full" or (r["method"] == "lora" and (
+                        best_rank.get((r["model"], task)) in (None, r["rank"]))))):
+                chosen.append(r)
+        if not chosen:
+            continue
+        first = predictions.get(chosen[0]["cell"], [])
+        ids = [str(p.get("id")) for p in first[:per_task]]
+        headline = chosen[0]["headline_metric"]
+        samples = []
+        for sample_id in ids:
+            prompt = reference = None
+            outputs = []
+            for r in chosen:
+                pred = next((p for p in predictions.get(r["cell"], []) if str(p.get("id")) == sample_id), None)
+                if pred is None:
+                    continue
+                prompt = prompt or pred.get("prompt")
+                reference = reference if reference is not None else pred.get("reference")
+                score = (pred.get("scores") or {}).get(headline)
+                outputs.append({"label": r["label"], "generated": _truncate(pred.get("generated", ""), max_chars),
+                                "extracted": _truncate(pred.get("extracted", ""), 200),
+                                "score": num(score, 2) if finite(score) else "n/a",
+                                "hit_limit": bool(pred.get("hit_limit"))})
+            prompt_text = prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False)
+            samples.append({"id": sample_id, "prompt": _truncate(prompt_text or "", max_chars, keep_end=True),
+                            "reference": _truncate(json.dumps(reference, ensure_ascii=False), max_chars),
+                            "outputs": outputs})
+        out.append({"task": task, "metric": metric_name(headline), "samples": samples})
+    return out
+
+
+def _merge_versions(blocks: Iterable[dict]) -> dict[str, str]:
+    seen: dict[str, set] = {}
+    for block in blocks:
+        for name, version in (block or {}).items():
+            seen.setdefault(name, set()).add(str(version))
+    return {name: " / ".join(sorted(v)) for name, v in sorted(seen.items())}
+
+
+def setup_section(config: dict, matrix, metrics_docs: list[dict], task_meta: dict, manifests: dict,
+                  train_docs: list[dict]) -> dict:
+    models = []
+    for m in config.get("models", []):
+        manifest = manifests.get(m["name"], {})
+        models.append({"name": m["name"], "source": m.get("source"), "id": manifest.get("id") or m.get("id") or "—",
+                       "revision": manifest.get("resolved_revision") or manifest.get("revision") or m.get("revision")
+                       or "—", "params": count(manifest.get("params")), "finetune": m.get("finetune", True),
+                       "trust_remote_code": bool(manifest.get("trust_remote_code", m.get("trust_remote_code")))})
+    tasks = []
+    headline = {r["eval_task"]: r["headline_metric"] for r in matrix.to_dict("records")}
+    for t in config.get("tasks", []):
+        meta = task_meta.get(t["name"], {})
+        counts = meta.get("counts") or {}
+        prints = meta.get("fingerprints") or meta.get("fingerprint")
+        tasks.append({"name": t["name"], "kind": t["kind"], "source": _source_text(t.get("source", {})),
+                      "revision": meta.get("revision") or t.get("source", {}).get("revision") or "—",
+                      "train": counts.get("train", "—"), "eval": counts.get("eval", "—"),
+                      "max_new_tokens": t.get("max_new_tokens"), "metric": metric_name(headline.get(t["name"], "")),
+                      "licence": meta.get("licence") or t.get("licence") or "unknown",
+                      "fingerprint": json.dumps(prints, sort_keys=True) if isinstance(prints, dict) else (prints or "—"),
+                      "split": meta.get("split") or meta.get("split_method") or "—"})
+    train = config.get("train", {})
+    lora = config.get("lora", {})
+    lr = train.get("learning_rate", {})
+    alpha = lora.get("alpha", {})
+    hyper = [
+        ("methods", ", ".join(config.get("methods", []))),
+        ("seeds", ", ".join(map(str, config.get("seeds", [])))),
+        ("learning rate", f"full {_v(lr.get('full'))}, LoRA {_v(lr.get('lora'))} (as recorded per run below)"),
+        ("epochs / max steps", f"{train.get('epochs')} / {train.get('max_steps')}"),
+        ("batch size", f"{train.get('per_device_batch_size')} × {train.get('gradient_accumulation_steps')} "
+                       f"accumulation steps"),
+        ("max length (tokens)", train.get("max_length")),
+        ("schedule", f"{train.get('lr_scheduler')}, warm-up ratio {train.get('warmup_ratio')}, weight decay "
+                     f"{train.get('weight_decay')}"),
+        ("precision (training)", train.get("precision")),
+        ("LoRA ranks", ", ".join(map(str, lora.get("ranks", [])))),
+        ("LoRA alpha", f"{alpha.get('value')} × r" if alpha.get("rule") == "proportional" else alpha.get("value")),
+        ("LoRA dropout / targets", f"{lora.get('dropout')} / {lora.get('target_modules')}"
+                                   f"{' (rsLoRA)' if lora.get('use_rslora') else ''}"),
+    ]
+    hyper = [(key, _v(value)) for key, value in hyper]
+    evaluate = config.get("evaluate", {})
+    generations = [d.get("generation") or {} for d in metrics_docs]
+    stops = sorted({s for g in generations for s in ((g.get("decoding") or {}).get("stop_tokens") or [])})
+    decoding = [
+        ("decoding", "greedy (no sampling, one beam)"),
+        ("max new tokens", ", ".join(f"{t['name']}: {t.get('max_new_tokens')}" for t in config.get("tasks", []))),
+        ("stop tokens", ", ".join(stops) or "the model's end of turn"),
+        ("quality batch size", evaluate.get("batch_size")),
+        ("latency", f"batch size 1, {evaluate.get('latency_samples') or 'all'} samples per cell after "
+                    f"{evaluate.get('warmup')} warm-up generations"),
+        ("LoRA at inference", "merged into the weights" if evaluate.get("merge_lora", True) else "adapter kept"),
+        ("precision (inference)", ", ".join(sorted({str(p) for p in matrix["precision"].dropna()})) or "n/a"),
+        ("thinking mode", "on (enable_thinking: true)" if config.get("enable_thinking") else
+                          "off (enable_thinking: false)"),
+        ("confidence intervals", f"{evaluate.get('confidence', 0.95):.0%}, percentile bootstrap, "
+                                 f"{evaluate.get('bootstrap_resamples')} resamples, seed "
+                                 f"{evaluate.get('bootstrap_seed')}"),
+    ]
+    decoding = [(key, _v(value)) for key, value in decoding]
+    hardware = []
+    seen = set()
+    for doc in metrics_docs + train_docs:
+        prov = doc.get("provenance") or {}
+        device = (prov.get("generation") or {}).get("device") or prov.get("device")
+        if isinstance(device, dict):
+            key = (device.get("device"), device.get("gpu"), device.get("platform"), device.get("cpu_count"),
+                   device.get("torch_threads"))
+            if key not in seen:
+                seen.add(key)
+                hardware.append({"device": device.get("device"), "gpu": device.get("gpu") or "—",
+                                 "platform": device.get("platform") or "—", "cpus": device.get("cpu_count"),
+                                 "threads": device.get("torch_threads")})
+    if not hardware:
+        for device in sorted({str(d) for d in matrix["device"].dropna()}):
+            hardware.append({"device": device, "gpu": "—", "platform": "—", "cpus": "—", "threads": "—"})
+    return {"models": models, "tasks": tasks, "hyper": hyper, "decoding": decoding, "hardware": hardware,
+            "thinking": bool(config.get("enable_thinking")), "training": training_rows(matrix)}
+
+
+def _v(value):
+    """A setting for display: 'n/a' where the config has none."""
+    return "n/a" if value is None or value == "None" else value
+
+
+def _source_text(source: dict) -> str:
+    kind = source.get("type")
+    if kind == "hub":
+        subset = f" ({source['subset']})" if source.get("subset") else ""
+        return f"hub: {source.get('id')}{subset}"
+    if kind == "demo":
+        return f"demo world, seed {source.get('seed', 0)}"
+    if kind == "local":
+        return f"local files ({source.get('format')})"
+    return str(kind)
+
+
+def reproducibility_section(config: dict, config_hash: str | None, matrix, metrics_docs: list[dict],
+                            train_docs: list[dict], task_meta: dict, manifests: dict, configfiles) -> dict:
+    from ftmatrix.provenance import library_versions
+
+    states = sorted({(str(c), str(d)) for c, d in zip(matrix["git_commit"], matrix["git_dirty"])})
+    configs = sorted({str(h) for h in matrix["config_hash"].dropna()})
+    files = [str(p) for p in configfiles or []]
+    extra = "".join(f" --configfile {f}" for f in files if Path(f).name != "config.yaml" or len(files) > 1)
+    commands = [
+        ("run (or resume) the whole study", f"snakemake --cores all{extra}"),
+        ("redo the analysis, figures and journal only", f"snakemake --cores all{extra} --forcerun analyse_matrix"),
+        ("rebuild the matrix from the evaluation results", f"snakemake --cores all{extra} --forcerun aggregate_matrix"),
+        ("what would rerun, and why", f"snakemake -n --cores all{extra} --summary"),
+        ("Snakemake's report (figures and tables with captions)", f"snakemake{extra} --report report.html"),
+    ]
+    libraries = _merge_versions([(d.get("provenance") or {}).get("libraries") for d in metrics_docs + train_docs])
+    report_libs = library_versions(REPORT_LIBRARIES)
+    data = []
+    for name, meta in sorted(task_meta.items()):
+        prints = meta.get("fingerprints") or meta.get("fingerprint")
+        data.append({"task": name, "revision": meta.get("revision") or "—",
+                     "fingerprint": ", ".join(f"{k}: {v}" for k, v in sorted(prints.items()))
+                     if isinstance(prints, dict) else (prints or "—"),
+                     "seed": meta.get("data_seed", "—")})
+    models = [{"name": name, "revision": m.get("resolved_revision") or m.get("revision") or "—",
+               "trust_remote_code": bool(m.get("trust_remote_code"))} for name, m in sorted(manifests.items())]
+    return {"commits": [{"commit": c, "dirty": d == "True"} for c, d in states],
+            "mixed_commits": len({c for c, _ in states}) > 1,
+            "config_hash": config_hash, "cell_config_hashes": configs,
+            "stale_config": bool(config_hash) and configs != [config_hash],
+            "configfiles": files, "commands": commands, "libraries": libraries,
+            "report_libraries": {k: v for k, v in report_libs.items() if v},
+            "data": data, "models": models, "thinking": bool(config.get("enable_thinking")),
+            "config_json": json.dumps(config, indent=1, sort_keys=True, default=str)}
+
+
+# ---------------------------------------------------------------------------- rendering
+
+
+def figure_uri(path: Path) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f"data:image/png;base64,{data}"
+
+
+def environment():
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+    from markupsafe import Markup
+
+    def finalize(value):
+        # Markup (the inline CSS) is the project's own text; everything else is masked, then escaped.
+        if isinstance(value, Markup):
+            return value
+        return redact(value) if isinstance(value, str) else value
+
+    env = Environment(loader=FileSystemLoader(str(TEMPLATE_DIR)), autoescape=True, undefined=StrictUndefined,
+                      finalize=finalize, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update({"num": num, "signed": signed, "seconds": seconds, "money": money, "metric": metric_name})
+    return env
+
+
+def render(context: dict) -> str:
+    env = environment()
+    css = (TEMPLATE_DIR / STYLESHEET).read_text(encoding="utf-8")
+    return env.get_template(TEMPLATE).render(css=css, **context)
+
+
+def _read_docs(files) -> list[dict]:
+    from ftmatrix.io import read_json
+
+    docs = []
+    for path in files or []:
+        doc = read_json(path)
+        if isinstance(doc, dict):
+            docs.append(doc)
+    return docs
+
+
+def journal_context(*, matrix_file, analysis_dir, figures_dir, metrics_files, predictions_files, task_meta_files,
+                    model_manifests, train_metrics_files, config: dict, config_hash: str | None = None,
+                    configfiles=()) -> dict:
+    from ftmatrix.aggregate import read_manifests, read_matrix, read_task_meta
+    from ftmatrix.analysis import TABLES, read_predictions, read_table
+    from ftmatrix.figures import FIGURES
+
+    matrix = read_matrix(matrix_file)
+    tables = {name: read_table(Path(analysis_dir) / f"{name}.csv") for name in TABLES}
+    figures = {}
+    for name in FIGURES:
+        path = Path(figures_dir) / f"{name}.png"
+        if not path.is_file():
+            raise DataError(f"{path}: figure missing; run `snakemake {path}`.")
+        figures[name] = figure_uri(path)
+    confidence = float(matrix["confidence"].dropna().iloc[0]) if matrix["confidence"].notna().any() else 0.95
+    report = config.get("report", {})
+    metrics_docs = _read_docs(metrics_files)
+    train_docs = _read_docs(train_metrics_files)
+    task_meta = read_task_meta(task_meta_files or [])
+    manifests = read_manifests(model_manifests or [])
+    predictions = read_predictions(predictions_files or [])
+    return {
+        "study": {"name": config.get("study", "study"), "description": config.get("description", "").strip(),
+                  "cells": len(matrix), "variants": len(matrix.drop_duplicates(
+                      ["model", "method", "rank", "train_task", "seed"])),
+                  "eval_tasks": sorted(matrix["eval_task"].unique()), "confidence": confidence},
+        "sections": SECTIONS,
+        "highlights": highlights(tables, confidence),
+        "takeaways": takeaways(matrix, tables, confidence),
+        "setup": setup_section(config, matrix, metrics_docs, task_meta, manifests, train_docs),
+        "results": results_tables(matrix),
+        "transfer": comparison_rows(tables["transfer"], confidence),
+        "vs_larger": comparison_rows(tables["vs_larger_base"], confidence),
+        "full_vs_lora": comparison_rows(tables["full_vs_lora"], confidence),
+        "rank_correlation": _records(tables["rank_correlation"]),
+        "lora_rank": _records(tables["lora_rank"]),
+        "seeds": _records(tables["seeds"]),
+        "several_seeds": bool(len(config.get("seeds", [0])) > 1),
+        "samples": sample_predictions(matrix, tables, predictions, int(report.get("samples_per_task", 3)),
+                                      int(report.get("max_sample_chars", 600))),
+        "figures": figures,
+        "repro": reproducibility_section(config, config_hash, matrix, metrics_docs, train_docs, task_meta,
+                                         manifests, configfiles),
+    }
+
+
+def build_journal(*, matrix_file, analysis_dir, figures_dir, metrics_files, predictions_files, task_meta_files,
+                  model_manifests, train_metrics_files, config: dict, html_file, config_hash: str | None = None,
+                  configfiles=()) -> Path:
+    """Render results/journal/journal.html; prints where it is."""
+    from ftmatrix.io import write_text
+
+    context = journal_context(matrix_file=matrix_file, analysis_dir=analysis_dir, figures_dir=figures_dir,
+                              metrics_files=metrics_files, predictions_files=predictions_files,
+                              task_meta_files=task_meta_files, model_manifests=model_manifests,
+                              train_metrics_files=train_metrics_files, config=config, config_hash=config_hash,
+                              configfiles=configfiles)
+    html = render(context)
+    write_text(html_file, html)
+    where = Path(html_file).resolve()
+    log.info("journal: %d highlights, %d takeaways -> %s", len(context["highlights"]), len(context["takeaways"]),
+             where)
+    print(f"ftmatrix: the journal is at {where}", file=sys.stderr, flush=True)
+    return where
+
+
+def write_journal_pdf(html_file, pdf_file) -> Path:
+    """journal.html -> journal.pdf with WeasyPrint (print styles in report/journal.css)."""
+    from ftmatrix.io import atomic_path
+
+    try:
+        import weasyprint
+    except (ImportError, OSError) as exc:   # OSError: the system's pango libraries are missing
+        raise FtmatrixError(f"{pdf_file}: WeasyPrint cannot run ({exc}). Install it with its system libraries "
+                            f"(Debian: apt-get install libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b "
+                            f"libharfbuzz-subset0 fonts-dejavu-core).") from None
+    html_file = Path(html_file)
+    html = html_file.read_text(encoding="utf-8")
+    with atomic_path(pdf_file, suffix=".pdf") as tmp:
+        weasyprint.HTML(string=html, base_url=str(html_file.parent)).write_pdf(str(tmp))
+    where = Path(pdf_file).resolve()
+    print(f"ftmatrix: the journal (PDF) is at {where}", file=sys.stderr, flush=True)
+    return where
