@@ -36,10 +36,10 @@ import ftmatrix.grid  # noqa: E402
 KINDS = ("arc", "openmath", "squad_v2")
 
 
-def grid_study(cells_wanted: int) -> dict:
-    """A study of about ``cells_wanted`` cells: 10 tasks, 4 tunable models + 1 base-only,
-    4 LoRA ranks, and as many seeds as it takes (hub sources: a dry run fetches nothing)."""
-    n_tasks, n_tuned, n_ranks = 10, 4, 4
+def grid_study(cells_wanted: int, n_tasks: int = 10, n_tuned: int = 4, n_ranks: int = 4) -> dict:
+    """A study of about ``cells_wanted`` cells: ``n_tasks`` tasks, ``n_tuned`` tunable models
+    and one base-only, ``n_ranks`` LoRA ranks, and as many seeds as it takes (hub sources:
+    a dry run fetches nothing)."""
     per_seed = n_tuned * n_tasks * (1 + n_ranks) * n_tasks
     seeds = max(1, round((cells_wanted - (n_tuned + 1) * n_tasks) / per_seed))
     models = [
