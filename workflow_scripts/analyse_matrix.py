@@ -1,0 +1,16 @@
+"""The study's comparisons with paired bootstrap CIs: results/analysis/*.csv."""
+from pathlib import Path
+
+from ftmatrix.workflow import run_step
+
+with run_step(snakemake):
+    from ftmatrix.analysis import analyse_matrix
+
+    analyse_matrix(
+        snakemake.input.matrix,
+        list(snakemake.input.predictions),
+        Path(snakemake.output[0]).parent,
+        resamples=snakemake.params.resamples,
+        seed=snakemake.params.seed,
+        confidence=snakemake.params.confidence,
+    )

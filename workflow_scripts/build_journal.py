@@ -1,0 +1,22 @@
+"""Render results/journal/journal.html from the matrix, analysis, figures and predictions."""
+from pathlib import Path
+
+from ftmatrix.workflow import run_step
+
+with run_step(snakemake):
+    from ftmatrix.journal import build_journal
+
+    build_journal(
+        matrix_file=snakemake.input.matrix,
+        analysis_dir=Path(snakemake.input.tables[0]).parent,
+        figures_dir=Path(snakemake.input.figures[0]).parent,
+        metrics_files=list(snakemake.input.metrics),
+        predictions_files=list(snakemake.input.predictions),
+        task_meta_files=list(snakemake.input.task_meta),
+        model_manifests=list(snakemake.input.model_manifests),
+        train_metrics_files=list(snakemake.input.train_metrics),
+        config=dict(snakemake.params.config),
+        config_hash=snakemake.params.config_hash,
+        configfiles=list(snakemake.params.configfiles),
+        html_file=snakemake.output.html,
+    )
