@@ -331,7 +331,24 @@ def takeaways(matrix, tables: dict, confidence: float) -> list[str]:
                        f"{num(tuned_tokens, 0)} after fine-tuning). Latency follows output length; set "
                        f"max_new_tokens with care when comparing untuned models.")
 
-    # 6. Seeds.
+    # 6. SQuAD v2-style tasks: what always abstaining would score (the share of unanswerable questions).
+    for task in sorted(matrix["eval_task"].unique()):
+        part = matrix[matrix["eval_task"] == task]
+        if not {"metric_NoAns_total", "metric_total"} <= set(part.columns) or part["metric_NoAns_total"].isna().all():
+            continue
+        share = 100.0 * float(part["metric_NoAns_total"].iloc[0]) / float(part["metric_total"].iloc[0])
+        below = part[part["headline_ci_high"] < share] if part["headline_ci_high"].notna().any() else part.iloc[0:0]
+        best_has = part.loc[part["metric_HasAns_f1"].idxmax()] if "metric_HasAns_f1" in part and \
+            part["metric_HasAns_f1"].notna().any() else None
+        text = (f"On {task}, {share:.0f}% of the questions have no answer, so always abstaining scores "
+                f"{share:.1f} {metric_name(part['headline_metric'].iloc[0])}; {len(below)} of {len(part)} cells score "
+                f"significantly below that.")
+        if best_has is not None:
+            text += (f" Judge answering and abstaining apart: the best answerer is {best_has['label']} "
+                     f"(HasAns F1 {num(best_has['metric_HasAns_f1'])}, NoAns F1 {num(best_has.get('metric_NoAns_f1'))}).")
+        out.append(text)
+
+    # 7. Seeds.
     seeds = _records(tables["seeds"])
     several = [r for r in seeds if finite(r.get("sd"))]
     if several:
@@ -377,7 +394,7 @@ def results_tables(matrix) -> list[dict]:
         part = matrix[matrix["eval_task"] == task]
         headline = part["headline_metric"].iloc[0]
         metrics = [c for c in part.columns if c.startswith("metric_") and c != f"metric_{headline}"
-                   and part[c].notna().any()][:5]
+                   and part[c].notna().any() and not _is_count_metric(c[len("metric_"):])][:6]
         rows = []
         for r in part.to_dict("records"):
             rows.append({
@@ -395,6 +412,10 @@ def results_tables(matrix) -> list[dict]:
                     "metrics": [metric_name(m[len("metric_"):]) for m in metrics], "rows": rows,
                     "api_name": part["api_name"].iloc[0] if "api_name" in part else None})
     return out
+
+
+def _is_count_metric(name: str) -> bool:
+    return name == "total" or name.endswith("_total") or name.startswith("n_")
 
 
 def training_rows(matrix) -> list[dict]:
