@@ -460,9 +460,13 @@ def prepare_task(task_cfg: dict, out_dir: str | Path, data_seed: int, root: str 
                                                    task_cfg["eval_size"], data_seed)
     for split, rows, scanned in (("train", train_rows, train_scan), ("eval", eval_rows, eval_scan or train_scan)):
         if not rows:
+            carved = (f" The eval set ({len(eval_rows)} rows) is carved from the same source and its "
+                      f"{task.dedup_description} groups ({split_info['excluded_from_train']} more rows) are kept "
+                      f"out of training: lower eval_size or give eval files."
+                      if split == "train" and split_info["method"] == "carved" and eval_rows else "")
             raise DataError(f"task {name}: no usable {split} rows after filtering (rows available: "
                             f"{scanned.available}; dropped: {_dropped_summary(scanned.dropped)}); check the "
-                            f"task's source and sizes.")
+                            f"task's source and sizes.{carved}")
 
     train_examples = train_src.examples(task, [r.position for r in train_rows])
     eval_source = eval_src if eval_src is not None else train_src

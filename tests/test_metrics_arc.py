@@ -1,0 +1,110 @@
+"""ARC: label extraction, accuracy, macro-F1 and the no-label share."""
+
+import pytest
+
+from ftmatrix import metrics as M
+from ftmatrix.tasks import get_task
+
+ARC = get_task("arc")
+LETTERS = {"label": "C", "labels": ["A", "B", "C", "D"], "choices": ["dry palms", "wet palms", "oily palms", "lotion"]}
+NUMBERS = {"label": "3", "labels": ["1", "2", "3", "4"], "choices": ["one", "two", "three", "four"]}
+
+
+@pytest.mark.parametrize("generated, expected", [
+    ("C", "C"),
+    ("C.", "C"),
+    ("(C)", "C"),
+    ("C) oily palms", "C"),
+    ("C: oily palms", "C"),
+    ("The answer is C", "C"),
+    ("The answer is (c).", "C"),
+    ("Answer: C", "C"),
+    ("answer: c", "C"),
+    ("c", "C"),
+    ("**C**", "C"),
+    ("Ｃ", "C"),                                 # full-width letter (NFKC)
+    ("Option D", "D"),
+    ("I think the answer is B because palms", "B"),
+    ("Let me think.\nB", "B"),                  # a final line holding only a label
+    ("<think>A seems right</think>\nD", "D"),
+    ("wet palms", "B"),                         # the text of a choice
+    ("A because it is dry", "A"),
+    ("A ball is not a choice", ""),             # the article 'A', not a label
+    ("a dog", ""),
+    ("E", ""),                                  # not a label of this question
+    ("The answer is E", ""),
+    ("", ""),
+    ("   \n  ", ""),
+    ("I do not know", ""),
+])
+def test_letter_label_extraction(generated, expected):
+    assert ARC.extract(generated, LETTERS) == expected
+
+
+@pytest.mark.parametrize("generated, expected", [
+    ("3", "3"), ("3.", "3"), ("(3)", "3"), ("The answer is 2.", "2"), ("Answer: 4", "4"),
+    ("C", ""),   # letters are not the labels of this question
+    ("5", ""),
+])
+def test_numeric_label_extraction(generated, expected):
+    assert ARC.extract(generated, NUMBERS) == expected
+
+
+def test_five_choice_question():
+    reference = {"label": "E", "labels": list("ABCDE"), "choices": list("vwxyz")}
+    assert ARC.extract("E", reference) == "E"
+    assert ARC.score("E", reference) == {"correct": 100.0, "no_label": 0.0}
+
+
+def rows_of(pairs, labels=("A", "B", "C", "D")):
+    rows = []
+    for gold, pred in pairs:
+        reference = {"label": gold, "labels": list(labels), "choices": [f"choice {x}" for x in labels]}
+        rows.append({"extracted": pred, "reference": reference, "scores": ARC.score(pred, reference)})
+    return rows
+
+
+def test_accuracy_macro_f1_and_no_label_hand_computed():
+    # gold A A B B C; pred A B B "" A
+    # A: tp 1, gold 2, pred 2 -> F1 2/4;  B: tp 1, gold 2, pred 2 -> 2/4;  C: tp 0, gold 1, pred 0 -> 0
+    rows = rows_of([("A", "A"), ("A", "B"), ("B", "B"), ("B", ""), ("C", "A")])
+    m = ARC.metrics(rows)
+    assert m["accuracy"] == pytest.approx(40.0)
+    assert m["macro_f1"] == pytest.approx(100 * (0.5 + 0.5 + 0.0) / 3)
+    assert m["no_label_rate"] == pytest.approx(20.0)
+    assert m["total"] == 5
+    assert ARC.headline == "macro_f1"
+
+
+def test_macro_f1_ignores_predicted_classes_absent_from_gold():
+    # gold only A and B; the prediction D is a miss for A and no class's false positive
+    rows = rows_of([("A", "A"), ("A", "D"), ("B", "B")])
+    # A: tp 1, gold 2, pred 1 -> 2/3; B: 1
+    assert ARC.metrics(rows)["macro_f1"] == pytest.approx(100 * (2 / 3 + 1) / 2)
+
+
+def test_numeric_labels_count_by_position():
+    # '1' is the first choice like 'A': a question labelled 1-4 adds no classes of its own
+    rows = rows_of([("A", "A"), ("B", "B")]) + rows_of([("1", "1"), ("2", "1")], labels=("1", "2", "3", "4"))
+    # positions: gold A B A B, pred A B A A -> A: tp 2, gold 2, pred 3 -> 4/5; B: tp 1, gold 2, pred 1 -> 2/3
+    m = ARC.metrics(rows)
+    assert m["macro_f1"] == pytest.approx(100 * (4 / 5 + 2 / 3) / 2)
+    assert m["accuracy"] == pytest.approx(75.0)
+
+
+def test_metrics_on_no_rows_are_undefined():
+    m = ARC.metrics([])
+    assert m == {"accuracy": None, "macro_f1": None, "no_label_rate": None, "total": 0}
+
+
+def test_gold_completions_are_extracted_exactly(shared_data):
+    for path in sorted((shared_data / "arc").glob("*/*.jsonl")):
+        examples = ARC.to_examples(ARC.read_local([str(path)], "arc_release"), str(path))
+        for example in examples:
+            reference = example["reference"]
+            assert ARC.extract(example["completion"][0]["content"], reference) == reference["label"]
+            assert ARC.extract(f"The answer is {reference['label']}.", reference) == reference["label"]
+        rows = [{"extracted": e["reference"]["label"], "reference": e["reference"],
+                 "scores": ARC.score(e["reference"]["label"], e["reference"])} for e in examples]
+        m = ARC.metrics(rows)
+        assert m["accuracy"] == 100.0 and m["macro_f1"] == 100.0 and m["no_label_rate"] == 0.0

@@ -1,0 +1,73 @@
+"""Hostile generations are scored, never a crash: empty, huge, repetitive, odd Unicode, unclosed markup."""
+
+import time
+
+import pytest
+
+from ftmatrix.tasks import KINDS, get_task
+
+REFERENCES = {
+    "arc": {"label": "B", "labels": ["A", "B", "C", "D"], "choices": ["w", "x", "y", "z"]},
+    "openmath": {"answer": "\\frac{3}{4}"},
+    "squad_v2": {"answers": ["the Eiffel Tower"], "is_impossible": False},
+}
+
+HOSTILE = [
+    "",
+    " ",
+    "\n\n\n",
+    "\x00\x01\x02",
+    "B" * 200_000,
+    "the answer is " * 20_000,
+    "\\boxed{" * 5_000,
+    "}" * 5_000 + "\\boxed{1}",
+    "\\frac{" * 3_000 + "1",
+    "9" * 50_000,
+    "1," * 20_000,
+    "<think>" * 1_000,
+    "</think>" * 1_000,
+    "🙂🙃 \u202e\u200b\ufeff Ａｎｓｗｅｒ： Ｂ",
+    "İstanbul ǅ ß ﬁ \u0301\u0301",
+    "\ud800 lone surrogate",
+    "<script>alert(1)</script>",
+    "$" * 10_000,
+    "\\text{" * 2_000,
+    "x = y = z = " * 2_000 + "3",
+]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_extract_score_and_metrics_never_crash(kind):
+    task = get_task(kind)
+    reference = REFERENCES[kind]
+    rows = []
+    started = time.perf_counter()
+    for text in HOSTILE:
+        extracted = task.extract(text, reference)
+        assert isinstance(extracted, str)
+        scores = task.score(extracted, reference)
+        assert all(v is None or isinstance(v, float) for v in scores.values())
+        rows.append({"extracted": extracted, "reference": reference, "scores": scores})
+    metrics = task.metrics(rows)
+    assert metrics[task.headline] is not None
+    assert 0.0 <= metrics[task.headline] <= 100.0
+    # linear-time handling: the whole hostile set scores in well under a few seconds
+    assert time.perf_counter() - started < 20
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_metrics_on_empty_rows_are_undefined_not_zero(kind):
+    task = get_task(kind)
+    metrics = task.metrics([])
+    assert metrics[task.headline] is None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_metrics_recompute_scores_when_rows_lack_them(kind):
+    task = get_task(kind)
+    reference = REFERENCES[kind]
+    gold = {"arc": "B", "openmath": "0.75", "squad_v2": "Eiffel Tower"}[kind]
+    with_scores = [{"extracted": gold, "reference": reference, "scores": task.score(gold, reference)}]
+    without = [{"extracted": gold, "reference": reference}]
+    assert task.metrics(with_scores) == task.metrics(without)
+    assert task.metrics(without)[task.headline] == 100.0

@@ -1,0 +1,204 @@
+"""SQuAD v2 exact match and F1 against the official v2.0 evaluation script's definitions.
+
+Hand-computed cases pin each rule (normalisation, multiple golds, unanswerable questions,
+punctuation, articles); a second check runs the official script's procedure (written out
+here from its definition, over SQuAD's nested JSON) and the task's per-row path on the same
+predictions of the real dev data, and requires the same numbers.
+"""
+
+import collections
+import json
+import random
+
+import pytest
+
+from ftmatrix import metrics as M
+from ftmatrix.tasks import get_task
+
+SQUAD = get_task("squad_v2")
+
+
+def scored(pred, answers):
+    return M.squad_score(pred, answers)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("The Eiffel Tower", "eiffel tower"),
+    ("U.S.A.", "usa"),
+    ("  New\tYork \n City ", "new york city"),
+    ("An apple a day", "apple day"),
+    ("another theme", "another theme"),      # articles only as whole words
+    ("rock-and-roll", "rockandroll"),        # punctuation is deleted, not turned into spaces
+    ("“curly” quotes", "“curly” quotes"),    # only ASCII punctuation, as in the official script
+    ("", ""),
+])
+def test_normalisation_follows_the_official_rules(text, expected):
+    assert M.squad_normalize(text) == expected
+
+
+def test_exact_match_after_normalisation():
+    assert scored("the Eiffel Tower", ["Eiffel Tower"]) == {"exact": 100.0, "f1": 100.0}
+    assert scored("PARIS.", ["paris"]) == {"exact": 100.0, "f1": 100.0}
+
+
+def test_f1_partial_overlap_hand_computed():
+    # pred tokens: eiffel tower in paris (4); gold: eiffel tower (2); common 2
+    # P = 2/4, R = 2/2, F1 = 2·0.5·1 / 1.5 = 2/3
+    s = scored("Eiffel Tower in Paris", ["the Eiffel Tower"])
+    assert s["exact"] == 0.0
+    assert s["f1"] == pytest.approx(100 * 2 / 3)
+
+
+def test_repeated_tokens_count_once_per_match():
+    # 'the the cat cat cat' -> [cat, cat, cat]; gold [cat, cat]: common 2, P 2/3, R 1, F1 0.8
+    assert scored("the the cat cat cat", ["cat cat"])["f1"] == pytest.approx(80.0)
+
+
+def test_articles_are_whole_words():
+    # [another, one] vs [other, one]: common 1, P = R = 1/2, F1 = 1/2
+    s = scored("another one", ["other one"])
+    assert s == {"exact": 0.0, "f1": pytest.approx(50.0)}
+
+
+def test_punctuation_inside_words_joins_them():
+    # 'rock-and-roll' -> [rockandroll] vs [rock, and, roll]: no common token
+    assert scored("rock-and-roll", ["rock and roll"]) == {"exact": 0.0, "f1": 0.0}
+
+
+def test_maximum_over_gold_answers():
+    assert scored("Denver Broncos", ["Broncos", "Denver Broncos", "the Broncos"])["exact"] == 100.0
+    # vs 'Denver Broncos': P = R = 1/2 -> 1/2; vs 'Broncos': P 1/2, R 1 -> 2/3; max 2/3
+    s = scored("Broncos team", ["Denver Broncos", "Broncos"])
+    assert s["exact"] == 0.0
+    assert s["f1"] == pytest.approx(100 * 2 / 3)
+
+
+def test_unanswerable_question_gold_is_the_empty_string():
+    assert scored("", []) == {"exact": 100.0, "f1": 100.0}
+    assert scored("Paris", []) == {"exact": 0.0, "f1": 0.0}
+    # an answerable question answered with nothing scores nothing
+    assert scored("", ["Paris"]) == {"exact": 0.0, "f1": 0.0}
+
+
+def test_gold_answers_that_normalise_to_nothing_are_dropped():
+    # the official script keeps only golds with tokens; none left -> [''] as for no answer
+    assert scored("", ["."]) == {"exact": 100.0, "f1": 100.0}
+    assert scored("the", ["a", "an"]) == {"exact": 100.0, "f1": 100.0}   # both sides empty
+    assert scored("x", [".", "x"]) == {"exact": 100.0, "f1": 100.0}
+
+
+def test_corpus_metrics_overall_hasans_noans_hand_computed():
+    rows = []
+    for pred, answers in [("Paris", ["Paris"]),            # HasAns: EM 1, F1 1
+                          ("Denver Broncos", ["Broncos"]), # HasAns: EM 0, F1 2/3
+                          ("", []),                        # NoAns: abstains -> 1, 1
+                          ("London", [])]:                 # NoAns: answers -> 0, 0
+        reference = {"answers": answers, "is_impossible": not answers}
+        rows.append({"extracted": pred, "reference": reference, "scores": SQUAD.score(pred, reference)})
+    m = SQUAD.metrics(rows)
+    assert m["exact"] == pytest.approx(50.0)
+    assert m["f1"] == pytest.approx(100 * (1 + 2 / 3 + 1 + 0) / 4)
+    assert m["HasAns_exact"] == pytest.approx(50.0)
+    assert m["HasAns_f1"] == pytest.approx(100 * (1 + 2 / 3) / 2)
+    assert m["NoAns_exact"] == pytest.approx(50.0)
+    assert m["NoAns_f1"] == pytest.approx(50.0)
+    assert (m["HasAns_total"], m["NoAns_total"], m["total"]) == (2, 2, 4)
+    assert m["abstain_rate"] == pytest.approx(25.0)
+    assert SQUAD.headline == "f1"
+
+
+def test_metrics_of_only_answerable_questions_leave_noans_undefined():
+    reference = {"answers": ["x"], "is_impossible": False}
+    m = SQUAD.metrics([{"extracted": "x", "reference": reference, "scores": SQUAD.score("x", reference)}])
+    assert m["NoAns_f1"] is None and m["NoAns_total"] == 0 and m["HasAns_f1"] == 100.0
+
+
+def _official_procedure(dataset, predictions):
+    """The v2.0 script's procedure over its nested JSON, from its definition: has-answer from
+    the answers list, golds filtered by normalisation, maximum over golds, 100·sum/total."""
+    has_answer, exact, f1 = {}, {}, {}
+    for article in dataset:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                qid = qa["id"]
+                has_answer[qid] = bool(qa["answers"])
+                golds = [a["text"] for a in qa["answers"] if M.squad_normalize(a["text"])] or [""]
+                exact[qid] = max(M.squad_exact(g, predictions[qid]) for g in golds)
+                f1[qid] = max(M.squad_f1(g, predictions[qid]) for g in golds)
+
+    def block(ids):
+        return {"exact": 100.0 * sum(exact[i] for i in ids) / len(ids),
+                "f1": 100.0 * sum(f1[i] for i in ids) / len(ids), "total": len(ids)}
+
+    out = block(list(exact))
+    for name, ids in (("HasAns", [i for i in exact if has_answer[i]]), ("NoAns", [i for i in exact if not has_answer[i]])):
+        for key, value in block(ids).items():
+            out[f"{name}_{key}"] = value
+    return out
+
+
+def test_task_path_equals_the_official_procedure_on_real_dev_data(shared_data):
+    path = shared_data / "squad_v2" / "dev-v2.0.half.json"
+    dataset = json.loads(path.read_text(encoding="utf-8"))["data"]
+    examples = SQUAD.to_examples(SQUAD.read_local([str(path)], "squad_json"), str(path))
+    contexts = {qa["id"]: p["context"] for a in dataset for p in a["paragraphs"] for qa in p["qas"]}
+    rng = random.Random(7)
+    predictions = {}
+    for example in examples:
+        answers = example["reference"]["answers"]
+        words = contexts[example["id"]].split()
+        kind = rng.randrange(5)
+        if kind == 0:
+            predictions[example["id"]] = answers[0] if answers else ""
+        elif kind == 1:
+            predictions[example["id"]] = ""
+        elif kind == 2 and answers:
+            predictions[example["id"]] = answers[-1].upper() + " ."
+        else:
+            start = rng.randrange(len(words))
+            predictions[example["id"]] = " ".join(words[start:start + rng.randrange(1, 6)])
+    rows = []
+    for example in examples:
+        pred = predictions[example["id"]]
+        rows.append({"extracted": pred, "reference": example["reference"],
+                     "scores": SQUAD.score(pred, example["reference"])})
+    ours = SQUAD.metrics(rows)
+    official = _official_procedure(dataset, predictions)
+    for key, value in official.items():
+        assert ours[key] == pytest.approx(value, abs=1e-9), key
+    assert collections.Counter(bool(e["reference"]["answers"]) for e in examples)[False] == 3168
+
+
+def test_official_sample_with_gold_predictions_scores_100(shared_data):
+    path = shared_data / "squad_v2" / "dev-v2.0.sample.json"
+    examples = SQUAD.to_examples(SQUAD.read_local([str(path)], "squad_json"), str(path))
+    rows = []
+    for example in examples:
+        # the model says what its completion says; extraction turns 'unanswerable' into abstaining
+        extracted = SQUAD.extract(example["completion"][0]["content"], example["reference"])
+        rows.append({"extracted": extracted, "reference": example["reference"],
+                     "scores": SQUAD.score(extracted, example["reference"])})
+    m = SQUAD.metrics(rows)
+    assert m["exact"] == 100.0 and m["f1"] == 100.0 and m["total"] == 14
+
+
+@pytest.mark.parametrize("generated, expected", [
+    ("Paris", "Paris"),
+    ('"Paris"', "Paris"),
+    ("“Paris.”", "Paris."),
+    ("Answer: 'Paris'.", "Paris"),
+    ("  \n Answer - 1066 \n", "1066"),
+    ("Paris\nBecause the context says so.", "Paris"),
+    ("<think>the passage…</think>\n\nParis", "Paris"),
+    ("they are ‘directly applicable’", "they are ‘directly applicable’"),
+    ("unanswerable", ""),
+    ("Unanswerable.", ""),
+    ("The question is unanswerable.", ""),
+    ("No answer", ""),
+    ("cannot be answered", ""),
+    ("None", ""),
+    ("N/A", ""),
+    ("", ""),
+])
+def test_span_extraction(generated, expected):
+    assert M.extract_span(generated) == expected
