@@ -441,11 +441,13 @@ def evaluate_cell(settings: dict, model_manifest, trained_dir, eval_file, genera
     model, tokenizer, details = load_variant(manifest, cfg.method, trained_dir, merge_lora=cfg.merge_lora,
                                              precision=precision, device=device, manifest_file=model_manifest)
     gen = Generator(model, tokenizer, cfg.max_new_tokens, device)
+    load_s = time.perf_counter() - started
+    tick = time.perf_counter()
     samples = []
     for index, row in enumerate(rows):
         text = render_prompt(tokenizer, row["prompt"], cfg.enable_thinking)
         samples.append(Sample(index, row["id"], text, tokenizer(text, add_special_tokens=False)["input_ids"]))
-    load_s = time.perf_counter() - started
+    tokenize_s = time.perf_counter() - tick
     limit = getattr(model.config, "max_position_embeddings", None)
     longest = max(len(s.input_ids) for s in samples)
     if limit and longest + cfg.max_new_tokens > limit:
@@ -490,19 +492,21 @@ def evaluate_cell(settings: dict, model_manifest, trained_dir, eval_file, genera
                 if s.id in done:
                     continue
                 row = _row(s, out, t_out)
+                # Flushed per sample: a killed process loses nothing it has finished.
                 sink.write(json.dumps(row, ensure_ascii=False) + "\n")
                 sink.flush()
-                os.fsync(sink.fileno())
                 done[s.id] = row
                 generated_now += 1
                 bar.update(1)
+            os.fsync(sink.fileno())     # and on disk once per batch, against a crash of the machine
     bar.close()
     gen_s = time.perf_counter() - gen_started
 
     ordered = [done[s.id] for s in samples]
     io.write_jsonl(generations_file, ordered)
     summary = _summary(cfg, manifest, details, ordered, precision, device, gen.stop_ids, tokenizer,
-                       load_s=load_s, gen_s=gen_s, quality_s=quality_s, timed_s=timed_s, generated_now=generated_now, resumed=resumed,
+                       load_s=load_s, tokenize_s=tokenize_s, gen_s=gen_s, quality_s=quality_s, timed_s=timed_s,
+                       generated_now=generated_now, resumed=resumed,
                        threads=threads, config_hash=config_hash, eval_file=eval_file,
                        model_manifest=model_manifest, trained_dir=trained_dir)
     io.write_json(info_file, summary)
@@ -517,7 +521,7 @@ def evaluate_cell(settings: dict, model_manifest, trained_dir, eval_file, genera
 
 
 def _summary(cfg: EvalSettings, manifest: dict, details: dict, rows: list[dict], precision: str, device: str,
-             stop_ids: list[int], tokenizer, *, load_s: float, gen_s: float, quality_s: float,
+             stop_ids: list[int], tokenizer, *, load_s: float, tokenize_s: float, gen_s: float, quality_s: float,
              timed_s: float, generated_now: int, resumed: int,
              threads: int, config_hash, eval_file, model_manifest, trained_dir) -> dict:
     timed_rows = [r for r in rows if r["latency_s"] is not None]
@@ -549,6 +553,7 @@ def _summary(cfg: EvalSettings, manifest: dict, details: dict, rows: list[dict],
         "generated_this_run": generated_now,
         "resumed_samples": resumed,
         "load_s": round(load_s, 4),
+        "tokenize_s": round(tokenize_s, 4),
         "wall_s": round(gen_s, 4),
         "quality_pass_s": round(quality_s, 4),
         "timed_pass_s": round(timed_s, 4),
