@@ -28,9 +28,10 @@ import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from ftmatrix.config import config_hash, resolve_path
 from ftmatrix.errors import DataError, SourceUnreachable
@@ -403,8 +404,27 @@ def _load_hub_split(source: dict, split: str):
                         f"{exc}. Check the id, subset, revision and split names in the task's source.") from None
 
 
-def _resolved_revision(source: dict) -> str | None:
-    """The commit the revision pointed to, when the hub can tell (never when offline)."""
+def _commit_in_cache_path(dataset) -> str | None:
+    """datasets files a hub dataset under the repository commit it resolved the revision to
+    (…/<subset>/<version>/<40-hex commit>/…); read it back from the cache files' path."""
+    try:
+        files = dataset.cache_files
+    except Exception:
+        return None
+    for entry in files or []:
+        for part in Path(entry.get("filename", "")).parts:
+            if re.fullmatch(r"[0-9a-f]{40}", part):
+                return part
+    return None
+
+
+def _resolved_revision(source: dict, dataset=None) -> str | None:
+    """The commit the revision pointed to, where datasets or the hub can tell."""
+    if re.fullmatch(r"[0-9a-f]{40}", source["revision"]):
+        return source["revision"]
+    cached = _commit_in_cache_path(dataset) if dataset is not None else None
+    if cached:
+        return cached
     if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
         return None
     try:
@@ -423,7 +443,7 @@ def _hub_sources(task, source: dict):
     evaluation = (HubSource(_load_hub_split(source, eval_split), label=f"{label} split {eval_split}")
                   if eval_split else None)
     info = {"type": "hub", "id": source["id"], "subset": source.get("subset"), "revision": source["revision"],
-            "resolved_revision": _resolved_revision(source)}
+            "resolved_revision": _resolved_revision(source, train.dataset)}
     return train, evaluation, info
 
 

@@ -2,7 +2,6 @@
 
 import hashlib
 import json
-from pathlib import Path
 
 import pytest
 
@@ -260,3 +259,31 @@ def test_written_examples_are_what_the_task_module_makes(shared_data, tmp_path):
         assert [m["role"] for m in row["completion"]] == ["assistant"]
         assert set(row["reference"]) == {"answers", "is_impossible"}
         assert task.extract(row["completion"][0]["content"], row["reference"]) in row["reference"]["answers"] + [""]
+
+
+def test_damaged_parquet_is_a_clear_error(shared_data, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [json.loads(l) for l in (shared_data / "openmathinstruct2/openmathinstruct-2.sample.jsonl").read_text().splitlines()[:20]]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "om.parquet")
+    data = (tmp_path / "om.parquet").read_bytes()
+    (tmp_path / "om.parquet").write_bytes(data[: len(data) // 2])
+    cfg = {"name": "om", "kind": "openmath", "train_size": 5, "eval_size": 2,
+           "source": {"type": "local", "format": "hub_parquet", "train": "om.parquet"}}
+    with pytest.raises(DataError, match=r"om.parquet: not a readable Parquet file .*truncated"):
+        prepare_task(cfg, tmp_path / "out", data_seed=0, root=tmp_path)
+
+
+def test_resolved_commit_is_read_from_the_datasets_cache_path(tmp_path):
+    import datasets
+
+    from ftmatrix.data import _resolved_revision
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    folder = tmp_path / "allenai___ai2_arc" / "ARC-Challenge" / "0.0.0" / commit
+    datasets.Dataset.from_list([{"x": 1}]).save_to_disk(str(folder))
+    loaded = datasets.load_from_disk(str(folder))
+    assert _resolved_revision({"revision": "main"}, loaded) == commit
+    assert _resolved_revision({"revision": commit}, None) == commit
+    assert _resolved_revision({"revision": "main"}, datasets.Dataset.from_list([{"x": 1}])) is None
