@@ -283,22 +283,24 @@ def takeaways(matrix, tables: dict, confidence: float) -> list[str]:
                        f"{'; LoRA on ' + ', '.join(losses) if losses else ''}"
                        f"{'; no significant difference on ' + ', '.join(ties) if ties else ''}.")
 
-    # 3. Which LoRA rank?
+    # 3. Which LoRA rank? (A rank correlation needs three ranks; identical scores mean no effect.)
     rc = [r for r in _records(tables["rank_correlation"]) if _truthy(r["in_task"])]
-    with_rho = [r for r in rc if finite(r.get("spearman"))]
-    if with_rho:
-        positive = [r["eval_task"] for r in with_rho if r["significance"] == "positive"]
-        sufficient = [int(r["smallest_sufficient_rank"]) for r in rc if finite(r.get("smallest_sufficient_rank"))]
+    measured = [r for r in rc if finite(r.get("n_ranks")) and int(r["n_ranks"]) >= 3]
+    if measured:
+        positive = [r for r in measured if r.get("significance") == "positive"]
+        sufficient = sorted({int(r["smallest_sufficient_rank"]) for r in measured
+                             if finite(r.get("smallest_sufficient_rank"))})
         if not positive:
-            out.append(f"LoRA rank barely matters: no trained task shows a significant rank–score correlation. "
-                       f"The smallest rank not significantly below the best is r{min(sufficient)}"
-                       f"{' to r' + str(max(sufficient)) if max(sufficient) != min(sufficient) else ''} across "
-                       f"tasks; choose it to save memory and training time." if sufficient else
-                       "LoRA rank barely matters: no trained task shows a significant rank–score correlation.")
+            text = ("LoRA rank barely matters: no trained task shows a significant rank–score correlation.")
+            if sufficient:
+                span = f"r{sufficient[0]}" + (f" to r{sufficient[-1]}" if len(sufficient) > 1 else "")
+                text += (f" The smallest rank not significantly below the best is {span} across tasks; choose it to "
+                         f"save memory and training time.")
+            out.append(text)
         else:
-            out.append(f"Higher LoRA ranks help on {', '.join(positive)} (significant positive rank–score "
-                       f"correlation); use the best rank there (r"
-                       f"{', r'.join(str(int(r['best_rank'])) for r in with_rho if r['eval_task'] in positive)}).")
+            out.append(f"Higher LoRA ranks help on {', '.join(r['eval_task'] for r in positive)} (significant "
+                       f"positive rank–score correlation); use the best rank there ("
+                       f"{', '.join('r' + str(int(r['best_rank'])) for r in positive)}).")
     elif rc:
         out.append("Add at least three LoRA ranks to the study to measure whether rank matters.")
 

@@ -1,0 +1,161 @@
+"""The journal's content: findings computed from the tables, marked when not significant, advice
+chosen by rules, untrusted text escaped, self-contained, and partial grids saying n/a."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ftmatrix.analysis import analyse_matrix
+from ftmatrix.figures import draw_figures
+from ftmatrix.journal import SECTIONS, arrow_ci, build_journal, highlights, redact, takeaways
+from tests.test_aggregate_tree import (PLANTED_SCRIPT, aggregate, mean_score_statistic, study_config,
+                                       write_results_tree)
+
+
+def build(root: Path, config: dict, *, hostile: bool = False, figures: bool = True, edit=None) -> dict:
+    tree = write_results_tree(root, config, hostile=hostile)
+    if edit:
+        edit(tree)
+    results = root / "results"
+    matrix = aggregate(tree)
+    analyse_matrix(matrix, tree.predictions, results / "analysis", resamples=300, statistic_for=mean_score_statistic)
+    if figures:
+        draw_figures(matrix, results / "analysis", results / "figures")
+    else:   # journal-only tests: reuse a tiny placeholder PNG for every figure
+        from ftmatrix.figures import FIGURES
+
+        (results / "figures").mkdir(parents=True, exist_ok=True)
+        png = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                            "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082")
+        for name in FIGURES:
+            (results / "figures" / f"{name}.png").write_bytes(png)
+    html = build_journal(matrix_file=matrix, analysis_dir=results / "analysis", figures_dir=results / "figures",
+                         metrics_files=tree.metrics, predictions_files=tree.predictions, task_meta_files=tree.task_meta,
+                         model_manifests=tree.manifests, train_metrics_files=tree.train_metrics, config=config,
+                         html_file=results / "journal" / "journal.html", config_hash="cafecafecafecafe",
+                         configfiles=["config.yaml", "studies/demo.yaml"])
+    tables = {p.stem: pd.read_csv(p) for p in (results / "analysis").glob("*.csv")}
+    return {"tree": tree, "html": html, "text": html.read_text(encoding="utf-8"), "tables": tables,
+            "matrix": pd.read_csv(matrix)}
+
+
+@pytest.fixture(scope="module")
+def journal(tmp_path_factory):
+    return build(tmp_path_factory.mktemp("j"), study_config(ranks=(4, 16, 64)), hostile=True, figures=False)
+
+
+def test_every_section_is_there(journal):
+    headings = re.findall(r"<h2>(.*?)</h2>", journal["text"])
+    assert [h.replace("&amp;", "&") for h in headings] == [s for s in SECTIONS]
+
+
+def test_model_output_is_escaped_and_the_page_has_no_script(journal):
+    text = journal["text"]
+    assert "<script" not in text.lower()
+    assert "onerror=" not in text.replace("onerror=&#34;", "")     # only as escaped text
+    assert "&lt;script&gt;document.title=&#39;PWNED&#39;" in text
+    assert "Content-Security-Policy" in text and "default-src 'none'" in text
+
+
+def test_self_contained(journal):
+    text = journal["text"]
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", text)
+    assert "<link" not in text
+    srcs = re.findall(r'<img src="([^"]+)"', text)
+    assert len(srcs) == 5 and all(s.startswith("data:image/png;base64,") for s in srcs)
+
+
+def test_highlights_are_computed_from_the_tables(journal):
+    t = journal["tables"]["vs_larger_base"]
+    row = t[(t["method"] == "full") & (t["train_task"] == "arc") & (t["eval_task"] == "arc")].iloc[0]
+    expected = f"accuracy {row['diff']:+.1f} points".replace("-", "−")
+    assert expected in journal["text"]
+    assert f"latency ↓ {abs(row['latency_rel_pct']):.1f}%" in journal["text"]
+    assert arrow_ci(row["latency_rel_ci_low"], row["latency_rel_ci_high"], 0.95) in journal["text"]
+
+
+def test_spanning_zero_is_marked_not_significant():
+    tables = {name: pd.DataFrame() for name in ("vs_larger_base", "transfer", "rank_correlation")}
+    tables["full_vs_lora"] = pd.DataFrame([
+        {"model": "m", "train_task": "a", "eval_task": "a", "in_task": True, "headline_metric": "f1", "best_rank": 8,
+         "diff": 3.0, "diff_ci_low": -1.0, "diff_ci_high": 7.0, "rel_pct": 5.0},
+        {"model": "m", "train_task": "b", "eval_task": "b", "in_task": True, "headline_metric": "f1", "best_rank": 8,
+         "diff": 9.0, "diff_ci_low": 2.0, "diff_ci_high": 15.0, "rel_pct": 12.0},
+    ])
+    found = highlights(tables, 0.95)
+    assert [h["parts"][0]["significant"] for h in found] == [False, True]
+    assert found[0]["parts"][0]["ci"] == "95% CI −1.0 to +7.0"
+
+
+def test_takeaways_follow_the_data(tmp_path):
+    """Same study shape, different outcomes: the advice changes with them."""
+    def lora_as_good_as_full(tree):
+        folder = tree.root / "results" / "eval"
+        for task in ("arc", "openmath", "squad_v2"):
+            full = (folder / f"demo-small/full/r0/{task}/seed0/{task}" / "predictions.jsonl").read_text()
+            for rank in (4, 16, 64):
+                (folder / f"demo-small/lora/r{rank}/{task}/seed0/{task}" / "predictions.jsonl").write_text(full)
+
+    plain = build(tmp_path / "plain", study_config(ranks=(4, 16, 64)), figures=False)
+    tied = build(tmp_path / "tied", study_config(ranks=(4, 16, 64)), figures=False, edit=lora_as_good_as_full)
+    advice = [takeaways(j["matrix"], j["tables"], 0.95) for j in (plain, tied)]
+    assert any(a.startswith("LoRA is enough here") for a in advice[1])
+    assert not any(a.startswith("LoRA is enough here") for a in advice[0])
+    assert any("LoRA rank barely matters" in a and "r4" in a for a in advice[1])
+    assert any(a.startswith("Fine-tuning costs skills") and "openmath → squad_v2" in a for a in advice[0])
+    assert any("can stand in for demo-large" in a for a in advice[0])
+    assert any("one seed" in a for a in advice[0])
+
+
+@pytest.mark.parametrize("name,config", [
+    ("base_only", study_config(methods=("base",), tasks=("arc",))),
+    ("one_rank_no_base", study_config(methods=("full", "lora"), models=("demo-small",), tasks=("arc",), ranks=(8,))),
+])
+def test_partial_grids_say_na(tmp_path, name, config):
+    j = build(tmp_path, config, figures=False)
+    assert "n/a" in j["text"]
+    if name == "base_only":
+        assert "the study has no LoRA variants" in j["text"]
+    else:
+        assert "at least 3 LoRA ranks" in j["text"]
+
+
+def test_reproducibility_section(journal):
+    text = journal["text"]
+    assert "0123456789abcdef0123456789abcdef01234567" in text and "(clean)" in text
+    assert "cafecafecafecafe" in text
+    assert "snakemake --cores all --configfile config.yaml --configfile studies/demo.yaml" in text
+    assert "evarc0123456789" in text           # data fingerprints
+    assert "sha-demo-small" in text            # model revisions
+
+
+def test_tokens_are_masked():
+    assert redact("token hf_abcdefghijklmnopqrstuvwxyz0123 here") == "token hf_*** here"
+    assert redact("hf_short") == "hf_short"
+
+
+def test_journal_refuses_missing_figures(tmp_path):
+    from ftmatrix.errors import DataError
+
+    tree = write_results_tree(tmp_path, study_config(methods=("base",), tasks=("arc",)))
+    matrix = aggregate(tree)
+    analyse_matrix(matrix, tree.predictions, tmp_path / "analysis", resamples=100, statistic_for=mean_score_statistic)
+    with pytest.raises(DataError, match="figure missing"):
+        build_journal(matrix_file=matrix, analysis_dir=tmp_path / "analysis", figures_dir=tmp_path / "nowhere",
+                      metrics_files=tree.metrics, predictions_files=tree.predictions, task_meta_files=tree.task_meta,
+                      model_manifests=tree.manifests, train_metrics_files=tree.train_metrics, config=tree.config,
+                      html_file=tmp_path / "journal.html")
+    assert not (tmp_path / "journal.html").exists()
+
+
+def test_sample_predictions_show_the_planted_answer_as_text(journal):
+    assert "Sample predictions" in journal["text"]
+    first = json.loads((journal["tree"].root / "results" / "eval" / "demo-large/base/r0/none/seed0/arc" /
+                        "predictions.jsonl").read_text().splitlines()[0])
+    assert first["generated"].startswith(PLANTED_SCRIPT)
+    assert f"sample <code>{first['id']}</code>" in journal["text"]
