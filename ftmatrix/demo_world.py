@@ -43,9 +43,9 @@ WORLD_VERSION = 1
 # How many rows each split holds (the data stage subsamples train_size / eval_size).
 SPLIT_ROWS = {"train": 480, "eval": 150}
 # Chat exchanges of each task shape in the corpus.
-CORPUS_EXCHANGES = 240
+CORPUS_EXCHANGES = 1000
 # People in each group (names never repeat across groups).
-GROUP_PEOPLE = {"train": 200, "eval": 80, "corpus": 160}
+GROUP_PEOPLE = {"train": 200, "eval": 80, "corpus": 400}
 # Paragraphs of plain facts and of arithmetic in the corpus.
 FACT_PARAGRAPHS = 360
 ARITHMETIC_PARAGRAPHS = 120
@@ -70,6 +70,8 @@ PROFESSIONS = [
     ("carpenter", "sawmill", "chairs"),
     ("potter", "kiln", "bowls"),
 ]
+FIRST_NAMES = 36
+LAST_NAMES = 36
 N_REGIONS = 4
 TOWNS_PER_REGION = 4
 
@@ -118,21 +120,17 @@ def make_facts(seed: int) -> dict:
             items.append({"name": namer.word(rng.choice([1, 2])), "category": category})
     professions = [{"name": p, "workplace": w, "product": prod} for p, w, prod in PROFESSIONS]
 
+    # Names come from small pools (so each is a word the tokenizer learns whole); full names are unique.
+    first_pool = [namer.word(2).capitalize() for _ in range(FIRST_NAMES)]
+    last_pool = [namer.word(2).capitalize() for _ in range(LAST_NAMES)]
+    pairs = [(f, l) for f in first_pool for l in last_pool]
+    rng.shuffle(pairs)
     people = []
-    full_names: set[str] = set()
-    first_names: set[str] = set()
     for group, count in GROUP_PEOPLE.items():
         members = []
-        while len(members) < count:
-            first = namer.word(2).capitalize()
-            last = namer.word(rng.choice([2, 3])).capitalize()
-            name = f"{first} {last}"
-            if name in full_names or first in first_names:
-                continue
-            full_names.add(name)
-            first_names.add(first)
+        for first, last in pairs[len(people): len(people) + count]:
             members.append({
-                "name": name,
+                "name": f"{first} {last}",
                 "first": first,
                 "group": group,
                 "profession": rng.choice(professions)["name"],
@@ -142,7 +140,7 @@ def make_facts(seed: int) -> dict:
                 "batches": rng.randint(2, 19),
             })
         for person in members:
-            friend = rng.choice([m for m in members if m is not person])
+            friend = rng.choice([m for m in members if m["first"] != person["first"]])
             person["friend"] = friend["name"]
         people += members
     return {"regions": regions, "towns": towns, "items": items, "professions": professions,

@@ -71,7 +71,7 @@ def model_path(manifest_path: str | Path) -> Path:
     candidates.append(Path(manifest["path"]))
     for candidate in candidates:
         if (candidate / "config.json").is_file():
-            return candidate
+            return Path(os.path.normpath(candidate))
     raise ModelError(f"{manifest_path}: the model folder {manifest['path']} it points at has no config.json "
                      f"(moved or deleted?); delete the manifest and run the workflow again.")
 
