@@ -168,6 +168,8 @@ _BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 # Python refuses to convert integer strings beyond a few thousand digits.
 _MAX_NUMBER_CHARS = 80
 _MAX_MAGNITUDE = Fraction(10) ** 300
+# Longer "answers" (a runaway generation inside \boxed{}) are compared as written.
+_MAX_ANSWER_CHARS = 2000
 
 
 def _braced(text: str, start: int) -> tuple[str, int] | None:
@@ -188,6 +190,24 @@ def _braced(text: str, start: int) -> tuple[str, int] | None:
                 return text[start + 1:i], i + 1
         i += 1
     return None
+
+
+def _matching_braces(text: str) -> dict[int, int]:
+    """Index of each '{' -> index of its closing '}', in one pass (escaped braces skipped)."""
+    pairs: dict[int, int] = {}
+    stack: list[int] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "{":
+            stack.append(i)
+        elif ch == "}" and stack:
+            pairs[stack.pop()] = i
+        i += 1
+    return pairs
 
 
 def last_boxed(text: str) -> str | None:
@@ -287,6 +307,7 @@ def _replace_fracs(s: str, depth: int = 0) -> str:
     if depth > 20 or "\\frac" not in s:
         return s
     out: list[str] = []
+    closing = _matching_braces(s)  # once: scanning from every unclosed '{' would be quadratic
     i = 0
     while True:
         j = s.find("\\frac", i)
@@ -300,11 +321,10 @@ def _replace_fracs(s: str, depth: int = 0) -> str:
             while k < len(s) and s[k] == " ":
                 k += 1
             if k < len(s) and s[k] == "{":
-                found = _braced(s, k)
-                if not found:
+                if k not in closing:
                     break
-                args.append(found[0])
-                k = found[1]
+                args.append(s[k + 1:closing[k]])
+                k = closing[k] + 1
             elif k < len(s) and s[k].isascii() and s[k].isalnum():
                 args.append(s[k])
                 k += 1
@@ -381,9 +401,12 @@ def normalize_math_answer(answer: str) -> str:
     (``\\,``, ``\\!``, ``\\left``/``\\right``, ``\\quad``), thousands separators ('1,000',
     '1{,}000'), ``\\frac``/``\\dfrac``/``\\tfrac`` (braced or '\\frac12'), mixed numbers, a
     leading 'x =' and case of word answers. Rational numbers get one spelling: '0.5', '1/2',
-    '\\frac{1}{2}' and '.50' all become '0.5'; '\\frac{7}{3}' becomes '7/3'.
+    '\\frac{1}{2}' and '.50' all become '0.5'; '\\frac{7}{3}' becomes '7/3'. An answer longer than
+    2000 characters is left as written.
     """
     s = answer if isinstance(answer, str) else str(answer)
+    if len(s) > _MAX_ANSWER_CHARS:
+        return s  # no final answer is this long: compared as written (and in bounded time)
     # Each pass can expose another layer (a box in a box, 'x = y = 3'): repeat to a fixed point.
     for _ in range(8):
         t = _normalize_math_once(s)
