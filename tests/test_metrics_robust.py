@@ -71,3 +71,14 @@ def test_metrics_recompute_scores_when_rows_lack_them(kind):
     without = [{"extracted": gold, "reference": reference}]
     assert task.metrics(with_scores) == task.metrics(without)
     assert task.metrics(without)[task.headline] == 100.0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_hostile_text_scored_directly_as_an_answer(kind):
+    """Scoring is safe and bounded even on answers extraction would never produce."""
+    task = get_task(kind)
+    started = time.perf_counter()
+    for text in HOSTILE + ["\\frac{" * 3_000, "\\frac{" * 190 + "1" + "}{2}" * 190]:
+        scores = task.score(text, REFERENCES[kind])
+        assert all(v is None or isinstance(v, float) for v in scores.values())
+    assert time.perf_counter() - started < 20

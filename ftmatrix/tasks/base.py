@@ -21,7 +21,8 @@ class TaskKind:
     kind: str
     # Name of the headline metric in ``metrics``' result (e.g. "macro_f1", "exact_match", "f1").
     headline: str
-    # Hub-schema rows (list of dicts) -> examples. ``where`` names the file for error messages.
+    # Hub-schema rows (list of dicts) -> examples. ``where`` names the file for error messages;
+    # a row read from a file carries its own location under "_where" ("<file>, line N").
     to_examples: Callable[[Sequence[dict], str], list[dict]]
     # Read local files of a given format ("hub_jsonl", "hub_parquet", "arc_release", "squad_json")
     # into hub-schema rows. Raises DataError naming file, row and field.
