@@ -104,12 +104,11 @@ class EvalSettings:
 # --------------------------------------------------------------------------- loading
 
 def read_manifest(path: str | Path) -> dict:
-    """The model manifest written by the data stage; its ``path`` is resolved against the working directory."""
-    path = Path(path)
-    manifest = io.read_json(path)
-    if not isinstance(manifest, dict) or "path" not in manifest:
-        raise ModelError(f"{path}: not a model manifest (no 'path' key); rerun the data stage for this model "
-                         f"(snakemake --forcerun data/models/<model>/manifest.json).")
+    """The model manifest written by the data stage, with ``path`` resolved to the model folder."""
+    from ftmatrix.models import load_manifest, model_path
+
+    manifest = dict(load_manifest(path))
+    manifest["path"] = str(model_path(path))
     return manifest
 
 
