@@ -75,8 +75,31 @@ class Tree:
     manifests: list[Path]
 
 
+def _realistic_sample(kind: str, i: int, correct: bool, tuned: bool, rng) -> tuple[dict, str]:
+    """(reference, generated text) in the task's own formats, right or wrong as asked."""
+    if kind == "arc":
+        labels = ["A", "B", "C", "D"]
+        gold = labels[i % 4]
+        said = gold if correct else labels[(i + 1 + int(rng.integers(0, 3))) % 4]
+        reference = {"label": gold, "labels": labels, "choices": [f"option {x}" for x in labels]}
+        return reference, (said if tuned else f"Let me think. The answer is {said}.")
+    if kind == "openmath":
+        gold = str(12 + 7 * i)
+        said = gold if correct else str(13 + 7 * i)
+        return {"answer": gold}, (said if tuned else f"We compute step by step, so the answer is \\boxed{{{said}}}.")
+    impossible = i % 3 == 0
+    answers = [] if impossible else [f"the house number {i}"]
+    if correct:
+        said = "unanswerable" if impossible else answers[0]
+    else:
+        said = f"the garden {i}" if impossible else "unanswerable"
+    return {"answers": answers, "is_impossible": impossible}, said
+
+
 def write_results_tree(root: Path, config: dict, *, seed: int = 0, hostile: bool = False,
-                       device: str = "cpu") -> Tree:
+                       device: str = "cpu", realistic: bool = False) -> Tree:
+    """The tree; ``realistic`` writes generations in the tasks' formats and scores them with the
+    project's own scoring stage (ftmatrix.scoring.score_cell), as a real run does."""
     root = Path(root)
     rng = np.random.default_rng(seed)
     tasks = {t["name"]: t for t in config["tasks"]}
@@ -138,13 +161,16 @@ def write_results_tree(root: Path, config: dict, *, seed: int = 0, hostile: bool
             tpot = (0.003 if large else 0.001) * (1 + 0.1 * rng.random())
             answer = f"answer {i}" if correct else f"wrong {i}"
             generated = f"The answer is {answer}." if not tuned else answer
+            reference = {"answer": f"answer {i}"}
+            if realistic:
+                reference, generated = _realistic_sample(task["kind"], i, correct, tuned, rng)
             if hostile and i == 0:
                 generated = f"{PLANTED_SCRIPT} {generated}"
             rows.append({"id": f"{cell.eval_task}-{i:04d}", "prompt": f"<|im_start|>user\nQuestion {i}?",
                          "generated": generated, "input_tokens": 30 + i % 7, "output_tokens": out_tokens,
                          "hit_limit": hit, "latency_s": ttft + tpot * (out_tokens - 1) if i < 20 else None,
                          "ttft_s": ttft if i < 20 else None, "tpot_s": tpot if i < 20 else None,
-                         "reference": {"answer": f"answer {i}"}, "extracted": answer,
+                         "reference": reference, "extracted": answer,
                          "scores": {headline: 1.0 if correct else 0.0}})
         statistic = mean_score_statistic(task["kind"], headline)
         value = statistic(rows)
@@ -175,6 +201,11 @@ def write_results_tree(root: Path, config: dict, *, seed: int = 0, hostile: bool
         }
         folder = root / "results" / "eval" / cell.path
         folder.mkdir(parents=True, exist_ok=True)
+        if realistic:
+            _score_for_real(folder, root, cell, task, rows, metrics["generation"])
+            out.metrics.append(folder / "metrics.json")
+            out.predictions.append(folder / "predictions.jsonl")
+            continue
         (folder / "metrics.json").write_text(json.dumps(metrics))
         with open(folder / "predictions.jsonl", "w", encoding="utf-8") as fh:
             for row in rows:
@@ -183,6 +214,24 @@ def write_results_tree(root: Path, config: dict, *, seed: int = 0, hostile: bool
         out.predictions.append(folder / "predictions.jsonl")
     random.Random(seed).shuffle(out.metrics)   # the matrix must not depend on input order
     return out
+
+
+def _score_for_real(folder: Path, root: Path, cell, task: dict, rows: list[dict], generation: dict) -> None:
+    from ftmatrix.scoring import score_cell
+
+    eval_file = root / "data" / "tasks" / task["name"] / "eval.jsonl"
+    if not eval_file.exists():
+        eval_file.write_text("".join(json.dumps({"id": r["id"], "prompt": [{"role": "user", "content": r["prompt"]}],
+                                                 "reference": r["reference"]}) + "\n" for r in rows))
+    keep = ("id", "prompt", "generated", "input_tokens", "output_tokens", "hit_limit", "latency_s", "ttft_s", "tpot_s")
+    (folder / "generations.jsonl").write_text("".join(json.dumps({k: r[k] for k in keep}) + "\n" for r in rows))
+    (folder / "generation.json").write_text(json.dumps({**generation, "cell": cell.path, "wall_s": 1.5,
+                                                        "provenance": {"device": {"device": "cpu", "gpu": None}}}))
+    score_cell({"task": {"name": task["name"], "kind": task["kind"]}, "bootstrap_resamples": 200,
+                "bootstrap_seed": 0, "confidence": 0.95},
+               generations_file=folder / "generations.jsonl", info_file=folder / "generation.json",
+               eval_file=eval_file, predictions_file=folder / "predictions.jsonl",
+               metrics_file=folder / "metrics.json", config_hash="synthetic")
 
 
 @pytest.fixture

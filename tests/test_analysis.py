@@ -243,3 +243,26 @@ def test_two_cell_difference_equals_the_project_bootstrap(tmp_path):
     diff, low, high = paired_bootstrap_diff(tuned, base, mean_score_statistic("squad_v2", "f1"),
                                             resamples=FAST.resamples, seed=FAST.seed, confidence=FAST.confidence)
     assert (row["diff"], row["diff_ci_low"], row["diff_ci_high"]) == pytest.approx((diff, low, high), abs=1e-9)
+
+
+def test_with_the_tasks_own_metrics_and_scoring(tmp_path):
+    """Generations in the tasks' formats, scored by the scoring stage; the analysis uses the tasks' metrics."""
+    from ftmatrix.tasks import get_task
+
+    tree = write_results_tree(tmp_path, study_config(methods=("base", "full"), models=("demo-small", "demo-large")),
+                              realistic=True)
+    matrix = pd.read_csv(aggregate(tree))
+    assert set(matrix["headline_metric"]) == {"macro_f1", "exact_match", "f1"}
+    assert matrix["metric_HasAns_f1"].notna().sum() == 5      # SQuAD v2's split metrics reach the matrix
+    tables = analyse(tree.root / "results" / "matrix.csv", tree.predictions, settings=FAST)
+    vs = tables["vs_base"]
+    in_task = vs[vs["in_task"]]
+    assert (in_task["significance"] == "better").all() and len(in_task) == 3
+    # the point difference is the task's own corpus metric (macro-F1 is not a mean of per-sample scores)
+    folder = tree.root / "results" / "eval"
+    rows = {c: [json.loads(line) for line in (folder / c / "predictions.jsonl").read_text().splitlines()]
+            for c in ("demo-small/full/r0/arc/seed0/arc", "demo-small/base/r0/none/seed0/arc")}
+    arc = get_task("arc")
+    expected = (arc.metrics(rows["demo-small/full/r0/arc/seed0/arc"])["macro_f1"]
+                - arc.metrics(rows["demo-small/base/r0/none/seed0/arc"])["macro_f1"])
+    assert in_task[in_task["eval_task"] == "arc"]["diff"].item() == pytest.approx(expected)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_aggregate_tree import PLANTED_SCRIPT, aggregate, mean_score_statistic, study_config, write_results_tree
+from tests.test_aggregate_tree import PLANTED_SCRIPT, aggregate, study_config, write_results_tree
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PLANTED_TOKEN = "hf_PlantedTokenNeverShown0123456789abcd"
@@ -191,13 +191,12 @@ def journal(tmp_path_factory):
     os.environ["HF_TOKEN"] = PLANTED_TOKEN
     try:
         root = tmp_path_factory.mktemp("journal")
-        config = study_config(ranks=(4, 16, 64))
+        config = study_config(ranks=(4, 64))
         config["description"] = f"A study whose notes mention {PLANTED_TOKEN} by mistake."
-        tree = write_results_tree(root, config, hostile=True)
+        tree = write_results_tree(root, config, hostile=True, realistic=True)
         results = root / "results"
         matrix = aggregate(tree)
-        analyse_matrix(matrix, tree.predictions, results / "analysis", resamples=300,
-                       statistic_for=mean_score_statistic)
+        analyse_matrix(matrix, tree.predictions, results / "analysis", resamples=300)
         draw_figures(matrix, results / "analysis", results / "figures")
         html = build_journal(matrix_file=matrix, analysis_dir=results / "analysis", figures_dir=results / "figures",
                              metrics_files=tree.metrics, predictions_files=tree.predictions,
