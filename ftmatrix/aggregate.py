@@ -132,15 +132,15 @@ def _check_cell(data: dict, path: Path) -> Cell:
 
 
 def _task_fingerprints(meta: dict) -> tuple[str | None, str | None]:
-    """(train, eval) content fingerprints from a task's meta.json, whichever form it uses."""
+    """(train, eval) content fingerprints from a task's meta.json ({'train.jsonl': …, 'eval.jsonl': …}
+    or {'train': …, 'eval': …}, or one fingerprint for both)."""
     prints = meta.get("fingerprints")
-    single = meta.get("fingerprint")
     if isinstance(prints, dict):
-        train = prints.get("train") or single
-        evalf = prints.get("eval") or single
-        return (str(train) if train else None, str(evalf) if evalf else None)
-    if isinstance(single, dict):
-        return single.get("train"), single.get("eval")
+        def pick(part):
+            value = prints.get(f"{part}.jsonl") or prints.get(part) or meta.get("fingerprint")
+            return str(value) if value else None
+        return pick("train"), pick("eval")
+    single = meta.get("fingerprint")
     return (str(single) if single else None,) * 2
 
 

@@ -531,14 +531,12 @@ def setup_section(config: dict, matrix, metrics_docs: list[dict], task_meta: dic
     for t in config.get("tasks", []):
         meta = task_meta.get(t["name"], {})
         counts = meta.get("counts") or {}
-        prints = meta.get("fingerprints") or meta.get("fingerprint")
         tasks.append({"name": t["name"], "kind": t["kind"], "source": _source_text(t.get("source", {})),
                       "revision": meta.get("revision") or t.get("source", {}).get("revision") or "—",
-                      "train": counts.get("train", "—"), "eval": counts.get("eval", "—"),
+                      "train": _count_text(counts.get("train")), "eval": _count_text(counts.get("eval")),
                       "max_new_tokens": t.get("max_new_tokens"), "metric": metric_name(headline.get(t["name"], "")),
                       "licence": meta.get("licence") or t.get("licence") or "unknown",
-                      "fingerprint": json.dumps(prints, sort_keys=True) if isinstance(prints, dict) else (prints or "—"),
-                      "split": meta.get("split") or meta.get("split_method") or "—"})
+                      "split": _split_text(meta.get("split") or meta.get("split_method"))})
     train = config.get("train", {})
     lora = config.get("lora", {})
     lr = train.get("learning_rate", {})
@@ -597,6 +595,22 @@ def setup_section(config: dict, matrix, metrics_docs: list[dict], task_meta: dic
             hardware.append({"device": device, "gpu": "—", "platform": "—", "cpus": "—", "threads": "—"})
     return {"models": models, "tasks": tasks, "hyper": hyper, "decoding": decoding, "hardware": hardware,
             "thinking": bool(config.get("enable_thinking")), "training": training_rows(matrix)}
+
+
+def _count_text(value) -> str:
+    """A row count from meta.json: a number, or {'written': …, 'available': …} ('300 of 412 available')."""
+    if isinstance(value, dict):
+        written, available = value.get("written"), value.get("available")
+        if written is None:
+            return "—"
+        return f"{written} of {available}" if available not in (None, written) else str(written)
+    return "—" if value is None else str(value)
+
+
+def _split_text(value) -> str:
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {v}" for k, v in value.items() if not isinstance(v, (dict, list)))
+    return "—" if value is None else str(value)
 
 
 def _v(value):

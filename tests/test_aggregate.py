@@ -164,3 +164,12 @@ def test_read_matrix_refuses_a_foreign_csv(tmp_path):
     path.write_text("a,b\n1,2\n")
     with pytest.raises(DataError, match="aggregate_matrix"):
         read_matrix(path)
+
+
+def test_fingerprints_in_every_form_meta_json_uses():
+    from ftmatrix.aggregate import _task_fingerprints
+
+    assert _task_fingerprints({"fingerprints": {"train.jsonl": "a", "eval.jsonl": "b"}}) == ("a", "b")
+    assert _task_fingerprints({"fingerprints": {"train": "a", "eval": "b"}}) == ("a", "b")
+    assert _task_fingerprints({"fingerprint": "c"}) == ("c", "c")
+    assert _task_fingerprints({}) == (None, None)

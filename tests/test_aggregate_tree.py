@@ -111,9 +111,13 @@ def write_results_tree(root: Path, config: dict, *, seed: int = 0, hostile: bool
 
     for name, task in tasks.items():
         meta = {"task": name, "kind": task["kind"], "source": task["source"], "revision": "demo-seed0",
-                "counts": {"train": task["train_size"], "eval": task["eval_size"]},
-                "fingerprints": {"train": f"tr{name[:4]}0123456789", "eval": f"ev{name[:4]}0123456789"},
-                "licence": "CC0", "split": "seeded shuffle", "data_seed": 0, "provenance": provenance}
+                "counts": {"train": {"available": 500, "usable": 480, "requested": task["train_size"],
+                                     "written": task["train_size"]},
+                           "eval": {"available": 100, "usable": 90, "requested": task["eval_size"],
+                                    "written": task["eval_size"]}},
+                "fingerprints": {"train.jsonl": f"tr{name[:4]}0123456789", "eval.jsonl": f"ev{name[:4]}0123456789"},
+                "licence": "CC0", "split": {"method": "given", "how": "rows in hash order"}, "data_seed": 0,
+                "provenance": provenance}
         path = root / "data" / "tasks" / name / "meta.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(meta))
