@@ -477,16 +477,22 @@ def evaluate_cell(settings: dict, model_manifest, trained_dir, eval_file, genera
                     gen.timed(samples[sorted(timed)[i % len(timed)]])
                 warmed = True
             tick = time.perf_counter()
-            if cfg.batch_size == 1 and batch[0].index in timed:
-                outs = [gen.timed(batch[0])]      # the quality pass is the timed pass
-                timed_outs = outs
-                timed_s += time.perf_counter() - tick
-            else:
-                outs = gen.batch(batch)
-                quality_s += time.perf_counter() - tick
-                tick = time.perf_counter()
-                timed_outs = [gen.timed(s) if (s.index in timed and s.id not in done) else None for s in batch]
-                timed_s += time.perf_counter() - tick
+            try:
+                if cfg.batch_size == 1 and batch[0].index in timed:
+                    outs = [gen.timed(batch[0])]      # the quality pass is the timed pass
+                    timed_outs = outs
+                    timed_s += time.perf_counter() - tick
+                else:
+                    outs = gen.batch(batch)
+                    quality_s += time.perf_counter() - tick
+                    tick = time.perf_counter()
+                    timed_outs = [gen.timed(s) if (s.index in timed and s.id not in done) else None
+                                  for s in batch]
+                    timed_s += time.perf_counter() - tick
+            except torch.cuda.OutOfMemoryError:
+                raise ModelError(f"cell {cfg.cell}: out of GPU memory generating a batch of {len(batch)} "
+                                 f"(prompts up to {len(batch[0].input_ids)} tokens, max_new_tokens "
+                                 f"{cfg.max_new_tokens}); lower evaluate.batch_size and run again.") from None
             for s, out, t_out in zip(batch, outs, timed_outs):
                 if s.id in done:
                     continue
