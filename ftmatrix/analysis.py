@@ -193,6 +193,9 @@ class Study:
                 if "id" not in pred:
                     raise DataError(f"results/eval/{cell}/predictions.jsonl, line {number}: no 'id'; "
                                     f"rerun this cell's scoring.")
+                if str(pred["id"]) in table:
+                    raise DataError(f"results/eval/{cell}/predictions.jsonl, line {number}: the id {pred['id']!r} "
+                                    f"appears twice, so samples cannot be paired; rerun this cell's evaluation.")
                 table[str(pred["id"])] = pred
             self._by_id[cell] = table
         return self._by_id[cell]
@@ -215,7 +218,7 @@ class Study:
 
     def cell_distribution(self, cell: str, ids: tuple[str, ...]) -> tuple[float, np.ndarray]:
         """(statistic on the aligned samples, its value on every paired resample)."""
-        key = (cell, hash(ids), len(ids))
+        key = (cell, ids)
         if key not in self._cell_cache:
             from ftmatrix.bootstrap import Vectorised
 
@@ -233,7 +236,7 @@ class Study:
         return self._cell_cache[key]
 
     def latency_distribution(self, cell: str, ids: tuple[str, ...]) -> tuple[float, np.ndarray]:
-        key = (cell, hash(ids), len(ids))
+        key = (cell, ids)
         if key not in self._latency_cache:
             table = self.by_id(cell)
             values = np.array([float(table[i]["latency_s"]) for i in ids])

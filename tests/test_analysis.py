@@ -266,3 +266,9 @@ def test_with_the_tasks_own_metrics_and_scoring(tmp_path):
     expected = (arc.metrics(rows["demo-small/full/r0/arc/seed0/arc"])["macro_f1"]
                 - arc.metrics(rows["demo-small/base/r0/none/seed0/arc"])["macro_f1"])
     assert in_task[in_task["eval_task"] == "arc"]["diff"].item() == pytest.approx(expected)
+
+
+def test_duplicate_ids_cannot_be_paired(tree_small):
+    rewrite_predictions(tree_small, "demo-small/full/r0/arc/seed0/arc", lambda rows: rows + rows[:1])
+    with pytest.raises(DataError, match="appears twice"):
+        run(tree_small)
