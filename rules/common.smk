@@ -40,6 +40,10 @@ LOCAL_RULES = config.get(
         "link_model",
         "score_cell",
         "aggregate_matrix",
+        "analyse_matrix",
+        "draw_figures",
+        "build_journal",
+        "journal_pdf",
     ],
 )
 
