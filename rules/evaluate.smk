@@ -56,7 +56,10 @@ def evaluate_mem_mb(wildcards, attempt):
 def evaluate_runtime(wildcards, attempt):
     task = ftmatrix.config.task_entry(config, wildcards.eval_task)
     params_b = MODELS[wildcards.model]["params_b"]
-    return int(max(20, params_b * task["eval_size"] * task["max_new_tokens"] / 2000)) * attempt
+    return (
+        int(max(20, params_b * task["eval_size"] * task["max_new_tokens"] / 2000))
+        * attempt
+    )
 
 
 rule evaluate_cell:
@@ -65,18 +68,20 @@ rule evaluate_cell:
     output:
         generations=f"results/eval/{CELL_DIR}/generations.jsonl",
         info=f"results/eval/{CELL_DIR}/generation.json",
-    params:
-        settings=evaluate_settings,
-        config_hash=CONFIG_HASH,
     log:
         f"logs/eval/{CELL_DIR}.log",
     benchmark:
         f"benchmarks/eval/{CELL_DIR}.tsv"
+    conda:
+        "../envs/evaluate.yaml"
     threads: 4
     resources:
         gpu=1,
         mem_mb=evaluate_mem_mb,
         runtime=evaluate_runtime,
+    params:
+        settings=evaluate_settings,
+        config_hash=CONFIG_HASH,
     script:
         "../workflow_scripts/evaluate_cell.py"
 
@@ -89,15 +94,17 @@ rule score_cell:
     output:
         predictions=f"results/eval/{CELL_DIR}/predictions.jsonl",
         metrics=f"results/eval/{CELL_DIR}/metrics.json",
-    params:
-        settings=scoring_settings,
-        config_hash=CONFIG_HASH,
     log:
         f"logs/score/{CELL_DIR}.log",
+    conda:
+        "../envs/evaluate.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        settings=scoring_settings,
+        config_hash=CONFIG_HASH,
     script:
         "../workflow_scripts/score_cell.py"
 
@@ -106,5 +113,7 @@ rule evaluate:
     """Only the evaluation jobs of the study."""
     input:
         expand(
-            f"results/eval/{CELL_DIR}/metrics.json", zip, **ftmatrix.grid.columns(CELLS)
+            f"results/eval/{CELL_DIR}/metrics.json",
+            zip,
+            **ftmatrix.grid.columns(CELLS),
         ),
