@@ -113,18 +113,19 @@ def transfer_heatmap(plt, matrix, tables):
         mine = table[table["model"] == model]
         full = mine[mine["method"] == "full"]
         if not full.empty:
-            panels.append((f"{model} · full fine-tuning", full))
+            panels.append((f"{model}\nfull fine-tuning", full))
         lora = mine[mine["method"] == "lora"]
         if not lora.empty:
             in_task = lora[lora["in_task"].astype(bool)]
             gains = (in_task if not in_task.empty else lora).groupby("rank")["diff"].mean()
             rank = int(gains.idxmax())
-            panels.append((f"{model} · LoRA r{rank} (largest in-task gain)", lora[lora["rank"] == rank]))
+            panels.append((f"{model}\nLoRA r{rank} (largest in-task gain)", lora[lora["rank"] == rank]))
     train_tasks = sorted(table["train_task"].unique())
     eval_tasks = sorted(table["eval_task"].unique())
     limit = float(np.nanmax(np.abs(table["diff"].astype(float)))) or 1.0
-    fig, axes = plt.subplots(1, len(panels), figsize=(1.6 + 1.5 * len(eval_tasks) * len(panels),
-                                                      1.3 + 0.8 * len(train_tasks)), squeeze=False)
+    panel_width = max(3.0, 1.5 * len(eval_tasks))
+    fig, axes = plt.subplots(1, len(panels), figsize=(1.6 + panel_width * len(panels), 2.0 + 0.8 * len(train_tasks)),
+                             squeeze=False, layout="constrained")
     image = None
     for ax, (name, part) in zip(axes.flat, panels):
         values = np.full((len(train_tasks), len(eval_tasks)), np.nan)
@@ -145,7 +146,7 @@ def transfer_heatmap(plt, matrix, tables):
         ax.set_title(name)
         for spine in ax.spines.values():
             spine.set_visible(False)
-    fig.colorbar(image, ax=list(axes.flat), shrink=0.8, label="change vs base (points; * = CI excludes 0)")
+    fig.colorbar(image, ax=list(axes.flat), shrink=0.8, label="change vs base (points)\n* = CI excludes 0")
     fig.suptitle(title, x=0.02, ha="left")
     return fig
 

@@ -228,7 +228,7 @@ def highlights(tables: dict, confidence: float) -> list[dict]:
                     "subject": f"{row['effect']}: {row['model']} {how(row['method'], row['rank'])} on "
                                f"{row['train_task']} → {row['eval_task']}",
                     "parts": [quality_part(row, confidence, row["headline_metric"])]})
-    if transfer and not effects:
+    if any(not _truthy(r["in_task"]) and finite(r.get("diff")) for r in transfer) and not effects:
         out.append({"topic": "transfer", "subject": "cross-task effects",
                     "parts": [{"text": "no significant positive transfer or forgetting in any cell", "ci": "",
                                "significant": None}]})

@@ -36,7 +36,10 @@ rule build_journal:
         ),
         task_meta=expand("data/tasks/{task}/meta.json", task=TASKS),
         model_manifests=[model_manifest(name) for name in MODELS],
-        templates=["report/journal.html.j2", "report/journal.css"],
+        templates=[
+            os.path.join(workflow.basedir, "report", name)
+            for name in ("journal.html.j2", "journal.css")
+        ],
     output:
         html=report(
             "results/journal/journal.html",
