@@ -221,7 +221,7 @@ def to_dataset(examples: list[dict], enable_thinking: bool):
 # --------------------------------------------------------------------------- callbacks
 
 
-def _guard_callback(save_steps: int):
+def guard_callback(save_steps: int):
     from transformers import TrainerCallback
 
     class DivergenceGuard(TrainerCallback):
@@ -349,6 +349,71 @@ def use_padding_free(trainer) -> None:
         pad_token_id=trainer.processing_class.pad_token_id, padding_free=True)
 
 
+def batching_cost(trainer, device: str, seed: int = 0) -> dict:
+    """Estimated multiply-adds of one epoch, padded batches against padding-free ones.
+
+    Padding-free batches drop the padding positions, but with sdpa or eager attention the
+    flattened batch attends over its whole length (a block-diagonal mask over sum(l)²
+    pairs) where padded batches cost batch × longest². Which is cheaper depends on the data
+    and the model, so it is estimated from the rows' lengths and the model's shapes:
+    per position, the linear layers (and, where TRL scores every position, i.e. off CUDA,
+    the LM head over the vocabulary); per query-key pair, the attention products.
+    """
+    import numpy as np
+
+    config = trainer.model.config
+    hidden = config.hidden_size
+    layers = config.num_hidden_layers
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    inner = getattr(config, "intermediate_size", None) or 4 * hidden
+    per_position = layers * (2 * hidden * heads * head_dim + 2 * hidden * kv_heads * head_dim + 3 * hidden * inner)
+    if device != "cuda":
+        per_position += config.vocab_size * hidden
+    per_pair = layers * heads * head_dim * 2
+    varlen = "flash" in str(config._attn_implementation)
+
+    lengths = np.array([len(ids) for ids in trainer.train_dataset["input_ids"]])
+    batch = trainer.args.per_device_train_batch_size
+    if trainer.args.train_sampling_strategy == "group_by_length":
+        order = np.argsort(lengths)
+    else:
+        order = np.random.default_rng(seed).permutation(len(lengths))
+    padded = flat = 0.0
+    positions = 0
+    for start in range(0, len(order), batch):
+        rows = lengths[order[start:start + batch]].astype(float)
+        positions += len(rows) * rows.max()
+        padded += len(rows) * rows.max() * (per_position + rows.max() * per_pair)
+        pairs = (rows ** 2).sum() if varlen else rows.sum() ** 2
+        flat += rows.sum() * per_position + pairs * per_pair
+    return {"padded": padded, "padding_free": flat, "real_tokens": int(lengths.sum()),
+            "padded_positions": int(positions)}
+
+
+def choose_batching(trainer, train: dict, precision: str, device: str) -> tuple[bool, dict]:
+    """Padding-free batches where asked, cheaper by the estimate, and giving the padded loss here."""
+    if not train["padding_free"]:
+        return False, {"reason": "train.padding_free is false"}
+    cost = batching_cost(trainer, device, seed=train.get("data_seed") or 0)
+    info = {"estimated_cost_ratio": round(cost["padding_free"] / cost["padded"], 3),
+            "padded_positions_per_real_token": round(cost["padded_positions"] / cost["real_tokens"], 3)}
+    if cost["padding_free"] >= cost["padded"]:
+        info["reason"] = "padded batches are estimated cheaper for these rows and this model"
+        return False, info
+    gap = padding_free_loss_gap(trainer, precision)
+    info["loss_gap"] = gap
+    if gap > PADDING_FREE_RTOL[precision]:
+        log.warning("padding-free batches change the loss here (relative gap %.2e with %s attention); "
+                    "keeping padded batches", gap, trainer.model.config._attn_implementation)
+        info["reason"] = "padding-free batches change the loss with this model"
+        return False, info
+    info["reason"] = "same loss as padded batches, estimated cheaper"
+    use_padding_free(trainer)
+    return True, info
+
+
 # --------------------------------------------------------------------------- measures
 
 
@@ -461,7 +526,7 @@ def train_variant(settings: dict, model_manifest: str, train_file: str, heldout_
     already = float(_read_ledger(ledger).get(resume_from.name.split("-")[-1], 0.0)) if resume_from else 0.0
 
     elapsed_cb = _elapsed_callback(ledger, already)
-    all_callbacks = [_guard_callback(train["save_steps"]), elapsed_cb, *(callbacks or [])]
+    all_callbacks = [guard_callback(train["save_steps"]), elapsed_cb, *(callbacks or [])]
     if train["report_to"] == "tensorboard":
         tb_dir = Path(tensorboard_dir) if tensorboard_dir else checkpoint_dir.parent / "tensorboard"
         all_callbacks.append(_tensorboard_callback(tb_dir))
@@ -473,16 +538,9 @@ def train_variant(settings: dict, model_manifest: str, train_file: str, heldout_
         raise DataError(f"{train_file}: no trainable tokens after truncation to train.max_length="
                         f"{train['max_length']}; raise it.")
 
-    # 4. Padding-free batches where they give the same loss as padded ones.
-    padding_free = False
-    if train["padding_free"]:
-        gap = padding_free_loss_gap(trainer, precision)
-        padding_free = gap <= PADDING_FREE_RTOL[precision]
-        if padding_free:
-            use_padding_free(trainer)
-        else:
-            log.warning("padding-free batches change the loss here (relative gap %.2e with %s attention); "
-                        "keeping padded batches", gap, trainer.model.config._attn_implementation)
+    # 4. Padding-free batches where they give the same loss as padded ones and save work.
+    padding_free, batching = choose_batching(trainer, train, precision, device)
+    log.info("%s batches: %s", "padding-free" if padding_free else "padded", batching["reason"])
 
     # 5. Held-out loss, training, held-out loss.
     heldout_ds = to_dataset(heldout, enable_thinking)
@@ -552,6 +610,7 @@ def train_variant(settings: dict, model_manifest: str, train_file: str, heldout_
         "threads": torch.get_num_threads(),
         "attn_implementation": trainer.model.config._attn_implementation,
         "padding_free": padding_free,
+        "batching": batching,
         "learning_rate": learning_rate(settings),
         "lora": ({"r": rank, "lora_alpha": lora_alpha(rank, settings["lora"]),
                   "use_rslora": settings["lora"]["use_rslora"], "dropout": settings["lora"]["dropout"],

@@ -1,6 +1,8 @@
 # Stage 2: one training job per fine-tuned variant (model, method, rank, train task, seed).
 # Checkpoints live beside the outputs (results/train/<variant>/checkpoints/), not inside
-# them, so a killed job resumes instead of starting over when Snakemake reruns it.
+# them: Snakemake deletes a job's declared outputs before rerunning it, and a killed job
+# must find its checkpoints to resume instead of starting over. They are deleted once the
+# model and train_metrics.json are in place.
 
 
 def train_inputs(wildcards):
@@ -25,19 +27,62 @@ def train_settings(wildcards):
     }
 
 
+def checkpoint_dir(wildcards):
+    return f"results/train/{variant_of(wildcards).path}/checkpoints"
+
+
+# Resources are estimated from the model's size (params_b, billions of parameters) and the
+# data's size (examples × epochs, or max_steps × batch, times max_length tokens at most):
+#
+# mem_mb: everything as if it sat in host memory (true on CPU; on a GPU it bounds the host
+#   side too). Full fine-tuning keeps fp32 weights, gradients and two Adam moments, 16 bytes
+#   per parameter; LoRA keeps the frozen fp32 weights (4 bytes) plus small adapters.
+#   Activations take about 1.5 MB per token of a micro-batch per billion parameters
+#   (Qwen3-0.6B: 28 layers × 1024 hidden × ~34 bytes), a quarter of that with gradient
+#   checkpointing. 3 GB more cover the runtime, data and TRL's LM-head tiles. Doubles on
+#   each retry (attempt).
+# runtime (minutes): (6 full | 4 LoRA) × parameters × training tokens floating-point
+#   operations at an assumed 20 TFLOP/s sustained (bf16 on one data-centre GPU, small-model
+#   efficiency), with sequences taken as half of max_length on average, plus 10 minutes for
+#   loading, tokenising and the held-out losses before and after. Grows on each retry.
+TRAIN_FLOPS_PER_S = 20e12
+
+
+def train_tokens(wildcards):
+    train = config["train"]
+    if train["max_steps"] > 0:
+        examples = (
+            train["max_steps"]
+            * train["per_device_batch_size"]
+            * train["gradient_accumulation_steps"]
+        )
+    else:
+        task = ftmatrix.config.task_entry(config, wildcards.train_task)
+        examples = task["train_size"] * train["epochs"]
+    return examples * train["max_length"] / 2
+
+
+def train_threads(wildcards):
+    # A model of a few million parameters trains fastest on one core (more threads only
+    # wait on each other), which also lets Snakemake run several such jobs at once.
+    return 1 if MODELS[wildcards.model]["params_b"] < 0.05 else 4
+
+
 def train_mem_mb(wildcards, attempt):
-    # fp32 weights + Adam states + gradients ≈ 16 bytes per parameter for full FT.
+    train = config["train"]
     params_b = MODELS[wildcards.model]["params_b"]
-    per_b = 20_000 if wildcards.method == "full" else 8_000
-    return gb(params_b, per_b, 4_000) * attempt
+    state_mb = params_b * (16_000 if wildcards.method == "full" else 4_500)
+    micro_batch_tokens = train["per_device_batch_size"] * train["max_length"]
+    activation_mb = micro_batch_tokens * params_b * 1.5
+    if train["gradient_checkpointing"]:
+        activation_mb /= 4
+    return int(3_000 + state_mb + activation_mb) * attempt
 
 
 def train_runtime(wildcards, attempt):
-    # Minutes: scales with model size and the number of training examples.
-    params_b = MODELS[wildcards.model]["params_b"]
-    examples = ftmatrix.config.task_entry(config, wildcards.train_task)["train_size"]
-    epochs = config["train"]["epochs"]
-    return int(max(30, params_b * examples * epochs / 50)) * attempt
+    params = MODELS[wildcards.model]["params_b"] * 1e9
+    flops = (6 if wildcards.method == "full" else 4) * params * train_tokens(wildcards)
+    return int(10 + flops / TRAIN_FLOPS_PER_S / 60) * attempt
 
 
 rule train_variant:
@@ -46,21 +91,23 @@ rule train_variant:
     output:
         model=directory(f"results/train/{VARIANT_DIR}/model"),
         metrics=f"results/train/{VARIANT_DIR}/train_metrics.json",
-    params:
-        settings=train_settings,
-        checkpoints=lambda wc: f"results/train/{variant_of(wc).path}/checkpoints",
-        config_hash=CONFIG_HASH,
     log:
         f"logs/train/{VARIANT_DIR}.log",
     benchmark:
         f"benchmarks/train/{VARIANT_DIR}.tsv"
     wildcard_constraints:
         method="full|lora",
-    threads: 4
+    conda:
+        "../envs/train.yaml"
+    threads: train_threads
     resources:
         gpu=1,
         mem_mb=train_mem_mb,
         runtime=train_runtime,
+    params:
+        settings=train_settings,
+        checkpoints=checkpoint_dir,
+        config_hash=CONFIG_HASH,
     script:
         "../workflow_scripts/train_variant.py"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -244,3 +245,173 @@ def test_precision_is_fp32_on_cpu_and_bf16_on_cpu_is_refused():
         choose_precision("bf16")
     with pytest.raises(ConfigError, match="fp16"):
         choose_precision("fp16")
+
+
+def test_padding_free_is_chosen_where_it_saves_work(small_model, tiny_qwen3, examples, tmp_path):
+    """Long rows of mixed lengths and Qwen3's 151,669-token vocabulary: padding-free batches.
+    Short rows of nearly one length and a small model: padded batches (less attention work)."""
+    from transformers import AutoTokenizer
+
+    from ftmatrix.train import build_trainer, choose_batching
+
+    settings = settings_for(train={"per_device_batch_size": 8, "max_length": 1024})
+    rows = random.Random(0).sample(examples, 32)
+    trainer = build_trainer(settings, tiny_qwen3, AutoTokenizer.from_pretrained(tiny_qwen3), rows, tmp_path / "a")
+    chosen, info = choose_batching(trainer, settings["train"], "fp32", "cpu")
+    assert chosen and info["estimated_cost_ratio"] < 0.9 and info["loss_gap"] < 1e-5
+    assert info["padded_positions_per_real_token"] > 1.2
+    assert trainer.data_collator.padding_free
+
+    same_length = [r for r in examples if len(r["prompt"][0]["content"]) < 400]
+    same_length.sort(key=lambda r: len(r["prompt"][0]["content"]))
+    trainer = trainer_for(small_model, same_length[:32], settings, tmp_path / "b")
+    chosen, info = choose_batching(trainer, settings["train"], "fp32", "cpu")
+    assert not chosen and "estimated cheaper" in info["reason"]
+    assert not trainer.data_collator.padding_free
+
+    off = settings_for(train={"padding_free": False})
+    assert choose_batching(trainer, off["train"], "fp32", "cpu")[0] is False
+
+
+# ----------------------------------------------------------------------------- the whole job
+
+
+@pytest.mark.parametrize("method,rank", [("full", 0), ("lora", 8)])
+def test_a_training_job_writes_a_loadable_model_and_its_metrics(small_model, task_files, tmp_path, method, rank):
+    from peft import PeftModel
+
+    from ftmatrix.io import read_json
+    from ftmatrix.models import model_path
+    from ftmatrix.train import load_model
+
+    settings = settings_for(method, rank, train={"max_steps": 8, "save_steps": 3})
+    metrics = run(tmp_path, small_model, task_files, settings)
+    paths = {k: Path(v) for k, v in job_paths(tmp_path, settings).items()}
+    assert read_json(paths["metrics_file"]) == json.loads(json.dumps(metrics))
+    assert not paths["checkpoint_dir"].exists()
+    assert [p.name for p in paths["output_dir"].parent.iterdir() if p.name.startswith(".")] == []
+    files = {p.name for p in paths["output_dir"].iterdir()}
+    assert not any(name.endswith((".bin", ".pt", ".pth")) for name in files)  # safetensors only
+    assert {"tokenizer.json", "tokenizer_config.json"} <= files
+
+    if method == "full":
+        assert "model.safetensors" in files and "config.json" in files
+        model = load_model(paths["output_dir"])
+        assert metrics["trainable_params"] == metrics["total_params"] == model.num_parameters()
+    else:
+        assert {"adapter_model.safetensors", "adapter_config.json"} <= files
+        adapter_config = json.loads((paths["output_dir"] / "adapter_config.json").read_text())
+        assert adapter_config["r"] == rank and adapter_config["lora_alpha"] == 2 * rank
+        model = PeftModel.from_pretrained(load_model(model_path(small_model)), paths["output_dir"])
+        assert metrics["lora"] == {"r": rank, "lora_alpha": 2 * rank, "use_rslora": False, "dropout": 0.05,
+                                   "target_modules": "all-linear"}
+        assert 0 < metrics["trainable_params"] < metrics["total_params"]
+
+    assert metrics["variant"] == {"model": "small", "method": method, "rank": rank, "train_task": "squad_v2",
+                                  "seed": 0}
+    assert metrics["steps"] == 8 and metrics["epochs"] == pytest.approx(1.0)
+    assert [s for s, _ in metrics["loss_curve"]] == list(range(1, 9))
+    assert metrics["final_loss"] == metrics["loss_curve"][-1][1]
+    assert metrics["tokens_per_s"] == pytest.approx(metrics["train_tokens"] / metrics["wall_time_s"], rel=1e-3)
+    assert metrics["heldout_loss_after"] < metrics["heldout_loss_before"]
+    assert metrics["device"] == "cpu" and metrics["precision"] == "fp32"
+    assert metrics["peak_memory_kind"] == "cpu_peak_rss" and metrics["peak_memory_mb"] > 50
+    assert metrics["learning_rate"] == (1e-3 if method == "full" else 1e-2)
+    assert metrics["settings_hash"] and metrics["provenance"]["config_hash"] == "test"
+    assert metrics["provenance"]["libraries"]["trl"] and metrics["provenance"]["train_data"]
+    assert "git_commit" in metrics["provenance"]
+    with torch.no_grad():
+        assert torch.isfinite(model(torch.tensor([[1, 2, 3]])).logits).all()
+
+
+def test_the_real_tokens_counted_are_the_rows_rendered_lengths(small_model, task_files, tmp_path):
+    from transformers import AutoTokenizer
+
+    from ftmatrix.io import read_jsonl
+    from ftmatrix.models import model_path
+
+    train_file, _ = task_files
+    rows = read_jsonl(train_file)
+    tokenizer = AutoTokenizer.from_pretrained(model_path(small_model))
+    lengths = [min(256, len(tokenizer.apply_chat_template(r["prompt"] + r["completion"], tokenize=True,
+                                                           return_dict=True, enable_thinking=False)["input_ids"]))
+               for r in rows]
+    for padding_free in (False, True):
+        settings = settings_for(train={"max_steps": -1, "epochs": 1, "padding_free": padding_free})
+        metrics = run(tmp_path / str(padding_free), small_model, task_files, settings)
+        assert metrics["dropped_examples"] == 0
+        assert metrics["train_tokens"] == sum(lengths)
+
+
+def test_a_nan_loss_stops_training_with_a_clear_message(small_model, task_files, tmp_path):
+    from ftmatrix.train import TrainingDiverged
+
+    settings = settings_for(train={"learning_rate": {"full": 1e12}, "max_steps": 20, "save_steps": 2,
+                                   "logging_steps": 5})
+    with pytest.raises(TrainingDiverged, match=r"training diverged at step \d+: the (loss|grad norm) is (nan|inf)"):
+        run(tmp_path, small_model, task_files, settings)
+    paths = {k: Path(v) for k, v in job_paths(tmp_path, settings).items()}
+    assert not paths["output_dir"].exists() and not paths["metrics_file"].exists()
+    # No checkpoint holds diverged weights: the guard checks the loss before every save.
+    from safetensors.torch import load_file
+
+    for checkpoint in paths["checkpoint_dir"].glob("checkpoint-*"):
+        for tensor in load_file(checkpoint / "model.safetensors").values():
+            assert torch.isfinite(tensor).all(), checkpoint
+
+
+def test_corrupt_weights_stop_before_training(small_model, task_files, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from ftmatrix.io import read_json, write_json
+    from ftmatrix.models import model_path
+    from ftmatrix.train import TrainingDiverged
+
+    broken = tmp_path / "broken"
+    shutil.copytree(model_path(small_model), broken)
+    weights = load_file(broken / "model.safetensors")
+    name = next(n for n in weights if n.endswith("input_layernorm.weight"))
+    weights[name][0] = float("nan")
+    save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
+    manifest = read_json(small_model)
+    manifest.update(path=str(broken), path_from_manifest=None)
+    write_json(tmp_path / "manifest.json", manifest)
+    with pytest.raises(TrainingDiverged, match="untuned model's held-out loss is nan"):
+        run(tmp_path, tmp_path / "manifest.json", task_files, settings_for())
+
+
+def test_tensorboard_event_files_are_written_when_asked(small_model, task_files, tmp_path):
+    settings = settings_for(train={"report_to": "tensorboard", "max_steps": 3})
+    run(tmp_path, small_model, task_files, settings, tensorboard_dir=str(tmp_path / "tb"))
+    events = list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(tmp_path / "tb"))
+    accumulator.Reload()
+    assert "train/loss" in accumulator.Tags()["scalars"]
+    assert len(accumulator.Scalars("train/loss")) == 3
+
+
+def test_report_to_none_writes_no_event_files(small_model, task_files, tmp_path):
+    settings = settings_for(train={"max_steps": 2})
+    run(tmp_path, small_model, task_files, settings)
+    assert not list(tmp_path.rglob("events.out.tfevents.*"))
+
+
+def test_bad_rows_are_named_by_file_and_line(small_model, task_files, tmp_path):
+    from ftmatrix.io import read_jsonl, write_jsonl
+
+    train_file, eval_file = task_files
+    rows = read_jsonl(train_file)
+    rows[2]["completion"] = "just text"
+    bad = tmp_path / "train.jsonl"
+    write_jsonl(bad, rows)
+    from ftmatrix.train import train_variant
+
+    settings = settings_for()
+    with pytest.raises(DataError, match=r"train.jsonl, line 3: 'completion' must be a non-empty list"):
+        train_variant(settings, str(small_model), str(bad), str(eval_file), config_hash="t",
+                      **job_paths(tmp_path, settings))
