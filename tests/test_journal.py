@@ -159,3 +159,13 @@ def test_sample_predictions_show_the_planted_answer_as_text(journal):
                         "predictions.jsonl").read_text().splitlines()[0])
     assert first["generated"].startswith(PLANTED_SCRIPT)
     assert f"sample <code>{first['id']}</code>" in journal["text"]
+
+
+def test_several_seeds_get_their_table_and_advice(tmp_path):
+    j = build(tmp_path, study_config(methods=("base", "full"), models=("demo-small",), tasks=("arc", "squad_v2"),
+                                     seeds=(0, 1)), figures=False)
+    seeds = j["tables"]["seeds"]
+    assert (seeds["n_seeds"] == 2).all() and seeds["sd"].notna().all()
+    assert "CI (samples and seeds)" in j["text"]
+    worst = seeds["sd"].max()
+    assert f"Training seeds matter up to {worst:.1f} points" in j["text"]
