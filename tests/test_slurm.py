@@ -188,14 +188,23 @@ def read_slurm_records(job_ids: list[str], run_id: str) -> dict[str, dict]:
                                         "source": "sacct --name"})
         return records
     # No accounting database: slurmctld still knows jobs that ended less than MinJobAge ago.
+    # It shows the request as TresPerNode/TresPerJob=gres:gpu[:type]:N and the allocation
+    # as JOB_GRES=gpu[:type]:N; both are rewritten here in sacct's form, gres/gpu=N.
     for job_id in job_ids:
-        show = command(["scontrol", "show", "job", "-o", job_id])
+        show = command(["scontrol", "-d", "-o", "show", "job", job_id])
         if show.returncode != 0:
             continue
-        fields = dict(f.split("=", 1) for f in show.stdout.split() if "=" in f)
-        tres = fields.get("TRES", "")
-        records[job_id] = {"name": fields.get("JobName", ""), "req": tres, "alloc": tres,
-                           "state": fields.get("JobState", ""), "source": "scontrol"}
+        text = show.stdout
+        req = re.search(r"TresPer(?:Node|Job|Task)=\S*?gres:gpu(?::[\w.]+)?:(\d+)", text)
+        alloc = re.search(r"JOB_GRES=gpu(?::[\w.]+)?:(\d+)", text)
+        state = re.search(r"JobState=(\S+)", text)
+        records[job_id] = {"name": "", "req": f"gres/gpu={req.group(1)}" if req else "",
+                           "alloc": f"gres/gpu={alloc.group(1)}" if alloc else "",
+                           "state": state.group(1) if state else "?", "source": "scontrol -d show job"}
+    listed = command(["squeue", "-h", "-t", "all", "--name", run_id, "-o", "%i"])
+    for job_id in listed.stdout.split():
+        records.setdefault(job_id, {"name": run_id, "req": "", "alloc": "", "state": "?",
+                                    "source": "squeue --name"})
     return records
 
 
@@ -270,7 +279,7 @@ def test_study_runs_on_slurm_with_one_gpu_per_gpu_job_and_matches_a_local_run(tm
         assert gpus(record["req"]) == want and gpus(record["alloc"]) == want, (
             f"SLURM job {job_id} ({rule}) asked for {record['req']!r} and got {record['alloc']!r} "
             f"({record['source']}); expected {want} GPU")
-        assert record["state"].startswith("COMPLETED") or record["source"] == "scontrol", (job_id, rule, record)
+        assert record["state"].startswith("COMPLETED"), (job_id, rule, record)
 
     # The same matrix: every quality column, and the training results, digit for digit.
     header, slurm_rows = read_matrix(on_slurm / TARGET)
