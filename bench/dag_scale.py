@@ -5,10 +5,12 @@
 
 For each study it writes, into a temporary folder, a trivial workflow with the same jobs
 per stage and the same dependencies (download/build -> prepare -> train -> evaluate ->
-score -> aggregate), made of plain wildcard patterns and `touch` (no input functions,
+score -> aggregate -> analysis -> figures -> journal -> PDF), made of plain wildcard patterns and `touch` (no input functions,
 no config, no validation), then times `snakemake -n` on both, alternating the two so
 that load from other processes hits both alike. It prints medians, the ratio of the
-medians and the median of the per-pair ratios, and writes them as JSON with --json.
+medians (wall clock, and CPU time of the Snakemake process, which load from other
+processes inflates less), their ratios and the median of the per-pair ratios, and writes
+them as JSON with --json.
 Nothing is written to the project; every run works in a fresh temporary directory.
 """
 
@@ -18,6 +20,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -74,7 +77,31 @@ def trivial_workflow(config: dict) -> str:
         f"TUNED_CELLS = {tuned_cells!r}",
         "",
         "rule all:",
+        "    input: 'results/journal.html', 'results/journal.pdf'",
+        "",
+        "rule journal_pdf:",
+        "    input: 'results/journal.html'",
+        "    output: 'results/journal.pdf'",
+        "    shell: 'touch {output}'",
+        "",
+        "rule journal:",
+        "    input:",
+        "        'results/matrix.txt', 'results/analysis.txt', 'results/figures.txt',",
+        "        expand('score/base/{c}.txt', c=BASE_CELLS),",
+        "        expand('score/tuned/{c}.txt', c=TUNED_CELLS),",
+        "        expand('train/{v}/done.txt', v=TRAINED),",
+        "    output: 'results/journal.html'",
+        "    shell: 'touch {output}'",
+        "",
+        "rule figures:",
+        "    input: 'results/analysis.txt'",
+        "    output: 'results/figures.txt'",
+        "    shell: 'touch {output}'",
+        "",
+        "rule analysis:",
         "    input: 'results/matrix.txt'",
+        "    output: 'results/analysis.txt'",
+        "    shell: 'touch {output}'",
         "",
         "rule aggregate:",
         "    input:",
@@ -124,18 +151,22 @@ def trivial_workflow(config: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def dry_run(snakefile: Path, workdir: Path, configfile: Path | None, targets=()) -> tuple[float, int, str]:
+def dry_run(snakefile: Path, workdir: Path, configfile: Path | None, targets=()) -> tuple[float, int, str, float]:
+    """Wall seconds, jobs, output and CPU seconds (user + sys) of one ``snakemake -n``."""
     cmd = [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "-s", str(snakefile), "-d", str(workdir)]
     cmd += list(targets)  # before --configfile, which takes every word after it
     if configfile is not None:
         cmd += ["--configfile", str(configfile)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode != 0:
         raise SystemExit(f"dry run failed ({' '.join(cmd)}):\n{(proc.stdout + proc.stderr)[-3000:]}")
-    return elapsed, count_jobs(proc.stdout + proc.stderr), proc.stdout + proc.stderr
+    return elapsed, count_jobs(proc.stdout + proc.stderr), proc.stdout + proc.stderr, cpu
 
 
 def count_jobs(output: str) -> int:
@@ -155,19 +186,22 @@ def compare(name: str, config_path: Path | None, repeats: int, tmp: Path, target
     work.mkdir()
     bare.mkdir()
     (bare / "Snakefile").write_text(trivial_workflow(config))
-    ftm_times, bare_times = [], []
+    ftm_times, bare_times, ftm_cpu, bare_cpu = [], [], [], []
     ftm_jobs = bare_jobs = 0
     for i in range(repeats):
         # Alternate which goes first, so a burst of load from elsewhere hits both.
         order = ("ftm", "bare") if i % 2 == 0 else ("bare", "ftm")
         for which in order:
             if which == "ftm":
-                t, ftm_jobs, _ = dry_run(ROOT / "Snakefile", work, config_path, targets)
+                t, ftm_jobs, _, cpu = dry_run(ROOT / "Snakefile", work, config_path, targets)
                 ftm_times.append(t)
+                ftm_cpu.append(cpu)
             else:
-                t, bare_jobs, _ = dry_run(bare / "Snakefile", bare, None)
+                t, bare_jobs, _, cpu = dry_run(bare / "Snakefile", bare, None)
                 bare_times.append(t)
-        print(f"  {name} run {i + 1}/{repeats}: ftmatrix {ftm_times[-1]:.2f} s, bare {bare_times[-1]:.2f} s",
+                bare_cpu.append(cpu)
+        print(f"  {name} run {i + 1}/{repeats}: ftmatrix {ftm_times[-1]:.2f} s ({ftm_cpu[-1]:.2f} s CPU), "
+              f"bare {bare_times[-1]:.2f} s ({bare_cpu[-1]:.2f} s CPU)",
               file=sys.stderr, flush=True)
     ratios = [f / b for f, b in zip(ftm_times, bare_times)]
     return {
@@ -181,6 +215,11 @@ def compare(name: str, config_path: Path | None, repeats: int, tmp: Path, target
         "median_bare_s": round(statistics.median(bare_times), 3),
         "ratio_of_medians": round(statistics.median(ftm_times) / statistics.median(bare_times), 3),
         "median_pair_ratio": round(statistics.median(ratios), 3),
+        "ftmatrix_cpu_s": [round(t, 3) for t in ftm_cpu],
+        "bare_cpu_s": [round(t, 3) for t in bare_cpu],
+        "median_ftmatrix_cpu_s": round(statistics.median(ftm_cpu), 3),
+        "median_bare_cpu_s": round(statistics.median(bare_cpu), 3),
+        "cpu_ratio_of_medians": round(statistics.median(ftm_cpu) / statistics.median(bare_cpu), 3),
     }
 
 
@@ -205,13 +244,15 @@ def main(argv=None) -> int:
             study.write_text(yaml.safe_dump(grid_study(args.cells), sort_keys=False))
             results.append(compare("grid", study, args.repeats, tmp, args.target))
 
-    print(f"{'study':<10} {'cells':>7} {'jobs':>7} {'ftmatrix s':>11} {'bare s':>8} {'ratio':>6}")
+    print(f"{'study':<10} {'cells':>7} {'jobs':>7} {'ftmatrix s':>11} {'bare s':>8} {'ratio':>6} "
+          f"{'ftmatrix CPU s':>15} {'bare CPU s':>11} {'ratio':>6}")
     for r in results:
         if r["jobs_ftmatrix"] != r["jobs_bare"]:
             print(f"warning: {r['study']}: {r['jobs_ftmatrix']} ftmatrix jobs vs {r['jobs_bare']} bare jobs",
                   file=sys.stderr)
         print(f"{r['study']:<10} {r['cells']:>7} {r['jobs_ftmatrix']:>7} {r['median_ftmatrix_s']:>11.2f} "
-              f"{r['median_bare_s']:>8.2f} {r['ratio_of_medians']:>6.2f}")
+              f"{r['median_bare_s']:>8.2f} {r['ratio_of_medians']:>6.2f} {r['median_ftmatrix_cpu_s']:>15.2f} "
+              f"{r['median_bare_cpu_s']:>11.2f} {r['cpu_ratio_of_medians']:>6.2f}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
