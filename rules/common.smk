@@ -24,8 +24,8 @@ CONFIG_HASH = ftmatrix.config.config_hash(config)
 # One Hugging Face cache for every job (and, on a cluster, every node that mounts it):
 # models and datasets are fetched once, by the download rules, never once per job.
 if config["hf_home"]:
-    os.environ["HF_HOME"] = str(
-        ftmatrix.config.resolve_path(config["hf_home"], workflow.basedir)
+    os.environ.update(
+        HF_HOME=str(ftmatrix.config.resolve_path(config["hf_home"], workflow.basedir))
     )
 
 # Cheap jobs, and the downloads (compute nodes often have no internet), run in the main
