@@ -45,10 +45,11 @@ SPLIT_ROWS = {"train": 480, "eval": 150}
 # Chat exchanges of each task shape in the corpus.
 CORPUS_EXCHANGES = 1000
 # People in each group (names never repeat across groups).
-GROUP_PEOPLE = {"train": 200, "eval": 80, "corpus": 400}
+GROUP_PEOPLE = {"train": 200, "eval": 80, "corpus": 1000}
 # Paragraphs of plain facts and of arithmetic in the corpus.
 FACT_PARAGRAPHS = 360
-ARITHMETIC_PARAGRAPHS = 120
+ARITHMETIC_PARAGRAPHS = 400
+CHOICE_DRILLS = 1500
 
 DOCUMENT_END = "<|endoftext|>"
 LABELS = ["A", "B", "C", "D"]
@@ -70,8 +71,8 @@ PROFESSIONS = [
     ("carpenter", "sawmill", "chairs"),
     ("potter", "kiln", "bowls"),
 ]
-FIRST_NAMES = 36
-LAST_NAMES = 36
+FIRST_NAMES = 48
+LAST_NAMES = 48
 N_REGIONS = 4
 TOWNS_PER_REGION = 4
 
@@ -323,11 +324,11 @@ def _squad_questions(world: World, person: dict, sentences: list[str], where: di
         "profession": (f"What does {name} do for a living?",
                        [(profession, where.get("profession")), (f"{article(profession)} {profession}", where.get("profession"))]),
         "town": (f"In which town does {name} live?", [(person["town"], where.get("town"))]),
-        "item": (f"What does {first} own?", [(item, where.get("item")), (f"{article(item)} {item}", where.get("item"))]),
+        "item": (f"What does {name} own?", [(item, where.get("item")), (f"{article(item)} {item}", where.get("item"))]),
         "age": (f"How old is {name}?", [(str(person["age"]), where.get("age")),
                                          (f"{person['age']} years old", where.get("age"))]),
-        "friend": (f"Who is {first}'s closest friend?", [(person["friend"], where.get("friend"))]),
-        "batches": (f"How many batches of {world.professions[profession]['product']} does {first} sell each week?",
+        "friend": (f"Who is {name}'s closest friend?", [(person["friend"], where.get("friend"))]),
+        "batches": (f"How many batches of {world.professions[profession]['product']} does {name} sell each week?",
                     [(str(person["batches"]), where.get("batches"))]),
     }
     answerable, unanswerable = [], []
@@ -418,25 +419,60 @@ def _fact_paragraph(rng: random.Random, rules: list[list[str]]) -> str:
 
 
 def _arithmetic_paragraph(rng: random.Random) -> str:
+    """Sums, differences and products over the ranges the word problems use, written as their solutions write them."""
     lines = []
-    for _ in range(rng.randint(5, 8)):
+    for _ in range(rng.randint(10, 14)):
         op = rng.choice(["+", "-", "*"])
         if op == "+":
-            a, b = rng.randint(1, 18), rng.randint(1, 9)
-            lines.append(rng.choice([f"{a} + {b} = {a + b}.", f"{a} plus {b} is {a + b}."]))
-        elif op == "-":
-            a = rng.randint(2, 18)
-            b = rng.randint(1, min(9, a - 1))
-            lines.append(rng.choice([f"{a} - {b} = {a - b}.", f"{a} minus {b} is {a - b}."]))
-        else:
             a, b = rng.randint(2, 9), rng.randint(2, 9)
-            lines.append(rng.choice([f"{a} * {b} = {a * b}.", f"{a} times {b} is {a * b}."]))
+            lines.append(f"{a} + {b} = {a + b}.")
+        elif op == "-":
+            a = rng.randint(3, 18)
+            b = rng.randint(1, min(9, a - 1))
+            lines.append(f"{a} - {b} = {a - b}.")
+        else:
+            a, b = rng.randint(2, 6), rng.randint(2, 6)
+            lines.append(f"{a} * {b} = {a * b}.")
     return " ".join(lines)
 
 
-def _biography(world: World, rng: random.Random, person: dict) -> str:
-    sentences, _ = _passage(world, rng, person)
-    return " ".join(sentences)
+def _reading_drill(world: World, rng: random.Random, person: dict) -> str:
+    """A passage about a person followed by every question about it, answered (or 'unanswerable')."""
+    sentences, where = _passage(world, rng, person)
+    answerable, unanswerable = _squad_questions(world, person, sentences, where)
+    questions = answerable + unanswerable
+    rng.shuffle(questions)
+    lines = [" ".join(sentences), ""]
+    for question, answers in questions:
+        lines.append(f"Question: {question}\nAnswer: {answers[0][0] if answers else 'unanswerable'}")
+    return "\n".join(lines)
+
+
+def _choice_drill(world: World, rng: random.Random) -> str:
+    """Four labelled options and which label names what: the lookup multiple choice needs."""
+    kind = rng.choice(["category", "workplace", "product", "region"])
+    if kind == "category":
+        categories = rng.sample(CATEGORIES, 4)
+        options = [rng.choice(world.items_in(c)) for c in categories]
+        facts = [f"The {c} is {{}}." for c in categories]
+    elif kind in ("workplace", "product"):
+        professions = rng.sample(world.facts["professions"], 4)
+        options = [p[kind] for p in professions]
+        verb = "works in" if kind == "workplace" else "makes"
+        facts = [f"{article(p['name']).capitalize()} {p['name']} {verb} {{}}." for p in professions]
+    else:
+        regions = list(world.facts["regions"])
+        rng.shuffle(regions)
+        options = regions
+        facts = []
+        for region in regions:
+            town = rng.choice([t["name"] for t in world.facts["towns"] if t["region"] == region])
+            facts.append(f"{town} is in {{}}.")
+    lines = [f"{label}. {text}" for label, text in zip(LABELS, options)]
+    order = list(range(4))
+    rng.shuffle(order)
+    answers = [facts[i].format(LABELS[i]) for i in order]
+    return "\n".join(lines) + "\n\n" + " ".join(answers)
 
 
 def corpus_documents(world: World, seed: int) -> tuple[list[str], dict]:
@@ -447,8 +483,9 @@ def corpus_documents(world: World, seed: int) -> tuple[list[str], dict]:
     rules = _rule_sentences(world)
     documents = [_fact_paragraph(rng, rules) for _ in range(FACT_PARAGRAPHS)]
     documents += [_arithmetic_paragraph(rng) for _ in range(ARITHMETIC_PARAGRAPHS)]
+    documents += [_choice_drill(world, rng) for _ in range(CHOICE_DRILLS)]
     corpus_people = world.group("corpus")
-    documents += [_biography(world, rng, p) for p in corpus_people]
+    documents += [_reading_drill(world, rng, p) for p in corpus_people]
 
     exchanges = task_rows(world, seed, "corpus", CORPUS_EXCHANGES)
     n_exchanges = {}
@@ -459,7 +496,8 @@ def corpus_documents(world: World, seed: int) -> tuple[list[str], dict]:
             documents.append(render_chat(example["prompt"] + example["completion"], enable_thinking=False))
     rng.shuffle(documents)
     counts = {"documents": len(documents), "fact_paragraphs": FACT_PARAGRAPHS,
-              "arithmetic_paragraphs": ARITHMETIC_PARAGRAPHS, "biographies": len(corpus_people),
+              "arithmetic_paragraphs": ARITHMETIC_PARAGRAPHS, "choice_drills": CHOICE_DRILLS,
+              "reading_drills": len(corpus_people),
               "chat_exchanges": n_exchanges}
     return documents, counts
 
@@ -495,7 +533,7 @@ def write_world(out_dir: str | Path, seed: int) -> dict:
                 counts[kind][f"{split}_unanswerable"] = sum(not r["answers"]["text"] for r in rows)
             files[relative] = _sha256(out_dir / relative)
     documents, corpus_counts = corpus_documents(world, seed)
-    corpus_text = "".join(doc.rstrip("\n") + DOCUMENT_END + "\n" for doc in documents)
+    corpus_text = "".join(doc + DOCUMENT_END + "\n" for doc in documents)
     io.write_text(out_dir / "corpus.txt", corpus_text)
     files["corpus.txt"] = _sha256(out_dir / "corpus.txt")
     corpus_counts["characters"] = len(corpus_text)

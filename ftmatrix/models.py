@@ -39,6 +39,8 @@ ALLOW_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "*.json", "*.txt"
                   "*.tiktoken"]
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 IGNORE_PATTERNS = [f"*{suffix}" for suffix in PICKLE_SUFFIXES]
+# How text is split before BPE merges (see train_tokenizer).
+PRE_TOKENIZER_PATTERN = r"\p{L}+ ?|\p{N}+|[^\p{L}\p{N}\s]+ ?|\s+"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 
 
@@ -327,7 +329,7 @@ def corpus_text(corpus: str | Path | None) -> tuple[str | None, dict]:
 
 def train_tokenizer(text: str, vocab_size: int):
     """A byte-level BPE tokenizer trained on ``text`` with ChatML special tokens and the project's chat template."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     from ftmatrix.chat_template import CHAT_TEMPLATE, END_OF_TEXT, IM_END, IM_START, THINK_CLOSE, THINK_OPEN
@@ -337,7 +339,13 @@ def train_tokenizer(text: str, vocab_size: int):
     for token in special + markers:
         text = text.replace(token, "\n")
     tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # Words carry the space that follows them (not, as in GPT-2, the one before), and numbers
+    # stand alone: so a word or number is the same token inside a passage and at the start
+    # of an answer, which lets a tiny model learn to copy spans.
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PRE_TOKENIZER_PATTERN), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size - len(markers), min_frequency=2, special_tokens=special,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
@@ -397,8 +405,12 @@ def qwen3_config(build: dict, tokenizer):
     )
 
 
-def pretrain(model, token_ids, build: dict, log_every: int | None = None) -> dict:
-    """Next-token training on random windows of the corpus: AdamW, warm-up then cosine decay; seeded."""
+def pretrain(model, token_ids, build: dict, document_end: int | None = None, log_every: int | None = None) -> dict:
+    """Next-token training on windows of the corpus: AdamW, warm-up then cosine decay; seeded.
+
+    Windows start where a document starts (after ``document_end``) when the corpus marks its
+    documents, so a short document — a question with its answer — is seen whole.
+    """
     import torch
 
     steps, batch, seq_len = build["pretrain_steps"], build["pretrain_batch_size"], build["pretrain_seq_len"]
@@ -410,6 +422,13 @@ def pretrain(model, token_ids, build: dict, log_every: int | None = None) -> dic
     if seq_len < 8:
         raise ModelError(f"build.corpus: the corpus has only {len(ids)} tokens, too few to pretrain on; "
                          f"give a longer text, or pretrain_steps: 0.")
+    last_start = len(train_ids) - seq_len
+    starts_at = None
+    if document_end is not None:
+        starts_at = (train_ids[:last_start] == document_end).nonzero().flatten() + 1
+        starts_at = starts_at[starts_at < last_start]
+        if len(starts_at) < 2 * batch:
+            starts_at = None
     generator = torch.Generator().manual_seed(build["seed"])
     optimizer = torch.optim.AdamW(model.parameters(), lr=build["pretrain_lr"], betas=(0.9, 0.95),
                                   weight_decay=0.01)
@@ -423,10 +442,13 @@ def pretrain(model, token_ids, build: dict, log_every: int | None = None) -> dic
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     log_every = log_every or max(1, steps // 10)
-    curve, started = [], time.perf_counter()
+    curve, started, cpu_started = [], time.perf_counter(), time.process_time()
     model.train()
     for step in range(steps):
-        starts = torch.randint(0, len(train_ids) - seq_len, (batch,), generator=generator)
+        if starts_at is None:
+            starts = torch.randint(0, last_start, (batch,), generator=generator)
+        else:
+            starts = starts_at[torch.randint(0, len(starts_at), (batch,), generator=generator)]
         window = torch.stack([train_ids[s: s + seq_len] for s in starts.tolist()])
         loss = model(input_ids=window, labels=window).loss
         if not torch.isfinite(loss):
@@ -443,9 +465,11 @@ def pretrain(model, token_ids, build: dict, log_every: int | None = None) -> dic
                      time.perf_counter() - started)
     model.eval()
     return {"steps": steps, "batch_size": batch, "seq_len": seq_len, "lr": build["pretrain_lr"],
+            "windows": "random" if starts_at is None else "document starts",
             "tokens_seen": steps * batch * seq_len, "corpus_tokens": len(ids), "heldout_tokens": len(heldout_ids),
             "loss_curve": curve, "final_loss": curve[-1][1] if curve else None,
-            "heldout_loss": heldout_loss(model, heldout_ids, seq_len), "wall_s": round(time.perf_counter() - started, 2)}
+            "heldout_loss": heldout_loss(model, heldout_ids, seq_len), "wall_s": round(time.perf_counter() - started, 2),
+            "cpu_s": round(time.process_time() - cpu_started, 2)}
 
 
 def heldout_loss(model, ids, seq_len: int) -> float | None:
@@ -488,7 +512,8 @@ def build_model(model_cfg: dict, out_dir: str | Path, corpus: str | Path | None,
                              f"'none'; set build.tokenizer.source: path (e.g. ../shared/data/qwen3-tokenizer) "
                              f"or give a corpus.")
         tokenizer = train_tokenizer(text, tok_cfg.get("vocab_size", 2048))
-        tokenizer_info = {"source": "train", "trained_vocab_size": tok_cfg.get("vocab_size", 2048)}
+        tokenizer_info = {"source": "train", "trained_vocab_size": tok_cfg.get("vocab_size", 2048),
+                          "kind": "byte-level BPE", "pre_tokenizer": PRE_TOKENIZER_PATTERN}
     tokenizer_info.update({"vocab_size": len(tokenizer), "eos_token": tokenizer.eos_token,
                            "pad_token": tokenizer.pad_token,
                            "chat_template_sha256": hashlib.sha256(tokenizer.chat_template.encode()).hexdigest()[:16]})
@@ -504,7 +529,9 @@ def build_model(model_cfg: dict, out_dir: str | Path, corpus: str | Path | None,
 
     if text is not None and build["pretrain_steps"] > 0:
         token_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        pretraining = pretrain(model, token_ids, build)
+        from ftmatrix.chat_template import END_OF_TEXT
+
+        pretraining = pretrain(model, token_ids, build, document_end=tokenizer.convert_tokens_to_ids(END_OF_TEXT))
         pretraining["corpus_tokens_per_character"] = round(len(token_ids) / len(text), 4)
     else:
         pretraining = {"steps": 0, "note": "random weights (no pretraining)"}

@@ -104,7 +104,9 @@ rule build_model:
         "logs/models/build_model_{model}.log",
     wildcard_constraints:
         model=models_from("build"),
-    threads: workflow.cores
+    # One thread: a tiny model gains little from more, the builds of a study run side by
+    # side, and the same seed gives the same weights whatever the machine's core count.
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=60,

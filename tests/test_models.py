@@ -101,6 +101,13 @@ def test_trained_tokenizer_has_chatml_tokens_and_the_template_after_save_and_loa
     assert text == render_chat(messages, add_generation_prompt=True, enable_thinking=False)
     # Byte-level: any text round-trips, even characters the corpus never had.
     assert tokenizer.decode(tokenizer("Ünïcødé ✓ 42", add_special_tokens=False)["input_ids"]) == "Ünïcødé ✓ 42"
+    # A span is the same tokens inside a passage and alone at the start of an answer.
+    passage = tokenizer("The town of Tulvar lies in Osk.", add_special_tokens=False)["input_ids"]
+    for span in ("Tulvar lies in Osk", "Osk", "42"):
+        alone = tokenizer(span, add_special_tokens=False)["input_ids"]
+        inside = tokenizer(f"x {span}.", add_special_tokens=False)["input_ids"]
+        assert any(inside[i: i + len(alone)] == alone for i in range(len(inside))), span
+    assert passage[-2:] == tokenizer("Osk.", add_special_tokens=False)["input_ids"]
     # <think> survives decoding (not special), <|im_end|> does not.
     ids = tokenizer("<think>\nx\n</think>\n\ny<|im_end|>", add_special_tokens=False)["input_ids"]
     assert tokenizer.decode(ids, skip_special_tokens=True) == "<think>\nx\n</think>\n\ny"
