@@ -23,15 +23,18 @@ in the corpus, while the rules every question relies on are taught by the corpus
     corpus.txt                    the pretraining corpus (documents end in <|endoftext|>)
     world.json                    written last: facts, counts, seed, sha256 of every file
 
-The corpus teaches the rules in plain sentences, the arithmetic the word problems use, and
-some instruction following: chat exchanges of all three task shapes about the corpus
-people, rendered with the project's chat template. Same seed, same bytes.
+The corpus teaches the rules in plain sentences and the arithmetic the word problems use;
+drills practise the skills the tasks need (a passage followed by every question about it,
+answered or "unanswerable"; four labelled options and which label names what); and chat
+exchanges of all three task shapes about the corpus people, with prompts built by the task
+modules and rendered with the project's chat template, teach instruction following. A model
+pretrained on it answers in each task's format with some skill; fine-tuning adds more.
+Same seed, same bytes.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import re
 from pathlib import Path

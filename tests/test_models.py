@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ftmatrix import models
-from ftmatrix.chat_template import CHAT_TEMPLATE, render_chat
+from ftmatrix.chat_template import render_chat
 from ftmatrix.errors import ModelError, SourceUnreachable
 
 CONVERSATIONS = [

@@ -53,8 +53,8 @@ def completion_loss(folder, examples) -> float:
     return total / count
 
 
-def greedy_scores(folder, kind, rows, max_new_tokens) -> list[float]:
-    """Per-sample headline-style scores of greedy answers, with the task's own extraction and scoring."""
+def greedy_answers(folder, kind, rows, max_new_tokens) -> tuple[list[str], list[float]]:
+    """Greedy answers and their per-sample headline-style scores (0–1), with the task's own extraction and scoring."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -74,7 +74,7 @@ def greedy_scores(folder, kind, rows, max_new_tokens) -> list[float]:
         per_sample = task.score(task.extract(text, example["reference"]), example["reference"])
         headline = next(k for k in ("correct", "exact_match", "f1") if k in per_sample)
         scores.append(per_sample[headline] / 100.0)
-    return scores
+    return texts, scores
 
 
 def test_both_demo_models_are_pretrained_and_the_larger_has_more_parameters(demo):
@@ -102,16 +102,19 @@ def test_the_larger_demo_model_predicts_the_eval_answers_better(demo):
     assert all(v < 0.5 * math.log(vocab) for m in losses.values() for v in m.values()), losses
 
 
-def test_both_demo_models_have_some_skill_and_the_larger_more(demo):
+def test_both_demo_models_answer_in_the_tasks_formats_and_the_larger_answers_better(demo):
     base, _, eval_rows = demo
     totals = {}
     for name in ("demo-small", "demo-large"):
-        per_task = {}
-        for kind, max_new in (("arc", 8), ("openmath", 48), ("squad_v2", 16)):
-            per_task[kind] = sum(greedy_scores(base / name, kind, eval_rows[kind], max_new)) / len(eval_rows[kind])
-        totals[name] = per_task
+        arc_texts, arc = greedy_answers(base / name, "arc", eval_rows["arc"], 4)
+        maths_texts, maths = greedy_answers(base / name, "openmath", eval_rows["openmath"], 40)
+        squad_texts, squad = greedy_answers(base / name, "squad_v2", eval_rows["squad_v2"], 12)
+        # What pretraining on the corpus's chat exchanges taught: each task's answer shape.
+        assert sum(t.strip() in ("A", "B", "C", "D") for t in arc_texts) >= 0.9 * len(arc_texts), arc_texts
+        assert sum("\\boxed{" in t for t in maths_texts) >= 0.8 * len(maths_texts), maths_texts
+        assert sum(bool(t.strip()) for t in squad_texts) >= 0.9 * len(squad_texts), squad_texts
+        totals[name] = {"arc": sum(arc) / len(arc), "openmath": sum(maths) / len(maths),
+                        "squad_v2": sum(squad) / len(squad)}
     print("greedy scores:", totals)
-    # Above chance on multiple choice (4 options), and some exact answers on the other two.
-    for name, per_task in totals.items():
-        assert per_task["arc"] > 0.3 and per_task["openmath"] > 0.05 and per_task["squad_v2"] > 0.2, totals
-    assert sum(totals["demo-large"].values()) > sum(totals["demo-small"].values()) + 0.1, totals
+    assert totals["demo-large"]["openmath"] > totals["demo-small"]["openmath"], totals
+    assert sum(totals["demo-large"].values()) > sum(totals["demo-small"].values()), totals
