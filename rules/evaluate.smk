@@ -3,14 +3,10 @@
 # (score_cell), so a change of answer extraction or metric re-scores without generating.
 
 
-def eval_task_file(wildcards):
-    return f"data/tasks/{wildcards.eval_task}/eval.jsonl"
-
-
 def evaluate_inputs(wildcards):
     inputs = {
         "model": model_manifest(wildcards.model),
-        "eval": eval_task_file(wildcards),
+        "eval": f"data/tasks/{wildcards.eval_task}/eval.jsonl",
     }
     if wildcards.method != "base":
         inputs["trained"] = f"results/train/{variant_of(wildcards).path}/model"
@@ -90,7 +86,7 @@ rule score_cell:
     input:
         generations=f"results/eval/{CELL_DIR}/generations.jsonl",
         info=f"results/eval/{CELL_DIR}/generation.json",
-        eval=eval_task_file,
+        eval="data/tasks/{eval_task}/eval.jsonl",
     output:
         predictions=f"results/eval/{CELL_DIR}/predictions.jsonl",
         metrics=f"results/eval/{CELL_DIR}/metrics.json",
