@@ -248,13 +248,21 @@ def takeaways(matrix, tables: dict, confidence: float) -> list[str]:
         ok = [r for r in rows if r["significance"] != "worse"]
         if ok:
             best = min(ok, key=lambda r: float(r["latency_value"]) if finite(r.get("latency_value")) else math.inf)
-            speed = (f", {arrow(best['latency_rel_pct'])} latency" if finite(best.get("latency_rel_pct")) else "")
             cost = _cost_pair(matrix, best, task)
             verdict = "better than" if best["significance"] == "better" else "not significantly different from"
-            out.append(f"On {task}, {best['model']} with {how(best['method'], best['rank'])} can stand in for "
-                       f"{best['larger_model']}: {metric_name(best['headline_metric'])} {signed(best['diff'])} "
-                       f"points ({ci_text(best['diff_ci_low'], best['diff_ci_high'], confidence)}), {verdict} "
-                       f"the larger model{speed}{cost}.")
+            quality = (f"{metric_name(best['headline_metric'])} {signed(best['diff'])} points "
+                       f"({ci_text(best['diff_ci_low'], best['diff_ci_high'], confidence)}), {verdict} the larger model")
+            who = f"{best['model']} with {how(best['method'], best['rank'])}"
+            if best.get("latency_significance") == "faster":
+                out.append(f"On {task}, {who} can stand in for {best['larger_model']}: {quality}, with latency "
+                           f"{arrow(best['latency_rel_pct'])} "
+                           f"({arrow_ci(best['latency_rel_ci_low'], best['latency_rel_ci_high'], confidence)})"
+                           f"{cost}.")
+            else:
+                lat = (f"latency {arrow(best['latency_rel_pct'])}, not faster"
+                       if finite(best.get("latency_rel_pct")) else "latency not measured")
+                out.append(f"On {task}, {who} is at least as good as {best['larger_model']} ({quality}) but brings no "
+                           f"latency gain here ({lat}{cost}); the larger model is the simpler choice.")
         else:
             best = max(rows, key=lambda r: float(r["value"]))
             out.append(f"On {task}, no fine-tuned {best['model']} variant reaches the untuned "
@@ -275,7 +283,7 @@ def takeaways(matrix, tables: dict, confidence: float) -> list[str]:
                        f"{len(fvl)} trained tasks ({', '.join(wins)}).")
         elif not wins:
             out.append(f"LoRA is enough here: full fine-tuning is not significantly better than the best LoRA rank "
-                       f"on any of the {len(fvl)} trained tasks"
+                       f"on {'the trained task' if len(fvl) == 1 else f'any of the {len(fvl)} trained tasks'}"
                        f"{' (LoRA is better on ' + ', '.join(losses) + ')' if losses else ''}"
                        f"{share}.")
         else:
@@ -345,9 +353,12 @@ def takeaways(matrix, tables: dict, confidence: float) -> list[str]:
         text = (f"On {task}, {share:.0f}% of the questions have no answer, so always abstaining scores "
                 f"{share:.1f} {metric_name(part['headline_metric'].iloc[0])}; {len(below)} of {len(part)} cells score "
                 f"significantly below that.")
-        if best_has is not None:
+        if best_has is not None and float(best_has["metric_HasAns_f1"]) > 0:
             text += (f" Judge answering and abstaining apart: the best answerer is {best_has['label']} "
                      f"(HasAns F1 {num(best_has['metric_HasAns_f1'])}, NoAns F1 {num(best_has.get('metric_NoAns_f1'))}).")
+        elif best_has is not None:
+            text += (" No cell answers any answerable question (HasAns F1 0 everywhere): what F1 there is comes "
+                     "from abstaining.")
         out.append(text)
 
     # 7. Seeds.
