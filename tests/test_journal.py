@@ -169,3 +169,24 @@ def test_several_seeds_get_their_table_and_advice(tmp_path):
     assert "CI (samples and seeds)" in j["text"]
     worst = seeds["sd"].max()
     assert f"Training seeds matter up to {worst:.1f} points" in j["text"]
+
+
+def test_a_stand_in_must_be_faster():
+    def row(task, rel, verdict):
+        return {"model": "small", "method": "full", "rank": 0, "train_task": task, "eval_task": task, "in_task": True,
+                "larger_model": "large", "headline_metric": "f1", "significance": "no significant change",
+                "value": 50.0, "diff": -1.0, "diff_ci_low": -5.0, "diff_ci_high": 3.0, "latency_value": 1.0,
+                "latency_rel_pct": rel, "latency_rel_ci_low": rel - 5, "latency_rel_ci_high": rel + 5,
+                "latency_significance": verdict}
+
+    tables = {name: pd.DataFrame() for name in ("full_vs_lora", "rank_correlation", "transfer", "seeds")}
+    tables["vs_larger_base"] = pd.DataFrame([row("a", -80.0, "faster"), row("b", 30.0, "slower")])
+    matrix = pd.DataFrame([{"model": m, "method": meth, "rank": 0, "train_task": tt, "eval_task": t,
+                            "cost_per_1k_usd": c, "headline_metric": "f1"}
+                           for t in ("a", "b") for m, meth, tt, c in (("small", "full", t, 0.01),
+                                                                       ("large", "base", "none", 0.05))])
+    advice = takeaways(matrix, tables, 0.95)
+    assert advice[0].startswith("On a, small with full fine-tuning can stand in for large")
+    assert "latency ↓ 80.0% (95% CI 75.0–85.0%)" in advice[0] and "$0.0100 instead of $0.05" in advice[0]
+    assert advice[1].startswith("On b, small with full fine-tuning is at least as good as large")
+    assert "no latency gain" in advice[1]
