@@ -19,7 +19,13 @@ except ConfigError as error:
 
 validate(config, "../schemas/config.schema.yaml")
 
-CONFIG_HASH = ftmatrix.config.config_hash(config)
+# Where the Hugging Face cache lives and which rules run locally change no result: they
+# are left out of the hash (a parameter of every job), so that pointing a finished study
+# at a shared cache, or moving it to a cluster, does not rerun it.
+PLACEMENT_KEYS = ("hf_home", "local_rules")
+CONFIG_HASH = ftmatrix.config.config_hash(
+    {key: value for key, value in config.items() if key not in PLACEMENT_KEYS}
+)
 
 # One Hugging Face cache for every job (and, on a cluster, every node that mounts it):
 # models and datasets are fetched once, by the download rules, never once per job.

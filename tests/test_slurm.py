@@ -11,7 +11,8 @@ the skip into a failure. The check:
    no accounting) shows one GPU for every training and evaluation job, none for the other
    jobs, and no job for the rules that run locally (downloads, data preparation, scoring,
    aggregation);
-3. the same study run locally gives a matrix with the same quality columns.
+3. the same study run locally gives a matrix with the same quality columns, answers and
+   training losses, and pointing it at the cluster and a shared HF_HOME reruns nothing.
 """
 
 from __future__ import annotations
@@ -295,3 +296,10 @@ def test_study_runs_on_slurm_with_one_gpu_per_gpu_job_and_matches_a_local_run(tm
     slurm_answers, local_answers = answers(on_slurm), answers(local)
     assert len(slurm_answers) == expected["evaluate_cell"]
     assert slurm_answers == local_answers, "the SLURM and local runs generated different answers"
+
+    # A study finished on one machine and moved to the cluster, with a shared HF cache,
+    # is not run again: where things run is no parameter of any job.
+    moved = Run(["-n", "--profile", str(profile), TARGET, "--configfile", str(STUDY),
+                 "--config", f"hf_home={tmp_path / 'hf'}"], local, tmp_path / "moved.log")
+    assert moved.wait() == 0, moved.output[-4000:]
+    assert "Nothing to be done" in moved.output, f"the finished study would run again:\n{moved.output[-4000:]}"
