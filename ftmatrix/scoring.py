@@ -216,7 +216,7 @@ def score_cell(settings: dict, generations_file, info_file, eval_file, predictio
     }
     io.write_json(metrics_file, document)
     log.info("%s: %s = %s (%.0f%% CI %s–%s) over %d samples; %d hit the length limit",
-             document["cell"], task.headline, _fmt(metrics[task.headline]), 100 * confidence, _fmt(low),
+             info.get("cell") or metrics_file, task.headline, _fmt(metrics[task.headline]), 100 * confidence, _fmt(low),
              _fmt(high), len(rows), hit_limit)
     return document
 
