@@ -95,6 +95,19 @@ def _log_seconds(ax) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
+def _shared_legend(fig, axes) -> None:
+    """One legend under all panels (instead of one per panel, over the data)."""
+    seen = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    rows = 1 if len(seen) <= 4 else 2
+    fig.tight_layout(rect=(0, 0.06 * rows + 0.04, 1, 1))
+    if seen:
+        fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=min(len(seen), 4), fontsize=8,
+                   frameon=False)
+
+
 def _short_metric(name: str) -> str:
     return str(name).replace("_", " ")
 
@@ -217,9 +230,8 @@ def quality_vs_latency(plt, matrix, tables):
         ax.set_xlabel("mean latency per sample (s, batch size 1, log scale)")
         ax.set_ylabel(f"{_short_metric(points[0]['metric'])} (%)")
         ax.set_title(task)
-        ax.legend(fontsize=7, loc="best")
     fig.suptitle(title, x=0.02, ha="left")
-    fig.tight_layout()
+    _shared_legend(fig, axes)
     return fig
 
 
@@ -324,9 +336,8 @@ def latency_split(plt, matrix, tables):
         ax.set_xlabel("seconds per sample (batch size 1)")
         ax.set_title(f"{task} (bases and in-task variants)")
         ax.margins(x=0.18)
-        ax.legend(fontsize=7, loc="lower right")
     fig.suptitle(title, x=0.02, ha="left")
-    fig.tight_layout()
+    _shared_legend(fig, axes)
     return fig
 
 
