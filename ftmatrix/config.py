@@ -25,9 +25,13 @@ PROJECT_ROOT = PACKAGE_ROOT.parent
 SCHEMA_PATH = PROJECT_ROOT / "schemas" / "config.schema.yaml"
 
 
+# The C loader, where PyYAML has it, parses the schema about four times faster.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_schema(path: Path = SCHEMA_PATH) -> dict:
     with open(path, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+        return yaml.load(fh, Loader=_Loader)
 
 
 def _fill_defaults_validator():
