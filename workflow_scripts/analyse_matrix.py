@@ -1,5 +1,9 @@
 """The study's comparisons with paired bootstrap CIs: results/analysis/*.csv."""
+import sys
 from pathlib import Path
+
+# The package sits beside this folder; this finds it in a conda environment too.
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from ftmatrix.workflow import run_step
 

@@ -1,5 +1,9 @@
 """Download a hub model at its pinned revision (safetensors only) into data/models/{model}/."""
+import sys
 from pathlib import Path
+
+# The package sits beside this folder; this finds it in a conda environment too.
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from ftmatrix.workflow import run_step
 

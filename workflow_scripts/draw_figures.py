@@ -1,5 +1,9 @@
 """The study's figures (PNG and SVG) from the matrix and the analysis tables."""
+import sys
 from pathlib import Path
+
+# The package sits beside this folder; this finds it in a conda environment too.
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from ftmatrix.workflow import run_step
 

@@ -1,5 +1,9 @@
 """Check a local model folder (safetensors weights, tokenizer) and record it in a manifest."""
+import sys
 from pathlib import Path
+
+# The package sits beside this folder; this finds it in a conda environment too.
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 
 from ftmatrix.workflow import run_step
 

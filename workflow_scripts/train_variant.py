@@ -1,4 +1,10 @@
 """Fine-tune one variant (full or LoRA) with TRL; resumes from its last checkpoint."""
+import sys
+from pathlib import Path
+
+# The package sits beside this folder; this finds it in a conda environment too.
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
+
 from ftmatrix.workflow import run_step
 
 with run_step(snakemake):
