@@ -20,8 +20,8 @@ include: "rules/journal.smk"
 
 
 rule all:
+    default_target: True
     input:
         "results/matrix.csv",
         "results/journal/journal.html",
         "results/journal/journal.pdf",
-    default_target: True

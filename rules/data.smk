@@ -3,7 +3,9 @@
 
 
 def demo_world_seeds():
-    seeds = {t["source"]["seed"] for t in config["tasks"] if t["source"]["type"] == "demo"}
+    seeds = {
+        t["source"]["seed"] for t in config["tasks"] if t["source"]["type"] == "demo"
+    }
     seeds |= {
         m["build"]["seed"]
         for m in config["models"]
@@ -21,7 +23,11 @@ def prepare_task_inputs(wildcards):
         for key in ("train", "eval"):
             value = source.get(key) or []
             paths += [value] if isinstance(value, str) else value
-        return {"files": [str(ftmatrix.config.resolve_path(p, workflow.basedir)) for p in paths]}
+        return {
+            "files": [
+                str(ftmatrix.config.resolve_path(p, workflow.basedir)) for p in paths
+            ]
+        }
     return {}
 
 
@@ -31,7 +37,9 @@ def build_model_inputs(wildcards):
         return {}
     if build["corpus"] == "demo":
         return {"world": f"data/demo/seed{build['seed']}/world.json"}
-    return {"corpus": str(ftmatrix.config.resolve_path(build["corpus"], workflow.basedir))}
+    return {
+        "corpus": str(ftmatrix.config.resolve_path(build["corpus"], workflow.basedir))
+    }
 
 
 rule build_demo_world:
@@ -41,12 +49,12 @@ rule build_demo_world:
         "logs/data/demo_world_seed{world_seed}.log",
     wildcard_constraints:
         world_seed=r"\d+",
+    conda:
+        "../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/data.yaml"
     script:
         "../workflow_scripts/build_demo_world.py"
 
@@ -58,17 +66,17 @@ rule prepare_task:
         train="data/tasks/{task}/train.jsonl",
         eval="data/tasks/{task}/eval.jsonl",
         meta="data/tasks/{task}/meta.json",
-    params:
-        task=task_config,
-        data_seed=config["data"]["seed"],
     log:
         "logs/data/prepare_task_{task}.log",
+    conda:
+        "../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../envs/data.yaml"
+    params:
+        task=task_config,
+        data_seed=config["data"]["seed"],
     script:
         "../workflow_scripts/prepare_task.py"
 
@@ -76,19 +84,19 @@ rule prepare_task:
 rule download_model:
     output:
         manifest="data/models/{model}/manifest.json",
-    params:
-        model=model_config,
-        hf_home=config["hf_home"],
     log:
         "logs/models/download_model_{model}.log",
     wildcard_constraints:
         model=models_from("hub"),
+    conda:
+        "../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=120,
-    conda:
-        "../envs/data.yaml"
+    params:
+        model=model_config,
+        hf_home=config["hf_home"],
     script:
         "../workflow_scripts/download_model.py"
 
@@ -98,20 +106,20 @@ rule build_model:
         unpack(build_model_inputs),
     output:
         manifest="data/models/{model}/manifest.json",
-    params:
-        model=model_config,
     log:
         "logs/models/build_model_{model}.log",
     wildcard_constraints:
         model=models_from("build"),
+    conda:
+        "../envs/data.yaml"
     # One thread: a tiny model gains little from more, the builds of a study run side by
     # side, and the same seed gives the same weights whatever the machine's core count.
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../envs/data.yaml"
+    params:
+        model=model_config,
     script:
         "../workflow_scripts/build_model.py"
 
@@ -119,18 +127,18 @@ rule build_model:
 rule link_model:
     output:
         manifest="data/models/{model}/manifest.json",
-    params:
-        model=model_config,
     log:
         "logs/models/link_model_{model}.log",
     wildcard_constraints:
         model=models_from("local"),
+    conda:
+        "../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/data.yaml"
+    params:
+        model=model_config,
     script:
         "../workflow_scripts/link_model.py"
 
