@@ -8,7 +8,8 @@
    that ``max_length`` truncates or leaves without a completion token;
 3. build TRL's ``SFTTrainer`` (+ PEFT's ``LoraConfig`` for LoRA): loss on completion tokens
    only, the precision the device supports, checkpoints every ``save_steps``;
-4. switch to padding-free batches when they give the same loss as padded ones here;
+4. switch to padding-free batches where an estimate of an epoch's work says they are cheaper
+   and a check on a few rows shows they give the same loss as padded batches;
 5. held-out loss before, train (resuming from the last checkpoint), held-out loss after;
 6. write the model into a temporary folder and move it into place, then
    ``train_metrics.json`` last, then drop the checkpoints.
@@ -31,10 +32,10 @@ from pathlib import Path
 
 from ftmatrix import provenance
 from ftmatrix.config import config_hash as stable_hash
-from ftmatrix.grid import variant_from_path
-from ftmatrix.models import load_manifest, model_path
 from ftmatrix.errors import ConfigError, DataError, FtmatrixError, ModelError
+from ftmatrix.grid import variant_from_path
 from ftmatrix.io import read_json, read_jsonl, replace_dir, write_json
+from ftmatrix.models import load_manifest, model_path
 
 log = logging.getLogger("ftmatrix.train")
 
@@ -231,8 +232,9 @@ def guard_callback(save_steps: int):
             # Log (and so check) at every step that saves, so no diverged weights are checkpointed.
             if state.global_step % save_steps == 0:
                 control.should_log = True
-            # No checkpoint of the very last step: the final model is written right after.
+            # The last step is logged (final loss) but not checkpointed: the model is written next.
             if state.global_step >= state.max_steps:
+                control.should_log = True
                 control.should_save = False
             return control
 
@@ -242,8 +244,9 @@ def guard_callback(save_steps: int):
                 if value is not None and not math.isfinite(value):
                     raise TrainingDiverged(
                         f"training diverged at step {state.global_step}: the {key.replace('_', ' ')} is {value}. "
-                        f"Lower train.learning_rate (now {args.learning_rate:g}), check the model's weights, "
-                        f"or use precision: fp32; then delete {args.output_dir} and run again.")
+                        f"Lower train.learning_rate (now {args.learning_rate:g}) or use precision: fp32, and "
+                        f"run again (checkpoints of other settings are discarded); if it persists, check the "
+                        f"model's weights.")
 
     return DivergenceGuard()
 
@@ -264,14 +267,14 @@ def _elapsed_callback(ledger: Path, already: float):
             return already + (time.perf_counter() - self.started if self.started else 0.0)
 
         def on_save(self, args, state, control, **kwargs):
-            data = _read_ledger(ledger)
+            data = _read_json_or_empty(ledger)
             data[str(state.global_step)] = self.elapsed()
             write_json(ledger, data)
 
     return ElapsedLedger()
 
 
-def _read_ledger(path: Path) -> dict:
+def _read_json_or_empty(path: Path) -> dict:
     try:
         return read_json(path) if path.is_file() else {}
     except DataError:
@@ -296,7 +299,7 @@ def resumable_checkpoint(checkpoint_dir: Path, run: dict) -> Path | None:
     if not checkpoint_dir.is_dir():
         return None
     run_file = checkpoint_dir / RUN_FILE
-    previous = _read_ledger(run_file)
+    previous = _read_json_or_empty(run_file)
     if previous.get("resume_key") != run["resume_key"]:
         if any(checkpoint_dir.iterdir()):
             log.info("%s: checkpoints from other settings or data; starting over", checkpoint_dir)
@@ -514,6 +517,11 @@ def train_variant(settings: dict, model_manifest: str, train_file: str, heldout_
                     "(%d lose their whole completion and are dropped)", lengths["truncated"],
                     lengths["examples"], train["max_length"], lengths["no_completion_left"])
 
+    heldout_lengths = render_check(tokenizer, heldout, enable_thinking, train["max_length"], str(heldout_file))
+    if heldout_lengths["no_completion_left"] == heldout_lengths["examples"]:
+        raise DataError(f"{heldout_file}: no held-out example has a completion token left after truncation to "
+                        f"train.max_length={train['max_length']}; raise train.max_length.")
+
     # 3. Model and trainer.
     run = {"variant": settings["variant"], "settings_hash": settings_hash(settings),
            "resume_key": stable_hash({"settings": settings,
@@ -523,7 +531,7 @@ def train_variant(settings: dict, model_manifest: str, train_file: str, heldout_
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     write_json(checkpoint_dir / RUN_FILE, run)
     ledger = checkpoint_dir / ELAPSED_FILE
-    already = float(_read_ledger(ledger).get(resume_from.name.split("-")[-1], 0.0)) if resume_from else 0.0
+    already = float(_read_json_or_empty(ledger).get(resume_from.name.split("-")[-1], 0.0)) if resume_from else 0.0
 
     elapsed_cb = _elapsed_callback(ledger, already)
     all_callbacks = [guard_callback(train["save_steps"]), elapsed_cb, *(callbacks or [])]
@@ -597,10 +605,10 @@ def train_variant(settings: dict, model_manifest: str, train_file: str, heldout_
         "epochs": round(float(state.epoch or 0.0), 4),
         "loss_curve": loss_curve,
         "final_loss": loss_curve[-1][1] if loss_curve else float(result.training_loss),
-        "mean_train_loss": float(result.training_loss),
         "heldout_loss_before": before,
         "heldout_loss_after": after,
         "heldout_examples": len(heldout),
+        "heldout_examples_used": heldout_lengths["examples"] - heldout_lengths["no_completion_left"],
         "peak_memory_mb": round(memory_mb, 1),
         "peak_memory_kind": memory_kind,
         "trainable_params": trainable,

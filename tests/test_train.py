@@ -148,18 +148,20 @@ def test_padding_free_batches_give_the_same_loss_and_gradients_as_padded_ones(sm
     assert padding_free_loss_gap(trainer, "fp32") < 1e-5
 
 
-def test_padded_and_padding_free_training_end_at_the_same_weights(small_model, task_files, tmp_path):
-    from safetensors.torch import load_file
+def test_padded_and_padding_free_training_end_at_the_same_weights(small_model, examples, tmp_path):
+    from ftmatrix.train import use_padding_free
 
-    weights = {}
+    rows = short_examples(examples, 16, max_chars=900)
+    settings = settings_for(train={"max_length": 1024, "max_steps": 4})
+    weights = []
     for padding_free in (False, True):
-        settings = settings_for(train={"padding_free": padding_free, "max_steps": 4})
-        metrics = run(tmp_path / str(padding_free), small_model, task_files, settings)
-        assert metrics["padding_free"] is padding_free
-        weights[padding_free] = load_file(Path(job_paths(tmp_path / str(padding_free), settings)["output_dir"])
-                                          / "model.safetensors")
-    for name, tensor in weights[False].items():
-        torch.testing.assert_close(weights[True][name], tensor, rtol=1e-4, atol=1e-5)
+        trainer = trainer_for(small_model, rows, settings, tmp_path / str(padding_free))
+        if padding_free:
+            use_padding_free(trainer)
+        trainer.train()
+        weights.append({n: p.detach().clone() for n, p in trainer.model.named_parameters()})
+    for name, tensor in weights[0].items():
+        torch.testing.assert_close(weights[1][name], tensor, rtol=1e-4, atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- truncation
@@ -415,3 +417,42 @@ def test_bad_rows_are_named_by_file_and_line(small_model, task_files, tmp_path):
     with pytest.raises(DataError, match=r"train.jsonl, line 3: 'completion' must be a non-empty list"):
         train_variant(settings, str(small_model), str(bad), str(eval_file), config_hash="t",
                       **job_paths(tmp_path, settings))
+
+
+def test_precision_auto_picks_bf16_on_a_gpu_that_supports_it(monkeypatch):
+    """The choice logic only (no GPU here): bf16 where supported, fp32 on a GPU without bf16."""
+    from ftmatrix.train import choose_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert choose_precision("auto") == ("bf16", "cuda")
+    assert choose_precision("fp16") == ("fp16", "cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert choose_precision("auto") == ("fp32", "cuda")
+
+
+def test_gradient_checkpointing_trains_to_the_same_weights(small_model, task_files, tmp_path):
+    from safetensors.torch import load_file
+
+    weights = []
+    for checkpointing in (False, True):
+        settings = settings_for(train={"gradient_checkpointing": checkpointing, "max_steps": 3})
+        root = tmp_path / str(checkpointing)
+        run(root, small_model, task_files, settings)
+        weights.append(load_file(Path(job_paths(root, settings)["output_dir"]) / "model.safetensors"))
+    for name, tensor in weights[0].items():
+        torch.testing.assert_close(weights[1][name], tensor, rtol=1e-5, atol=1e-6)
+
+
+def test_the_data_seed_sets_the_order_of_rows_and_the_seed_the_rest(small_model, task_files, tmp_path):
+    from ftmatrix.train import sft_config
+
+    assert sft_config(settings_for(seed=3), tmp_path, "fp32", "cpu").data_seed == 3
+    fixed = settings_for(seed=3, train={"data_seed": 7})
+    args = sft_config(fixed, tmp_path, "fp32", "cpu")
+    assert (args.seed, args.data_seed) == (3, 7)
+    # Two seeds give two different trainings; the same seed gives the same one.
+    finals = [run(tmp_path / f"s{seed}-{i}", small_model, task_files,
+                  settings_for(seed=seed, train={"max_steps": 3}))["final_loss"]
+              for i, seed in enumerate((0, 0, 1))]
+    assert finals[0] == finals[1] != finals[2]

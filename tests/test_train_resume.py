@@ -77,6 +77,7 @@ def weights(model_dir: Path) -> dict:
     return {f"{f.name}:{k}": v for f in files for k, v in load_file(f).items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method,rank", [("full", 0), ("lora", 4)])
 def test_sigkilled_training_resumes_from_its_checkpoint_and_ends_with_the_same_weights(setup, tmp_path, method,
                                                                                          rank):
