@@ -48,3 +48,32 @@ def tiny_qwen3(tmp_path_factory, qwen_tokenizer_dir) -> Path:
     from tests.helpers import make_tiny_qwen3
 
     return make_tiny_qwen3(tmp_path_factory.mktemp("tiny-qwen3"), qwen_tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The demo study run once, end to end, by Snakemake in a copy of the project (minutes).
+
+    Shared by every test that reads the demo's outputs (models, training metrics, matrix,
+    analysis, journal), so the session pays for one run.
+    """
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    from ftmatrix import config as cfg
+
+    ignore = shutil.ignore_patterns(".venv", ".git", ".snakemake", "results", "logs", "benchmarks", "__pycache__",
+                                    ".pytest_cache", ".hypothesis", "*.egg-info", "tasks", "models", "demo")
+    work = tmp_path_factory.mktemp("demo") / "project"
+    shutil.copytree(ROOT, work, ignore=ignore)
+    snakemake = str(Path(sys.executable).with_name("snakemake"))
+    started = time.perf_counter()
+    run = subprocess.run([snakemake, "--cores", "2", "--configfile", "studies/demo.yaml"], cwd=work,
+                         capture_output=True, text=True, timeout=3600,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    elapsed = time.perf_counter() - started
+    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+    return {"root": work, "stdout": run.stdout + run.stderr, "seconds": elapsed,
+            "config": cfg.load(work / "config.yaml", [work / "studies" / "demo.yaml"])}

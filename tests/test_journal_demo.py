@@ -28,17 +28,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    work = tmp_path_factory.mktemp("demo") / "project"
-    shutil.copytree(ROOT, work, ignore=IGNORE)
-    started = time.perf_counter()
-    run = subprocess.run([SNAKEMAKE, "--cores", "2", "--configfile", "studies/demo.yaml"], cwd=work,
-                         capture_output=True, text=True, timeout=3600,
-                         env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
-    elapsed = time.perf_counter() - started
-    assert run.returncode == 0, run.stderr[-4000:]
-    return {"root": work, "stdout": run.stdout + run.stderr, "seconds": elapsed,
-            "config": cfg.load(work / "config.yaml", [work / "studies" / "demo.yaml"])}
+def demo(demo_run):
+    return demo_run
 
 
 def test_demo_writes_every_output_and_says_where_the_journal_is(demo):

@@ -6,8 +6,7 @@ import math
 
 import pytest
 
-from ftmatrix import config as study_config
-from ftmatrix import demo_world, io, models
+from ftmatrix import io, models
 from ftmatrix.tasks import get_task
 
 pytestmark = pytest.mark.slow
@@ -16,16 +15,14 @@ KINDS = ("arc", "openmath", "squad_v2")
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory, root):
-    cfg = study_config.load(root / "config.yaml", [root / "studies" / "demo.yaml"])
-    seed = cfg["models"][0]["build"]["seed"]
-    base = tmp_path_factory.mktemp("demo")
-    world = base / f"seed{seed}"
-    demo_world.write_world(world, seed)
-    built = {}
-    for model in cfg["models"]:
-        built[model["name"]] = models.build_model(model, base / model["name"], corpus=world / "world.json",
-                                                  threads=1)
+def demo(demo_run):
+    """The demo's two models and eval rows, as the demo run built them (rules/data.smk)."""
+    root = demo_run["root"]
+    seed = demo_run["config"]["models"][0]["build"]["seed"]
+    base = root / "data" / "models"
+    built = {model["name"]: models.load_manifest(base / model["name"] / "manifest.json")
+             for model in demo_run["config"]["models"]}
+    world = root / "data" / "demo" / f"seed{seed}"
     eval_rows = {kind: io.read_jsonl(world / kind / "eval.jsonl")[:60] for kind in KINDS}
     return base, built, eval_rows
 
