@@ -46,16 +46,20 @@ def scoring_settings(wildcards):
 
 
 def evaluate_mem_mb(wildcards, attempt):
-    return gb(MODELS[wildcards.model]["params_b"], 6_000, 3_000) * attempt
+    # Weights, activations and the KV cache of a batch: 3 GB plus 6 GB per billion parameters.
+    return int(3_000 + 6_000 * MODELS[wildcards.model]["params_b"]) * attempt
 
 
 def evaluate_runtime(wildcards, attempt):
+    # Minutes: the timed samples one at a time plus the batched quality pass, each at up to
+    # max_new_tokens, at about 30 ms per token for a 2B model (more for larger ones).
     task = ftmatrix.config.task_entry(config, wildcards.eval_task)
-    params_b = MODELS[wildcards.model]["params_b"]
-    return (
-        int(max(20, params_b * task["eval_size"] * task["max_new_tokens"] / 2000))
-        * attempt
-    )
+    ev = config["evaluate"]
+    latency = ev["latency_samples"]
+    timed = task["eval_size"] if latency is None else min(latency, task["eval_size"])
+    per_token_s = 0.03 * max(1.0, MODELS[wildcards.model]["params_b"] / 2)
+    tokens = task["max_new_tokens"] * (timed + task["eval_size"] / ev["batch_size"])
+    return int(10 + tokens * per_token_s / 60) * attempt
 
 
 rule evaluate_cell:
