@@ -102,3 +102,174 @@ def variant_of(wildcards):
         wildcards.train_task,
         int(wildcards.seed),
     )
+
+
+# --- data stage --------------------------------------------------------
+
+
+def demo_world_seeds():
+    seeds = {
+        t["source"]["seed"] for t in config["tasks"] if t["source"]["type"] == "demo"
+    }
+    seeds |= {
+        m["build"]["seed"]
+        for m in config["models"]
+        if m["source"] == "build" and m["build"]["corpus"] == "demo"
+    }
+    return sorted(seeds)
+
+
+def prepare_task_inputs(wildcards):
+    source = task_config(wildcards)["source"]
+    if source["type"] == "demo":
+        return {"world": f"data/demo/seed{source['seed']}/world.json"}
+    if source["type"] == "local":
+        paths = []
+        for key in ("train", "eval"):
+            value = source.get(key) or []
+            paths += [value] if isinstance(value, str) else value
+        return {
+            "files": [
+                str(ftmatrix.config.resolve_path(p, workflow.basedir)) for p in paths
+            ]
+        }
+    return {}
+
+
+def build_model_inputs(wildcards):
+    build = MODELS[wildcards.model]["build"]
+    if build["corpus"] == "none":
+        return {}
+    if build["corpus"] == "demo":
+        return {"world": f"data/demo/seed{build['seed']}/world.json"}
+    return {
+        "corpus": str(ftmatrix.config.resolve_path(build["corpus"], workflow.basedir))
+    }
+
+
+# --- train stage -------------------------------------------------------
+
+
+def train_inputs(wildcards):
+    return {
+        "model": model_manifest(wildcards.model),
+        "train": f"data/tasks/{wildcards.train_task}/train.jsonl",
+        "heldout": f"data/tasks/{wildcards.train_task}/eval.jsonl",
+    }
+
+
+def train_settings(wildcards):
+    """Everything that determines the trained weights; a change reruns the job."""
+    return {
+        "variant": variant_of(wildcards).path,
+        "model": MODELS[wildcards.model],
+        "method": wildcards.method,
+        "rank": int(wildcards.rank),
+        "seed": int(wildcards.seed),
+        "train": config["train"],
+        "lora": {k: v for k, v in config["lora"].items() if k != "ranks"},
+        "enable_thinking": config["enable_thinking"],
+    }
+
+
+def checkpoint_dir(wildcards):
+    return f"results/train/{variant_of(wildcards).path}/checkpoints"
+
+
+def train_tokens(wildcards):
+    train = config["train"]
+    if train["max_steps"] > 0:
+        examples = (
+            train["max_steps"]
+            * train["per_device_batch_size"]
+            * train["gradient_accumulation_steps"]
+        )
+    else:
+        task = ftmatrix.config.task_entry(config, wildcards.train_task)
+        examples = task["train_size"] * train["epochs"]
+    return examples * train["max_length"] / 2
+
+
+def train_threads(wildcards):
+    # A model of a few million parameters trains fastest on one core (more threads only
+    # wait on each other), which also lets Snakemake run several such jobs at once.
+    return 1 if MODELS[wildcards.model]["params_b"] < 0.05 else 4
+
+
+def train_mem_mb(wildcards, attempt):
+    train = config["train"]
+    params_b = MODELS[wildcards.model]["params_b"]
+    state_mb = params_b * (16_000 if wildcards.method == "full" else 4_500)
+    micro_batch_tokens = train["per_device_batch_size"] * train["max_length"]
+    activation_mb = micro_batch_tokens * params_b * 1.5
+    if train["gradient_checkpointing"]:
+        activation_mb /= 4
+    return int(3_000 + state_mb + activation_mb) * attempt
+
+
+def train_runtime(wildcards, attempt):
+    params = MODELS[wildcards.model]["params_b"] * 1e9
+    flops = (6 if wildcards.method == "full" else 4) * params * train_tokens(wildcards)
+    return int(10 + flops / TRAIN_FLOPS_PER_S / 60) * attempt
+
+
+# --- evaluate stage ----------------------------------------------------
+
+
+def evaluate_inputs(wildcards):
+    inputs = {
+        "model": model_manifest(wildcards.model),
+        "eval": f"data/tasks/{wildcards.eval_task}/eval.jsonl",
+    }
+    if wildcards.method != "base":
+        inputs["trained"] = f"results/train/{variant_of(wildcards).path}/model"
+    return inputs
+
+
+def eval_task_entry(wildcards, keys=("name", "kind", "max_new_tokens")):
+    # Only what decides the generations or the scores: a new train_size must not
+    # rerun every evaluation (params are one of Snakemake's rerun triggers).
+    task = ftmatrix.config.task_entry(config, wildcards.eval_task)
+    return {k: task[k] for k in keys}
+
+
+def evaluate_settings(wildcards):
+    model = MODELS[wildcards.model]
+    return {
+        "cell": f"{variant_of(wildcards).path}/{wildcards.eval_task}",
+        "model": {k: v for k, v in model.items() if k not in ("params_b", "finetune")},
+        "method": wildcards.method,
+        "task": eval_task_entry(wildcards),
+        "evaluate": {
+            k: v
+            for k, v in config["evaluate"].items()
+            if not k.startswith("bootstrap") and k != "confidence"
+        },
+        "enable_thinking": config["enable_thinking"],
+    }
+
+
+def scoring_settings(wildcards):
+    return {
+        "task": eval_task_entry(wildcards, keys=("name", "kind")),
+        "bootstrap_resamples": config["evaluate"]["bootstrap_resamples"],
+        "bootstrap_seed": config["evaluate"]["bootstrap_seed"],
+        "confidence": config["evaluate"]["confidence"],
+    }
+
+
+def evaluate_mem_mb(wildcards, attempt):
+    # Weights, activations and the KV cache of a batch: 3 GB plus 6 GB per billion parameters.
+    return int(3_000 + 6_000 * MODELS[wildcards.model]["params_b"]) * attempt
+
+
+def evaluate_runtime(wildcards, attempt):
+    # Minutes: the timed samples one at a time plus the batched quality pass, each at up to
+    # max_new_tokens, at about 30 ms per token for a 2B model (more for larger ones).
+    task = ftmatrix.config.task_entry(config, wildcards.eval_task)
+    ev = config["evaluate"]
+    latency = ev["latency_samples"]
+    timed = task["eval_size"] if latency is None else min(latency, task["eval_size"])
+    per_token_s = 0.03 * max(1.0, MODELS[wildcards.model]["params_b"] / 2)
+    tokens = task["max_new_tokens"] * (timed + task["eval_size"] / ev["batch_size"])
+    return int(10 + tokens * per_token_s / 60) * attempt

@@ -2,46 +2,6 @@
 # in the example format; models become data/models/{model}/ with a manifest.json.
 
 
-def demo_world_seeds():
-    seeds = {
-        t["source"]["seed"] for t in config["tasks"] if t["source"]["type"] == "demo"
-    }
-    seeds |= {
-        m["build"]["seed"]
-        for m in config["models"]
-        if m["source"] == "build" and m["build"]["corpus"] == "demo"
-    }
-    return sorted(seeds)
-
-
-def prepare_task_inputs(wildcards):
-    source = task_config(wildcards)["source"]
-    if source["type"] == "demo":
-        return {"world": f"data/demo/seed{source['seed']}/world.json"}
-    if source["type"] == "local":
-        paths = []
-        for key in ("train", "eval"):
-            value = source.get(key) or []
-            paths += [value] if isinstance(value, str) else value
-        return {
-            "files": [
-                str(ftmatrix.config.resolve_path(p, workflow.basedir)) for p in paths
-            ]
-        }
-    return {}
-
-
-def build_model_inputs(wildcards):
-    build = MODELS[wildcards.model]["build"]
-    if build["corpus"] == "none":
-        return {}
-    if build["corpus"] == "demo":
-        return {"world": f"data/demo/seed{build['seed']}/world.json"}
-    return {
-        "corpus": str(ftmatrix.config.resolve_path(build["corpus"], workflow.basedir))
-    }
-
-
 rule build_demo_world:
     output:
         world="data/demo/seed{world_seed}/world.json",

@@ -5,32 +5,6 @@
 # model and train_metrics.json are in place.
 
 
-def train_inputs(wildcards):
-    return {
-        "model": model_manifest(wildcards.model),
-        "train": f"data/tasks/{wildcards.train_task}/train.jsonl",
-        "heldout": f"data/tasks/{wildcards.train_task}/eval.jsonl",
-    }
-
-
-def train_settings(wildcards):
-    """Everything that determines the trained weights; a change reruns the job."""
-    return {
-        "variant": variant_of(wildcards).path,
-        "model": MODELS[wildcards.model],
-        "method": wildcards.method,
-        "rank": int(wildcards.rank),
-        "seed": int(wildcards.seed),
-        "train": config["train"],
-        "lora": {k: v for k, v in config["lora"].items() if k != "ranks"},
-        "enable_thinking": config["enable_thinking"],
-    }
-
-
-def checkpoint_dir(wildcards):
-    return f"results/train/{variant_of(wildcards).path}/checkpoints"
-
-
 # Resources are estimated from the model's size (params_b, billions of parameters) and the
 # data's size (examples × epochs, or max_steps × batch, times max_length tokens at most):
 #
@@ -46,43 +20,6 @@ def checkpoint_dir(wildcards):
 #   efficiency), with sequences taken as half of max_length on average, plus 10 minutes for
 #   loading, tokenising and the held-out losses before and after. Grows on each retry.
 TRAIN_FLOPS_PER_S = 20e12
-
-
-def train_tokens(wildcards):
-    train = config["train"]
-    if train["max_steps"] > 0:
-        examples = (
-            train["max_steps"]
-            * train["per_device_batch_size"]
-            * train["gradient_accumulation_steps"]
-        )
-    else:
-        task = ftmatrix.config.task_entry(config, wildcards.train_task)
-        examples = task["train_size"] * train["epochs"]
-    return examples * train["max_length"] / 2
-
-
-def train_threads(wildcards):
-    # A model of a few million parameters trains fastest on one core (more threads only
-    # wait on each other), which also lets Snakemake run several such jobs at once.
-    return 1 if MODELS[wildcards.model]["params_b"] < 0.05 else 4
-
-
-def train_mem_mb(wildcards, attempt):
-    train = config["train"]
-    params_b = MODELS[wildcards.model]["params_b"]
-    state_mb = params_b * (16_000 if wildcards.method == "full" else 4_500)
-    micro_batch_tokens = train["per_device_batch_size"] * train["max_length"]
-    activation_mb = micro_batch_tokens * params_b * 1.5
-    if train["gradient_checkpointing"]:
-        activation_mb /= 4
-    return int(3_000 + state_mb + activation_mb) * attempt
-
-
-def train_runtime(wildcards, attempt):
-    params = MODELS[wildcards.model]["params_b"] * 1e9
-    flops = (6 if wildcards.method == "full" else 4) * params * train_tokens(wildcards)
-    return int(10 + flops / TRAIN_FLOPS_PER_S / 60) * attempt
 
 
 rule train_variant:
