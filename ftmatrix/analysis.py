@@ -339,8 +339,8 @@ FULL_VS_LORA_COLUMNS = (["model", "train_task", "eval_task", "in_task", "headlin
 LORA_RANK_COLUMNS = ["model", "method", "rank", "train_task", "eval_task", "in_task", "headline_metric",
                      "n_seeds", "n", "value", "ci_low", "ci_high", "note"]
 RANK_CORRELATION_COLUMNS = ["model", "train_task", "eval_task", "in_task", "headline_metric", "n_ranks",
-                            "ranks", "spearman", "ci_low", "ci_high", "undefined_resamples", "significance",
-                            "best_rank", "smallest_sufficient_rank", "note"]
+                            "ranks", "spearman", "ci_low", "ci_high", "permutation_p", "undefined_resamples",
+                            "significance", "best_rank", "smallest_sufficient_rank", "note"]
 TRANSFER_COLUMNS = (["model", "method", "rank", "train_task", "eval_task", "in_task", "headline_metric",
                      "n_seeds"] + COMPARISON_COLUMNS + ["effect", "note"])
 SEEDS_COLUMNS = ["model", "method", "rank", "train_task", "eval_task", "headline_metric", "n_seeds", "seeds",
@@ -488,13 +488,39 @@ def _spearman_rows(ranks: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return rho
 
 
+NOT_SIGNIFICANT_CORRELATION = "no significant correlation"
 CORRELATION_WORDS = {SIGNIFICANT_UP: "positive", SIGNIFICANT_DOWN: "negative",
-                     NOT_SIGNIFICANT: "no significant correlation", "n/a": "n/a"}
+                     NOT_SIGNIFICANT: NOT_SIGNIFICANT_CORRELATION, "n/a": "n/a"}
+
+
+def permutation_p(ranks: Sequence[float], scores: Sequence[float], seed: int = 0, draws: int = 20_000) -> float:
+    """Two-sided p of Spearman's rho under random orderings of the scores (exact up to 8 ranks).
+
+    The bootstrap CI covers evaluation-sample noise; this covers the few points a rank sweep
+    has: with 3 ranks no ordering is rarer than 2 in 6, so no correlation can be significant.
+    """
+    import itertools
+
+    scores = np.asarray(scores, dtype=float)
+    observed = _spearman_rows(np.asarray(ranks, dtype=float), scores[None, :])[0]
+    if not np.isfinite(observed):
+        return math.nan
+    n = len(scores)
+    if n <= 8:
+        orders = np.array(list(itertools.permutations(range(n))))
+    else:
+        rng = np.random.default_rng(seed)
+        orders = np.array([rng.permutation(n) for _ in range(draws)])
+    rho = _spearman_rows(np.asarray(ranks, dtype=float), scores[orders])
+    return float(np.mean(np.abs(rho) >= abs(observed) - 1e-12))
 
 
 def rank_correlation(study: Study) -> list[dict]:
-    """Spearman's rho of LoRA rank and score (≥ 3 ranks), the best rank, and the smallest rank
-    whose score is not significantly below the best one's (paired)."""
+    """Spearman's rho of LoRA rank and score (≥ 3 ranks) with a bootstrap CI and a permutation p,
+    the best rank, and the smallest rank whose score is not significantly below the best one's.
+
+    A correlation is called positive or negative only when the CI excludes zero and the
+    permutation p is below 1 − confidence."""
     rows = []
     for model, train_task, eval_task in _fine_tuned_triples(study):
         loras = _lora_by_rank(study, model, train_task, eval_task)
@@ -531,13 +557,19 @@ def rank_correlation(study: Study) -> list[dict]:
         rho = float(_spearman_rows(rank_values, points)[0])
         rho_dist = _spearman_rows(rank_values, dists)
         low, high = study.interval(rho_dist)
-        row.update({"spearman": rho, "ci_low": low, "ci_high": high,
+        p_value = permutation_p(rank_values, points[0], seed=study.settings.seed)
+        word = verdict(low, high)
+        few = word in (SIGNIFICANT_UP, SIGNIFICANT_DOWN) and not p_value < 1.0 - study.settings.confidence
+        row.update({"spearman": rho, "ci_low": low, "ci_high": high, "permutation_p": p_value,
                     "undefined_resamples": int(np.isnan(rho_dist).sum()),
-                    "significance": CORRELATION_WORDS[verdict(low, high)]})
+                    "significance": NOT_SIGNIFICANT_CORRELATION if few else CORRELATION_WORDS[word]})
         if not _finite(rho):
             row["note"] = "n/a: every rank has the same score"
         elif not (_finite(low) and _finite(high)):
             row["note"] = "CI n/a: the scores tie in most resamples"
+        elif few:
+            row["note"] = (f"the CI excludes zero but {len(ranks)} ranks are too few: a random ordering is this "
+                           f"extreme with p = {p_value:.2f}")
         rows.append(row)
     return rows
 

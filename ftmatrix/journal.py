@@ -210,10 +210,12 @@ def highlights(tables: dict, confidence: float) -> list[dict]:
         if not _truthy(row["in_task"]):
             continue
         if finite(row.get("spearman")):
-            part = {"text": f"Spearman ρ = {signed(row['spearman'], 2)}",
-                    "ci": (f"{confidence:.0%} CI {signed(row['ci_low'], 2)} to {signed(row['ci_high'], 2)}"
-                           if finite(row.get("ci_low")) else "CI n/a"),
-                    "significant": is_significant(row.get("ci_low"), row.get("ci_high"))}
+            ci = (f"{confidence:.0%} CI {signed(row['ci_low'], 2)} to {signed(row['ci_high'], 2)}"
+                  if finite(row.get("ci_low")) else "CI n/a")
+            if finite(row.get("permutation_p")):
+                ci += f", permutation p = {float(row['permutation_p']):.2f}"
+            part = {"text": f"Spearman ρ = {signed(row['spearman'], 2)}", "ci": ci,
+                    "significant": row.get("significance") in ("positive", "negative")}
         else:
             part = {"text": row.get("note") or "n/a", "ci": "", "significant": None}
         out.append({"topic": "LoRA rank",

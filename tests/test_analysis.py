@@ -272,3 +272,20 @@ def test_duplicate_ids_cannot_be_paired(tree_small):
     rewrite_predictions(tree_small, "demo-small/full/r0/arc/seed0/arc", lambda rows: rows + rows[:1])
     with pytest.raises(DataError, match="appears twice"):
         run(tree_small)
+
+
+def test_permutation_p_of_a_rank_sweep():
+    from ftmatrix.analysis import permutation_p
+
+    # three ranks: the most extreme ordering still has p = 2/6
+    assert permutation_p([4, 16, 64], [1.0, 2.0, 3.0]) == pytest.approx(2 / 6)
+    # six ranks in perfect order: p = 2/720
+    assert permutation_p([1, 2, 3, 4, 5, 6], [10, 20, 30, 40, 50, 60]) == pytest.approx(2 / 720)
+    assert math.isnan(permutation_p([1, 2, 3], [5.0, 5.0, 5.0]))
+
+
+def test_three_ranks_never_make_a_significant_correlation(tmp_path):
+    tree = write_results_tree(tmp_path, study_config(tasks=("arc",), ranks=(4, 16, 64)))
+    rc = run(tree)["rank_correlation"].iloc[0]
+    assert rc["permutation_p"] >= 2 / 6 - 1e-9
+    assert rc["significance"] in ("no significant correlation", "n/a")
