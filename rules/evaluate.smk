@@ -15,7 +15,9 @@ rule evaluate_cell:
         f"benchmarks/eval/{CELL_DIR}.tsv"
     conda:
         "../envs/evaluate.yaml"
-    threads: 4
+    # Models under ~50M parameters gain nothing from intra-op threads on a CPU and lose
+    # much when cores are shared (threads spin on each other): one thread, jobs side by side.
+    threads: lambda wildcards: 1 if MODELS[wildcards.model]["params_b"] < 0.05 else 4
     resources:
         gpu=1,
         mem_mb=evaluate_mem_mb,
