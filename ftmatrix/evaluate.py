@@ -169,7 +169,8 @@ def load_variant(manifest: dict, method: str, trained_dir: str | Path | None, *,
             raise ModelError(f"{trained_dir}: no adapter_config.json; the LoRA adapter is incomplete — "
                              f"rerun its training job.")
     # The trained folder carries the tokenizer it was trained with; the base folder otherwise.
-    tok_dir = Path(trained_dir) if trained_dir and (Path(trained_dir) / "tokenizer_config.json").is_file() else base_path
+    has_own_tokenizer = trained_dir and (Path(trained_dir) / "tokenizer_config.json").is_file()
+    tok_dir = Path(trained_dir) if has_own_tokenizer else base_path
     try:
         tokenizer = AutoTokenizer.from_pretrained(tok_dir, trust_remote_code=trust)
         model = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype, use_safetensors=True,
@@ -203,7 +204,8 @@ def stop_token_ids(model, tokenizer) -> list[int]:
     for value in eos if isinstance(eos, (list, tuple)) else [eos]:
         if value is not None and int(value) not in ids:
             ids.append(int(value))
-    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in tokenizer.get_vocab() else None
+    known = "<|im_end|>" in tokenizer.get_added_vocab() or "<|im_end|>" in tokenizer.get_vocab()
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>") if known else None
     if im_end is not None and im_end not in ids:
         ids.append(int(im_end))
     if not ids:
