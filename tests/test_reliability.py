@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from ftmatrix.aggregate import timing_columns
+from ftmatrix.aggregate import quality_columns
 from ftmatrix.errors import FtmatrixError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,12 +47,18 @@ def run_study(workdir: Path, **env) -> subprocess.CompletedProcess:
     return done
 
 
+# Inputs that must match too; the git commit is left out, since the code under test may be
+# committed between the two runs.
+SAME_INPUTS = ("config_hash", "eval_data_fingerprint", "train_data_fingerprint", "model_revision")
+
+
 def quality_table(matrix: Path) -> list[list[str]]:
-    """The matrix without its timing columns, as text cells (byte-level comparison)."""
+    """The matrix's identity, quality and token columns and its input fingerprints, as text cells
+    (a byte-level comparison; timing columns excluded)."""
     rows = list(csv.reader(io.StringIO(matrix.read_text(encoding="utf-8"))))
     header = rows[0]
-    drop = set(timing_columns(header))
-    keep = [i for i, name in enumerate(header) if name not in drop]
+    wanted = set(quality_columns(header)) | set(SAME_INPUTS)
+    keep = [i for i, name in enumerate(header) if name in wanted]
     return [[row[i] for i in keep] for row in rows]
 
 
