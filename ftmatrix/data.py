@@ -506,7 +506,9 @@ def prepare_task(task_cfg: dict, out_dir: str | Path, data_seed: int, root: str 
         "kind": task.kind,
         "source": source_info,
         "revision": source_info.get("resolved_revision") or source_info.get("revision"),
-        "licence": task_cfg.get("licence", "unknown"),
+        "licence": ("synthetic (ftmatrix demo world)"
+                    if task_cfg["source"]["type"] == "demo" and task_cfg.get("licence", "unknown") == "unknown"
+                    else task_cfg.get("licence", "unknown")),
         "data_seed": data_seed,
         "counts": {
             "train": {"available": train_scan.available, "usable": len(train_scan.rows),

@@ -558,7 +558,8 @@ def setup_section(config: dict, matrix, metrics_docs: list[dict], task_meta: dic
         ("methods", ", ".join(config.get("methods", []))),
         ("seeds", ", ".join(map(str, config.get("seeds", [])))),
         ("learning rate", f"full {_v(lr.get('full'))}, LoRA {_v(lr.get('lora'))} (as recorded per run below)"),
-        ("epochs / max steps", f"{train.get('epochs')} / {train.get('max_steps')}"),
+        ("epochs / max steps", f"{train.get('epochs')} / "
+                               f"{train.get('max_steps') if (train.get('max_steps') or -1) > 0 else 'no limit'}"),
         ("batch size", f"{train.get('per_device_batch_size')} × {train.get('gradient_accumulation_steps')} "
                        f"accumulation steps"),
         ("max length (tokens)", train.get("max_length")),

@@ -14,7 +14,9 @@ and the log, and the job fails; any other exception keeps its traceback in the l
 
 from __future__ import annotations
 
+import glob
 import logging
+import os
 import sys
 import time
 import traceback
@@ -23,6 +25,22 @@ from contextlib import contextmanager
 from ftmatrix.errors import FtmatrixError
 
 log = logging.getLogger("ftmatrix")
+
+
+def machine_has_gpu(environ=None, device_files=None) -> bool:
+    """Whether jobs started on this machine will see a CUDA device (NVIDIA, or AMD through ROCm).
+
+    Decided from the device files and ``CUDA_VISIBLE_DEVICES`` alone: the workflow must not
+    import torch (every job parses it again). ``CUDA_VISIBLE_DEVICES`` set to nothing or -1
+    hides every GPU from torch.
+    """
+    environ = os.environ if environ is None else environ
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() in ("", "-1"):
+        return False
+    if device_files is None:
+        device_files = glob.glob("/dev/nvidia[0-9]*") + glob.glob("/dev/kfd")
+    return bool(device_files)
 
 
 def setup_logging(log_file: str | None = None, level: int = logging.INFO) -> None:

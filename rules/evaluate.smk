@@ -19,7 +19,7 @@ rule evaluate_cell:
     # much when cores are shared (threads spin on each other): one thread, jobs side by side.
     threads: lambda wildcards: 1 if MODELS[wildcards.model]["params_b"] < 0.05 else 4
     resources:
-        gpu=1,
+        gpu=GPU_JOB,
         mem_mb=evaluate_mem_mb,
         runtime=evaluate_runtime,
     params:

@@ -38,7 +38,7 @@ rule train_variant:
         "../envs/train.yaml"
     threads: train_threads
     resources:
-        gpu=1,
+        gpu=GPU_JOB,
         mem_mb=train_mem_mb,
         runtime=train_runtime,
     params:

@@ -131,3 +131,31 @@ def test_configured_hf_home_reaches_every_job(tmp_path):
                               str(ROOT / "studies" / "demo.yaml")], tmp_path)
     assert report["hf_home"] is None
 
+
+
+def test_gpu_jobs_hold_the_gpu_only_on_a_machine_that_has_one():
+    from ftmatrix.workflow import machine_has_gpu
+
+    assert machine_has_gpu({}, ["/dev/nvidia0"])
+    assert machine_has_gpu({"CUDA_VISIBLE_DEVICES": "0"}, ["/dev/kfd"])
+    assert not machine_has_gpu({}, [])
+    # an empty or -1 CUDA_VISIBLE_DEVICES hides the GPUs from torch
+    assert not machine_has_gpu({"CUDA_VISIBLE_DEVICES": ""}, ["/dev/nvidia0"])
+    assert not machine_has_gpu({"CUDA_VISIBLE_DEVICES": "-1"}, ["/dev/nvidia0"])
+
+
+def test_training_and_evaluation_jobs_declare_the_gpu_this_machine_has(tmp_path):
+    """`snakemake -n` on the demo: the jobs' gpu resource is 1 where a GPU is visible and 0
+    where none is (CUDA_VISIBLE_DEVICES=-1), so a CPU-only machine runs them side by side."""
+    from ftmatrix.workflow import machine_has_gpu
+
+    def gpu_counts(env):
+        done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-s", str(ROOT / "Snakefile"),
+                               "-d", str(tmp_path), "--cores", "2", "train", "evaluate",
+                               "--configfile", str(ROOT / "studies" / "demo.yaml")],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+        assert done.returncode == 0, done.stderr[-3000:]
+        return set(re.findall(r"resources: .*?\bgpu=(\d)", done.stdout + done.stderr))
+
+    assert gpu_counts({"CUDA_VISIBLE_DEVICES": "-1"}) == {"0"}
+    assert gpu_counts({}) == ({"1"} if machine_has_gpu() else {"0"})

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -98,10 +99,21 @@ def test_planted_token_appears_in_no_output(clean_run):
     assert not leaks, f"the planted token was written to {leaks}"
 
 
-def _running_jobs(workdir: Path) -> list[Path]:
-    """Output markers of jobs Snakemake has started but not finished."""
+def _running_jobs(workdir: Path) -> list[str]:
+    """Outputs of jobs Snakemake has started but not finished (its markers in .snakemake/incomplete
+    are named by the URL-safe base64 of the output path)."""
     incomplete = workdir / ".snakemake" / "incomplete"
-    return list(incomplete.rglob("*")) if incomplete.is_dir() else []
+    if not incomplete.is_dir():
+        return []
+    outputs = []
+    for marker in incomplete.rglob("*"):
+        if marker.is_file():
+            parts = [p.name.lstrip("@") for p in [*reversed(marker.relative_to(incomplete).parents)][1:]]
+            try:
+                outputs.append(base64.urlsafe_b64decode("".join([*parts, marker.name])).decode())
+            except ValueError:
+                continue
+    return outputs
 
 
 @pytest.mark.slow
@@ -119,7 +131,7 @@ def test_snakemake_killed_mid_study_finishes_on_the_next_run(clean_run, tmp_path
             if training_log and _running_jobs(tmp_path / "work"):
                 # Give the job a moment to get into its work (a checkpoint, if it gets that far).
                 time.sleep(3 if not checkpoints else 0)
-                killed_during = [str(p.relative_to(tmp_path / "work")) for p in _running_jobs(tmp_path / "work")]
+                killed_during = _running_jobs(tmp_path / "work")
                 os.killpg(proc.pid, signal.SIGKILL)
                 break
             time.sleep(0.5)
@@ -132,15 +144,22 @@ def test_snakemake_killed_mid_study_finishes_on_the_next_run(clean_run, tmp_path
         (tmp_path / "first.log").read_text()[-3000:]
     assert not (tmp_path / "work" / "results" / "matrix.csv").exists()
 
+    # The interrupted jobs wrote none of their declared outputs (they are written atomically at
+    # the end), so nothing looks complete.
+    interrupted = [path for path in killed_during if path.startswith(("results/", "data/"))]
+    assert interrupted, killed_during
+    assert not [path for path in interrupted if (tmp_path / "work" / path).exists()]
+
     # A killed Snakemake leaves its lock behind: `--unlock` (what Snakemake's message asks for)
-    # clears it, and the next run (rerun-incomplete is in the default profile) redoes what
-    # was interrupted.
+    # clears it, and the next run redoes what was interrupted.
     unlock = subprocess.run(snakemake_command(tmp_path / "work", "--unlock"), capture_output=True, text=True,
                             timeout=300, env=study_env())
     assert unlock.returncode == 0, unlock.stderr[-3000:]
     second = run_study(tmp_path / "work")
     output = second.stdout + second.stderr
-    assert "Incomplete" in output or "incomplete" in output, output[-3000:]
+    for path in interrupted:
+        assert path in output, f"{path} was interrupted but not redone:\n{output[-3000:]}"
+        assert (tmp_path / "work" / path).exists()
     assert quality_table(tmp_path / "work" / "results" / "matrix.csv") == \
         quality_table(clean_run[0] / "results" / "matrix.csv")
     # Every training output is complete: the model folder and its metrics, nothing temporary left.
