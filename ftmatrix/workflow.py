@@ -18,29 +18,94 @@ import glob
 import logging
 import os
 import sys
+import tempfile
 import time
 import traceback
 from contextlib import contextmanager
+from pathlib import Path
 
 from ftmatrix.errors import FtmatrixError
 
 log = logging.getLogger("ftmatrix")
 
 
-def machine_has_gpu(environ=None, device_files=None) -> bool:
-    """Whether jobs started on this machine will see a CUDA device (NVIDIA, or AMD through ROCm).
+def visible_gpus(environ=None, device_files=None) -> list[str]:
+    """The CUDA devices (NVIDIA, or AMD through ROCm) a job started here will see, as the ids
+    ``CUDA_VISIBLE_DEVICES`` takes.
 
     Decided from the device files and ``CUDA_VISIBLE_DEVICES`` alone: the workflow must not
     import torch (every job parses it again). ``CUDA_VISIBLE_DEVICES`` set to nothing or -1
-    hides every GPU from torch.
+    hides every GPU; set to a list, it is the list.
     """
     environ = os.environ if environ is None else environ
-    visible = environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None and visible.strip() in ("", "-1"):
-        return False
     if device_files is None:
         device_files = glob.glob("/dev/nvidia[0-9]*") + glob.glob("/dev/kfd")
-    return bool(device_files)
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        ids = [part.strip() for part in visible.split(",") if part.strip()]
+        if not ids or ids[0] == "-1":
+            return []
+        return ids if device_files else []
+    nvidia = sorted(f for f in device_files if f.startswith("/dev/nvidia"))
+    return [str(i) for i in range(len(nvidia))] or (["0"] if device_files else [])
+
+
+def machine_has_gpu(environ=None, device_files=None) -> bool:
+    """Whether jobs started on this machine will see a CUDA device."""
+    return bool(visible_gpus(environ, device_files))
+
+
+# Set inside a job of a batch scheduler, which hands out the GPUs itself.
+SCHEDULER_JOB_VARS = ("SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID", "FLUX_JOB_ID")
+
+# Held open for the life of the job: the lock on its GPU is released when the process ends,
+# however it ends (a killed job frees its GPU; nothing stale is left behind).
+_gpu_lock = None
+
+
+def claim_gpu(lock_dir: str | Path | None = None, environ=None, device_files=None, poll_s: float = 2.0):
+    """Give this job a GPU of its own, before torch is imported: take the first of the visible
+    GPUs that no other job on this machine holds (an exclusive ``flock`` on
+    ``<lock_dir>/gpu-<id>.lock``) and narrow ``CUDA_VISIBLE_DEVICES`` to it.
+
+    With Snakemake's global ``gpu`` limit set to the number of GPUs (``--resources gpu=4``),
+    at most that many GPU jobs run at once, so one is always free; a job that finds every GPU
+    held (another study on the same machine) waits for one. Returns the GPU id, or None where
+    the machine has no GPU.
+    """
+    global _gpu_lock
+    import fcntl
+
+    environ = os.environ if environ is None else environ
+    if any(environ.get(var) for var in SCHEDULER_JOB_VARS):
+        return None     # a batch scheduler gave this job its GPUs (and may number them from 0 in every job)
+    ids = visible_gpus(environ, device_files)
+    if not ids:
+        return None
+    folder = Path(lock_dir) if lock_dir else Path(tempfile.gettempdir()) / f"ftmatrix-gpu-locks-{os.getuid()}"
+    folder.mkdir(parents=True, exist_ok=True)
+    waited = False
+    while True:
+        for gpu in ids:
+            handle = open(folder / f"gpu-{gpu}.lock", "a+")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                continue
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            _gpu_lock = handle
+            environ["CUDA_VISIBLE_DEVICES"] = gpu
+            log.info("using GPU %s (CUDA_VISIBLE_DEVICES=%s; locks in %s)", gpu, gpu, folder)
+            return gpu
+        if not waited:
+            log.warning("every GPU (%s) is held by another job on this machine; waiting for one "
+                        "(locks in %s)", ", ".join(ids), folder)
+            waited = True
+        time.sleep(poll_s)
 
 
 def setup_logging(log_file: str | None = None, level: int = logging.INFO) -> None:
@@ -63,6 +128,10 @@ def run_step(snakemake=None, name: str | None = None):
     setup_logging(log_file)
     started = time.perf_counter()
     try:
+        # A job that counts against the machine's `gpu` limit gets a GPU of its own (on a
+        # cluster the scheduler does this: such jobs declare gpu=0 and get their GPU from SLURM).
+        if snakemake is not None and int(snakemake.resources.get("gpu", 0) or 0) > 0:
+            claim_gpu()
         yield log
     except FtmatrixError as exc:
         log.error("%s", exc)
