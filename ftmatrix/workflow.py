@@ -83,11 +83,16 @@ def claim_gpu(lock_dir: str | Path | None = None, environ=None, device_files=Non
     if not ids:
         return None
     folder = Path(lock_dir) if lock_dir else Path(tempfile.gettempdir()) / f"ftmatrix-gpu-locks-{os.getuid()}"
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("cannot keep GPU locks in %s (%s); this job uses the GPUs it sees (%s) without one: "
+                    "set TMPDIR to a writable folder, or keep --resources gpu=1", folder, exc, ", ".join(ids))
+        return None
     waited = False
     while True:
         for gpu in ids:
-            handle = open(folder / f"gpu-{gpu}.lock", "a+")
+            handle = open(folder / f"gpu-{gpu.replace('/', '_')}.lock", "a+")
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:

@@ -98,3 +98,18 @@ def test_no_gpu_no_claim(tmp_path):
     environ = {}
     assert claim_gpu(tmp_path / "locks", environ=environ, device_files=[]) is None
     assert "CUDA_VISIBLE_DEVICES" not in environ
+
+
+def test_an_unwritable_lock_folder_leaves_the_gpus_as_they_are(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    environ = {}
+    assert claim_gpu(blocker / "locks", environ=environ, device_files=TWO_GPUS) is None
+    assert "CUDA_VISIBLE_DEVICES" not in environ
+
+
+def test_mig_style_ids_with_slashes_get_a_lock_file_name(tmp_path):
+    environ = {"CUDA_VISIBLE_DEVICES": "MIG-GPU-1234/1/0"}
+    assert claim_gpu(tmp_path / "locks", environ=environ, device_files=TWO_GPUS) == "MIG-GPU-1234/1/0"
+    assert environ["CUDA_VISIBLE_DEVICES"] == "MIG-GPU-1234/1/0"
+    assert (tmp_path / "locks" / "gpu-MIG-GPU-1234_1_0.lock").is_file()
