@@ -567,7 +567,8 @@ def setup_section(config: dict, matrix, metrics_docs: list[dict], task_meta: dic
                      f"{train.get('weight_decay')}"),
         ("precision (training)", train.get("precision")),
         ("LoRA ranks", ", ".join(map(str, lora.get("ranks", [])))),
-        ("LoRA alpha", f"{alpha.get('value')} × r" if alpha.get("rule") == "proportional" else alpha.get("value")),
+        ("LoRA alpha", f"{alpha.get('value') or 2} × r" if alpha.get("rule") == "proportional"
+                       else f"{alpha.get('value') or 32} (fixed)"),
         ("LoRA dropout / targets", f"{lora.get('dropout')} / {lora.get('target_modules')}"
                                    f"{' (rsLoRA)' if lora.get('use_rslora') else ''}"),
     ]

@@ -105,10 +105,15 @@ def learning_rate(settings: dict) -> float:
     return float(settings["train"]["learning_rate"][settings["method"]])
 
 
+DEFAULT_ALPHA = {"fixed": 32, "proportional": 2}
+
+
 def lora_alpha(rank: int, lora: dict) -> float:
-    """proportional: value × r (keeps the update's scale fixed across ranks); fixed: value."""
+    """fixed: value (32 if unset); proportional: value × r (value 2 if unset)."""
     alpha = lora["alpha"]
-    return alpha["value"] * rank if alpha["rule"] == "proportional" else alpha["value"]
+    if alpha["rule"] == "proportional":
+        return (alpha.get("value") or DEFAULT_ALPHA["proportional"]) * rank
+    return alpha.get("value") or DEFAULT_ALPHA["fixed"]
 
 
 def lora_config(rank: int, lora: dict):

@@ -43,7 +43,8 @@ def test_demo_study_replaces_models_and_tasks_wholesale():
     assert all(t["source"]["type"] == "demo" for t in merged["tasks"])
     assert merged["lora"]["ranks"] == demo["lora"]["ranks"]
     # dict sections merge key by key: unset keys keep the reference study's values
-    assert merged["lora"]["alpha"] == reference()["lora"]["alpha"]
+    assert merged["lora"]["alpha"] == demo["lora"]["alpha"]
+    assert "dropout" not in demo["lora"] and merged["lora"]["dropout"] == reference()["lora"]["dropout"]
 
 
 def test_snakemake_sees_exactly_the_demo_models_and_tasks(tmp_path):
