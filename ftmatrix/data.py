@@ -501,14 +501,15 @@ def prepare_task(task_cfg: dict, out_dir: str | Path, data_seed: int, root: str 
         if got < wanted:
             log.warning("task %s: %s_size is %d but only %d usable rows exist; wrote %d", name, split, wanted,
                         got, got)
+    licence = task_cfg.get("licence", "unknown")
+    if licence == "unknown" and task_cfg["source"]["type"] == "demo":
+        licence = "synthetic (ftmatrix demo world)"
     meta = {
         "task": name,
         "kind": task.kind,
         "source": source_info,
         "revision": source_info.get("resolved_revision") or source_info.get("revision"),
-        "licence": ("synthetic (ftmatrix demo world)"
-                    if task_cfg["source"]["type"] == "demo" and task_cfg.get("licence", "unknown") == "unknown"
-                    else task_cfg.get("licence", "unknown")),
+        "licence": licence,
         "data_seed": data_seed,
         "counts": {
             "train": {"available": train_scan.available, "usable": len(train_scan.rows),

@@ -24,6 +24,7 @@ from typing import Iterable
 
 from ftmatrix.config import PROJECT_ROOT
 from ftmatrix.errors import DataError, FtmatrixError
+from ftmatrix.train import DEFAULT_ALPHA
 
 log = logging.getLogger("ftmatrix")
 
@@ -567,8 +568,9 @@ def setup_section(config: dict, matrix, metrics_docs: list[dict], task_meta: dic
                      f"{train.get('weight_decay')}"),
         ("precision (training)", train.get("precision")),
         ("LoRA ranks", ", ".join(map(str, lora.get("ranks", [])))),
-        ("LoRA alpha", f"{alpha.get('value') or 2} × r" if alpha.get("rule") == "proportional"
-                       else f"{alpha.get('value') or 32} (fixed)"),
+        ("LoRA alpha", f"{alpha.get('value') or DEFAULT_ALPHA['proportional']} × r"
+                       if alpha.get("rule") == "proportional"
+                       else f"{alpha.get('value') or DEFAULT_ALPHA['fixed']} (fixed)"),
         ("LoRA dropout / targets", f"{lora.get('dropout')} / {lora.get('target_modules')}"
                                    f"{' (rsLoRA)' if lora.get('use_rslora') else ''}"),
     ]

@@ -56,9 +56,10 @@ LOCAL_RULES = config.get(
 
 workflow.localrules(*LOCAL_RULES)
 
-# Training and evaluation jobs hold the machine's GPU: they count 1 against the global
-# `gpu` limit of profiles/default (one such job at a time), so two never share the device
-# and a timed pass never runs beside another job's work on it. On a machine without a
+# Training and evaluation jobs hold a GPU of the machine: they count 1 against the global
+# `gpu` limit of profiles/default (1 unless --resources gpu=N) and each locks a GPU of its
+# own (ftmatrix.workflow.claim_gpu), so two never share a device and a timed pass never
+# runs beside another job's work on it. On a machine without a
 # GPU they count 0 and run side by side, bounded by their threads and --cores. (On a
 # cluster, profiles/slurm sets them to 0 and asks SLURM for a GPU per job instead.)
 GPU_JOB = 1 if ftmatrix.workflow.machine_has_gpu() else 0
