@@ -11,7 +11,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 .PHONY: demo test install lint clean-demo help
 
 help:
-	@echo "make demo   - run the demo study (offline, CPU, minutes): results/journal/journal.html"
+	@echo "make demo   - run the demo study (offline, CPU, minutes): results/demo/journal/journal.html"
 	@echo "make test   - run the test suite"
 	@echo "make lint   - snakemake --lint and snakefmt --check"
 
@@ -26,7 +26,7 @@ $(STAMP): requirements.lock pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --configfile studies/demo.yaml
-	@echo "Journal: $(CURDIR)/results/journal/journal.html (and journal.pdf)"
+	@echo "Journal: $(CURDIR)/results/demo/journal/journal.html (and journal.pdf)"
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -36,4 +36,4 @@ lint: $(STAMP)
 	$(BIN)/snakefmt --check Snakefile rules/
 
 clean-demo:
-	rm -rf results data/demo data/tasks data/models logs benchmarks
+	rm -rf results/demo data/demo logs/demo benchmarks/demo

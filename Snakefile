@@ -19,9 +19,11 @@ include: "rules/aggregate.smk"
 include: "rules/journal.smk"
 
 
+# Everything a study produces lives under results/<study>/ (and its data under
+# data/<study>/), named by the study's `study` key: two studies never share outputs.
 rule all:
     default_target: True
     input:
-        "results/matrix.csv",
-        "results/journal/journal.html",
-        "results/journal/journal.pdf",
+        f"{RESULTS}/matrix.csv",
+        f"{RESULTS}/journal/journal.html",
+        f"{RESULTS}/journal/journal.pdf",

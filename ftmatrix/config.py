@@ -91,6 +91,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"{where} is empty or too short; it needs at least {error.validator_value} entr{'y' if error.validator_value == 1 else 'ies'}."
     if v == "uniqueItems":
         return f"{where} lists the same value twice ({value!r}); list each once."
+    if v == "pattern" and where.endswith((".kind", ".format")):
+        return (f"{where} is {value!r}, which is not a safe name: use lower-case letters, digits, "
+                f"'.', '_' and '-', starting with a letter or digit, at most 64 characters.")
     if v in ("pattern", "not") and where.endswith("name"):
         return (f"{where} is {value!r}, which is not a safe name: use lower-case letters, digits, "
                 f"'.', '_' and '-', start with a letter or digit, at most 64 characters, and "
@@ -156,6 +159,33 @@ def check(config: dict) -> list[str]:
     if set(methods) & {"full", "lora"} and not any(m["finetune"] for m in config["models"]):
         problems.append("methods asks for fine-tuning (full/lora) but no model has finetune: true; "
                         "set finetune: true on a model or use methods: [base].")
+    return problems + check_task_kinds(config)
+
+
+def check_task_kinds(config: dict) -> list[str]:
+    """Each task's kind is registered (in ftmatrix/tasks/ or the study's task_modules folders), its
+    local format is one the kind reads, and a demo source names a kind the demo world has."""
+    from ftmatrix.demo_world import TASK_KINDS as DEMO_KINDS
+    from ftmatrix.tasks import ADD_A_KIND, registry
+
+    try:
+        known = registry(config)
+    except ConfigError as error:
+        return [str(error)]
+    problems = []
+    for i, task in enumerate(config["tasks"]):
+        kind, source = task["kind"], task["source"]
+        if kind not in known:
+            problems.append(f"tasks[{i}].kind is {kind!r}, which no task module declares; known kinds: "
+                            f"{', '.join(known.kinds())}; {ADD_A_KIND}.")
+            continue
+        formats = known.get(kind).formats
+        if source["type"] == "local" and source["format"] not in formats:
+            problems.append(f"tasks[{i}].source.format is {source['format']!r}, which task kind {kind!r} does not "
+                            f"read; it reads: {', '.join(formats)} ({known.files[kind]}).")
+        if source["type"] == "demo" and kind not in DEMO_KINDS:
+            problems.append(f"tasks[{i}] ({task['name']}) has source type demo, but the demo world has no task of kind "
+                            f"{kind!r}; it has {', '.join(DEMO_KINDS)}. Give this task a hub or local source.")
     return problems
 
 
@@ -191,6 +221,24 @@ def merge(base: dict, update: dict) -> dict:
         else:
             base[key] = copy.deepcopy(value)
     return base
+
+
+# Where the Hugging Face cache lives and which rules run locally change no result: the
+# study hash leaves them out, so pointing a finished study at a shared cache, or moving it
+# to a cluster, leaves its provenance as it was.
+PLACEMENT_KEYS = ("hf_home", "local_rules")
+# Training settings that change how a job keeps its checkpoints and logs, not what it
+# learns: a change to them reruns nothing (the job reads them from the config).
+TRAIN_BOOKKEEPING_KEYS = ("save_steps", "save_total_limit", "report_to")
+# Evaluation settings read by scoring and analysis (the bootstrap); a change to them
+# re-scores without generating again.
+SCORING_KEYS = ("bootstrap_resamples", "bootstrap_seed", "confidence")
+
+
+def study_hash(config: dict) -> str:
+    """The hash of a whole study, written into every result's provenance (never a rerun
+    trigger: each job's params are the slice of the config that shapes its output)."""
+    return config_hash({key: value for key, value in config.items() if key not in PLACEMENT_KEYS})
 
 
 def config_hash(config: dict) -> str:

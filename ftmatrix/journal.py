@@ -16,14 +16,18 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import math
 import re
+import shlex
 import sys
 from pathlib import Path
 from typing import Iterable
 
 from ftmatrix.config import PROJECT_ROOT
 from ftmatrix.errors import DataError, FtmatrixError
+from ftmatrix import findings
+from ftmatrix.analysis import SIGNIFICANT_UP
+from ftmatrix.findings import Finding, finite
+from ftmatrix.findings import records as _records, truthy as _truthy
 from ftmatrix.train import DEFAULT_ALPHA
 
 log = logging.getLogger("ftmatrix")
@@ -43,13 +47,6 @@ REPORT_LIBRARIES = ("pandas", "matplotlib", "jinja2", "weasyprint", "scipy")
 def redact(text: str) -> str:
     """Mask anything shaped like a Hugging Face access token."""
     return TOKEN_RE.sub("hf_***", text)
-
-
-def finite(value) -> bool:
-    try:
-        return value is not None and not isinstance(value, bool) and math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
 
 
 def num(value, digits: int = 1) -> str:
@@ -88,9 +85,11 @@ def count(value) -> str:
     return f"{value:.0f}"
 
 
-def metric_name(name: str) -> str:
-    return {"macro_f1": "macro-F1", "f1": "F1", "exact_match": "exact match", "accuracy": "accuracy"}.get(
-        str(name), str(name).replace("_", " "))
+def metric_name(name: str, kind: str | None = None) -> str:
+    """A metric's display name, as its task kind declares it (ftmatrix.tasks.metric_display)."""
+    from ftmatrix.tasks import metric_display
+
+    return metric_display(name, kind)
 
 
 def is_significant(low, high) -> bool:
@@ -122,22 +121,6 @@ def arrow(value) -> str:
     return f"↓ {abs(value):.1f}%" if value < 0 else f"↑ {value:.1f}%"
 
 
-def quality_part(row: dict, confidence: float, metric: str) -> dict:
-    """'accuracy +23.3 points (+80%)' with its CI, significant or not."""
-    rel = f" ({signed(row.get('rel_pct'), 0)}%)" if finite(row.get("rel_pct")) else ""
-    return {"text": f"{metric_name(metric)} {signed(row.get('diff'))} points{rel}",
-            "ci": ci_text(row.get("diff_ci_low"), row.get("diff_ci_high"), confidence),
-            "significant": is_significant(row.get("diff_ci_low"), row.get("diff_ci_high"))}
-
-
-def latency_part(row: dict, confidence: float) -> dict | None:
-    if not finite(row.get("latency_rel_pct")):
-        return None
-    return {"text": f"latency {arrow(row['latency_rel_pct'])}",
-            "ci": arrow_ci(row.get("latency_rel_ci_low"), row.get("latency_rel_ci_high"), confidence),
-            "significant": is_significant(row.get("latency_rel_ci_low"), row.get("latency_rel_ci_high"))}
-
-
 def how(method: str, rank) -> str:
     if method == "full":
         return "full fine-tuning"
@@ -146,258 +129,219 @@ def how(method: str, rank) -> str:
     return "untuned"
 
 
-# ---------------------------------------------------------------------------- findings
+# ---------------------------------------------------------------------------- findings, phrased
 
 
-def _records(table) -> list[dict]:
-    if table is None or table.empty:
-        return []
-    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
-            for r in table.to_dict("records")]
+def _ci(interval) -> str:
+    """A change's CI in points: '95% CI −1.0 to +7.0'."""
+    return ci_text(interval.low, interval.high, interval.confidence) if interval else "CI n/a"
 
 
-def _truthy(value) -> bool:
-    return value is True or str(value).lower() == "true"
+def _arrow_ci(interval) -> str:
+    return arrow_ci(interval.low, interval.high, interval.confidence) if interval else "CI n/a"
 
 
-def _best_in_task(rows: list[dict]) -> dict | None:
-    """Full fine-tuning when the study has it, else the LoRA rank with the best score."""
-    full = [r for r in rows if r["method"] == "full"]
-    if full:
-        return full[0]
-    lora = [r for r in rows if r["method"] == "lora" and finite(r.get("value"))]
-    return max(lora, key=lambda r: float(r["value"])) if lora else None
+def _significant(interval) -> bool:
+    return interval is not None and interval.excludes_zero
+
+
+def quality_part(finding: Finding) -> dict:
+    """'accuracy +23.3 points (+80%)' with its CI, significant or not."""
+    effect = finding.effect
+    rel = f" ({signed(effect.relative_pct, 0)}%)" if finite(effect.relative_pct) else ""
+    return {"text": f"{metric_name(finding.what)} {signed(effect.value)} points{rel}", "ci": _ci(finding.interval),
+            "significant": _significant(finding.interval)}
+
+
+def latency_part(finding: Finding) -> dict:
+    return {"text": f"latency {arrow(finding.effect.value)}", "ci": _arrow_ci(finding.interval),
+            "significant": _significant(finding.interval)}
+
+
+def rank_part(finding: Finding) -> dict:
+    """'Spearman ρ = +0.80' with its CI and permutation p, or why there is none."""
+    if finding.effect is None:
+        return {"text": finding.note or "n/a", "ci": "", "significant": None}
+    interval = finding.interval
+    ci = (f"{interval.confidence:.0%} CI {signed(interval.low, 2)} to {signed(interval.high, 2)}" if interval
+          else "CI n/a")
+    if finite(finding.facts.get("permutation_p")):
+        ci += f", permutation p = {float(finding.facts['permutation_p']):.2f}"
+    return {"text": f"Spearman ρ = {signed(finding.effect.value, 2)}", "ci": ci,
+            "significant": finding.verdict in (findings.POSITIVE_CORRELATION, findings.NEGATIVE_CORRELATION)}
+
+
+def highlight_part(finding: Finding) -> dict:
+    if finding.what == findings.LATENCY:
+        return latency_part(finding)
+    if finding.topic == findings.LORA_RANK:
+        return rank_part(finding)
+    if finding.verdict == findings.NO_EFFECTS:
+        return {"text": "no significant positive transfer or forgetting in any cell", "ci": "", "significant": None}
+    return quality_part(finding)
+
+
+def highlight_subject(finding: Finding) -> str:
+    subject, variant = finding.subject, finding.subject.variant
+    task = subject.eval_task
+    if finding.topic == findings.VS_LARGER:
+        who = (f"{variant.model} ({how(variant.method, variant.rank)} on {task})" if variant.method != "base"
+               else f"untuned {variant.model}")
+        return f"{task}: {who} vs untuned {subject.reference.model}"
+    if finding.topic == findings.VS_OWN_BASE:
+        return f"{task}: {variant.model} {how(variant.method, variant.rank)} vs untuned {subject.reference.model}"
+    if finding.topic == findings.FULL_VS_BEST_LORA:
+        return f"{task}: {variant.model} full fine-tuning vs best LoRA (r{subject.reference.rank})"
+    if finding.topic == findings.LORA_RANK:
+        return (f"{task}: LoRA rank vs {metric_name(finding.what)} ({variant.model}, ranks "
+                f"{' '.join(map(str, subject.ranks))})")
+    if finding.topic in (findings.FORGETTING, findings.POSITIVE_TRANSFER):
+        return (f"{finding.topic}: {variant.model} {how(variant.method, variant.rank)} on {variant.train_task} → "
+                f"{task}")
+    return "cross-task effects"
 
 
 def highlights(tables: dict, confidence: float) -> list[dict]:
-    """The TL;DR: the reference study's comparisons, each with its CI, computed from the tables."""
-    out = []
-    larger = _records(tables["vs_larger_base"])
-    larger = [r for r in larger if r.get("larger_model") and finite(r.get("diff"))]
-    keys = sorted({(r["model"], r["larger_model"], r["eval_task"]) for r in larger})
-    for model, big, task in keys:
-        rows = [r for r in larger if (r["model"], r["larger_model"], r["eval_task"]) == (model, big, task)]
-        tuned = _best_in_task([r for r in rows if r["method"] != "base" and _truthy(r["in_task"])])
-        row = tuned or next((r for r in rows if r["method"] == "base"), None)
-        if row is None:
-            continue
-        who = (f"{model} ({how(row['method'], row['rank'])} on {task})" if tuned
-               else f"untuned {model}")
-        parts = [quality_part(row, confidence, row["headline_metric"]), latency_part(row, confidence)]
-        out.append({"topic": "small vs larger base", "subject": f"{task}: {who} vs untuned {big}",
-                    "parts": [p for p in parts if p]})
-
-    transfer = _records(tables["transfer"])
-    for task in sorted({r["eval_task"] for r in transfer}):
-        rows = [r for r in transfer if r["eval_task"] == task and _truthy(r["in_task"]) and finite(r.get("diff"))]
-        for model in sorted({r["model"] for r in rows}):
-            row = _best_in_task([r for r in rows if r["model"] == model])
-            if row is None:
-                continue
-            parts = [quality_part(row, confidence, row["headline_metric"]), latency_part(row, confidence)]
-            out.append({"topic": "fine-tuned vs own base",
-                        "subject": f"{task}: {model} {how(row['method'], row['rank'])} vs untuned {model}",
-                        "parts": [p for p in parts if p]})
-
-    for row in _records(tables["full_vs_lora"]):
-        if not _truthy(row["in_task"]) or not finite(row.get("diff")):
-            continue
-        out.append({"topic": "full vs best LoRA",
-                    "subject": f"{row['eval_task']}: {row['model']} full fine-tuning vs best LoRA "
-                               f"(r{int(row['best_rank'])})",
-                    "parts": [quality_part(row, confidence, row["headline_metric"])]})
-
-    for row in _records(tables["rank_correlation"]):
-        if not _truthy(row["in_task"]):
-            continue
-        if finite(row.get("spearman")):
-            ci = (f"{confidence:.0%} CI {signed(row['ci_low'], 2)} to {signed(row['ci_high'], 2)}"
-                  if finite(row.get("ci_low")) else "CI n/a")
-            if finite(row.get("permutation_p")):
-                ci += f", permutation p = {float(row['permutation_p']):.2f}"
-            part = {"text": f"Spearman ρ = {signed(row['spearman'], 2)}", "ci": ci,
-                    "significant": row.get("significance") in ("positive", "negative")}
-        else:
-            part = {"text": row.get("note") or "n/a", "ci": "", "significant": None}
-        out.append({"topic": "LoRA rank",
-                    "subject": f"{row['eval_task']}: LoRA rank vs {metric_name(row['headline_metric'])} "
-                               f"({row['model']}, ranks {row['ranks']})", "parts": [part]})
-
-    effects = [r for r in transfer if not _truthy(r["in_task"]) and r.get("effect") in ("forgetting",
-                                                                                      "positive transfer")]
-    main = [r for r in effects if r["method"] == "full"] or effects
-    for row in sorted(main, key=lambda r: -abs(float(r["diff"])))[:4]:
-        out.append({"topic": row["effect"],
-                    "subject": f"{row['effect']}: {row['model']} {how(row['method'], row['rank'])} on "
-                               f"{row['train_task']} → {row['eval_task']}",
-                    "parts": [quality_part(row, confidence, row["headline_metric"])]})
-    if any(not _truthy(r["in_task"]) and finite(r.get("diff")) for r in transfer) and not effects:
-        out.append({"topic": "transfer", "subject": "cross-task effects",
-                    "parts": [{"text": "no significant positive transfer or forgetting in any cell", "ci": "",
-                               "significant": None}]})
+    """The TL;DR: ``ftmatrix.findings.highlights`` phrased, one line per topic and subject (a
+    comparison's quality and latency findings share a line)."""
+    out, lines = [], {}
+    for finding in findings.highlights(tables, confidence):
+        key = (finding.topic, finding.subject)
+        if key not in lines:
+            lines[key] = {"topic": finding.topic, "subject": highlight_subject(finding), "parts": []}
+            out.append(lines[key])
+        lines[key]["parts"].append(highlight_part(finding))
     return out
 
 
-def takeaways(matrix, tables: dict, confidence: float) -> list[str]:
-    """Practical advice, each chosen by a rule over the tables (see the comments)."""
-    out = []
-    larger = [r for r in _records(tables["vs_larger_base"]) if r.get("larger_model") and finite(r.get("diff"))]
-
-    # 1. Can the fine-tuned small model replace the larger one? Per evaluation task.
-    for task in sorted({r["eval_task"] for r in larger}):
-        rows = [r for r in larger if r["eval_task"] == task and r["method"] != "base" and _truthy(r["in_task"])]
-        if not rows:
-            continue
-        ok = [r for r in rows if r["significance"] != "worse"]
-        if ok:
-            best = min(ok, key=lambda r: float(r["latency_value"]) if finite(r.get("latency_value")) else math.inf)
-            cost = _cost_pair(matrix, best, task)
-            verdict = "better than" if best["significance"] == "better" else "not significantly different from"
-            quality = (f"{metric_name(best['headline_metric'])} {signed(best['diff'])} points "
-                       f"({ci_text(best['diff_ci_low'], best['diff_ci_high'], confidence)}), {verdict} the larger model")
-            who = f"{best['model']} with {how(best['method'], best['rank'])}"
-            if best.get("latency_significance") == "faster":
-                out.append(f"On {task}, {who} can stand in for {best['larger_model']}: {quality}, with latency "
-                           f"{arrow(best['latency_rel_pct'])} "
-                           f"({arrow_ci(best['latency_rel_ci_low'], best['latency_rel_ci_high'], confidence)})"
-                           f"{cost}.")
-            else:
-                lat = (f"latency {arrow(best['latency_rel_pct'])}, not faster"
-                       if finite(best.get("latency_rel_pct")) else "latency not measured")
-                out.append(f"On {task}, {who} is at least as good as {best['larger_model']} ({quality}) but brings no "
-                           f"latency gain here ({lat}{cost}); the larger model is the simpler choice.")
-        else:
-            best = max(rows, key=lambda r: float(r["value"]))
-            out.append(f"On {task}, no fine-tuned {best['model']} variant reaches the untuned "
-                       f"{best['larger_model']}: the best, {how(best['method'], best['rank'])}, is "
-                       f"{signed(best['diff'])} points behind "
-                       f"({ci_text(best['diff_ci_low'], best['diff_ci_high'], confidence)}); keep the larger model "
-                       f"for this task or train longer.")
-
-    # 2. Full fine-tuning or LoRA? Counted over the trained tasks.
-    fvl = [r for r in _records(tables["full_vs_lora"]) if _truthy(r["in_task"]) and finite(r.get("diff"))]
-    if fvl:
-        wins = [r["eval_task"] for r in fvl if r["significance"] == "better"]
-        losses = [r["eval_task"] for r in fvl if r["significance"] == "worse"]
-        ties = [r["eval_task"] for r in fvl if r["significance"] not in ("better", "worse")]
-        share = _lora_share(matrix)
-        if len(wins) > len(fvl) / 2:
-            out.append(f"Prefer full fine-tuning: it beats the best LoRA rank significantly on {len(wins)} of "
-                       f"{len(fvl)} trained tasks ({', '.join(wins)}).")
-        elif not wins:
-            out.append(f"LoRA is enough here: full fine-tuning is not significantly better than the best LoRA rank "
-                       f"on {'the trained task' if len(fvl) == 1 else f'any of the {len(fvl)} trained tasks'}"
-                       f"{' (LoRA is better on ' + ', '.join(losses) + ')' if losses else ''}"
-                       f"{share}.")
-        else:
-            out.append(f"Full fine-tuning vs LoRA depends on the task: full is better on {', '.join(wins)}"
-                       f"{'; LoRA on ' + ', '.join(losses) if losses else ''}"
-                       f"{'; no significant difference on ' + ', '.join(ties) if ties else ''}.")
-
-    # 3. Which LoRA rank? (A rank correlation needs three ranks; identical scores mean no effect.)
-    rc = [r for r in _records(tables["rank_correlation"]) if _truthy(r["in_task"])]
-    measured = [r for r in rc if finite(r.get("n_ranks")) and int(r["n_ranks"]) >= 3]
-    if measured:
-        positive = [r for r in measured if r.get("significance") == "positive"]
-        sufficient = sorted({int(r["smallest_sufficient_rank"]) for r in measured
-                             if finite(r.get("smallest_sufficient_rank"))})
-        if not positive:
-            text = ("LoRA rank barely matters: no trained task shows a significant rank–score correlation.")
-            if sufficient:
-                span = f"r{sufficient[0]}" + (f" to r{sufficient[-1]}" if len(sufficient) > 1 else "")
-                text += (f" The smallest rank not significantly below the best is {span} across tasks; choose it to "
-                         f"save memory and training time.")
-            out.append(text)
-        else:
-            out.append(f"Higher LoRA ranks help on {', '.join(r['eval_task'] for r in positive)} (significant "
-                       f"positive rank–score correlation); use the best rank there ("
-                       f"{', '.join('r' + str(int(r['best_rank'])) for r in positive)}).")
-    elif rc:
-        out.append("Add at least three LoRA ranks to the study to measure whether rank matters.")
-
-    # 4. Forgetting.
-    transfer = _records(tables["transfer"])
-    forgetting = [r for r in transfer if r.get("effect") == "forgetting"]
-    if forgetting:
-        worst = min(forgetting, key=lambda r: float(r["diff"]))
-        pairs = sorted({f"{r['train_task']} → {r['eval_task']}" for r in forgetting})
-        out.append(f"Fine-tuning costs skills it was not trained for ({'; '.join(pairs)}): the worst is "
-                   f"{how(worst['method'], worst['rank'])} on {worst['train_task']}, "
-                   f"{signed(worst['diff'])} points on {worst['eval_task']}. If you need both tasks, evaluate on "
-                   f"both and mix their training data.")
-    elif transfer and any(finite(r.get("diff")) for r in transfer):
-        n = sorted({int(r["n_paired"]) for r in transfer if finite(r.get("n_paired"))})
-        out.append(f"No significant forgetting was measured (with {'/'.join(map(str, n))} evaluation samples "
-                   f"per task; smaller losses would go unseen).")
-
-    # 5. Why the latency changes: untuned models running to the length limit.
-    if "hit_limit_pct" in matrix:
-        base = matrix[(matrix["method"] == "base") & matrix["hit_limit_pct"].notna()]
-        tuned = matrix[(matrix["method"] != "base") & (matrix["train_task"] == matrix["eval_task"])]
-        rambling = base[base["hit_limit_pct"] >= 25]
-        if not rambling.empty and not tuned.empty:
-            worst = rambling.sort_values("hit_limit_pct", ascending=False).iloc[0]
-            tuned_tokens = tuned[tuned["eval_task"] == worst["eval_task"]]["output_tokens_mean"].mean()
-            out.append(f"Untuned models run to the length limit: {worst['model']} on {worst['eval_task']} hits "
-                       f"max_new_tokens on {worst['hit_limit_pct']:.0f}% of samples "
-                       f"({worst['output_tokens_mean']:.0f} output tokens on average, against "
-                       f"{num(tuned_tokens, 0)} after fine-tuning). Latency follows output length; set "
-                       f"max_new_tokens with care when comparing untuned models.")
-
-    # 6. SQuAD v2-style tasks: what always abstaining would score (the share of unanswerable questions).
-    for task in sorted(matrix["eval_task"].unique()):
-        part = matrix[matrix["eval_task"] == task]
-        if not {"metric_NoAns_total", "metric_total"} <= set(part.columns) or part["metric_NoAns_total"].isna().all():
-            continue
-        share = 100.0 * float(part["metric_NoAns_total"].iloc[0]) / float(part["metric_total"].iloc[0])
-        below = part[part["headline_ci_high"] < share] if part["headline_ci_high"].notna().any() else part.iloc[0:0]
-        best_has = part.loc[part["metric_HasAns_f1"].idxmax()] if "metric_HasAns_f1" in part and \
-            part["metric_HasAns_f1"].notna().any() else None
-        text = (f"On {task}, {share:.0f}% of the questions have no answer, so always abstaining scores "
-                f"{share:.1f} {metric_name(part['headline_metric'].iloc[0])}; {len(below)} of {len(part)} cells score "
-                f"significantly below that.")
-        if best_has is not None and float(best_has["metric_HasAns_f1"]) > 0:
-            text += (f" Judge answering and abstaining apart: the best answerer is {best_has['label']} "
-                     f"(HasAns F1 {num(best_has['metric_HasAns_f1'])}, NoAns F1 {num(best_has.get('metric_NoAns_f1'))}).")
-        elif best_has is not None:
-            text += (" No cell answers any answerable question (HasAns F1 0 everywhere): what F1 there is comes "
-                     "from abstaining.")
-        out.append(text)
-
-    # 7. Seeds.
-    seeds = _records(tables["seeds"])
-    several = [r for r in seeds if finite(r.get("sd"))]
-    if several:
-        worst = max(several, key=lambda r: float(r["sd"]))
-        out.append(f"Training seeds matter up to {num(worst['sd'])} points (standard deviation across "
-                   f"{int(worst['n_seeds'])} seeds, {how(worst['method'], worst['rank'])} on "
-                   f"{worst['train_task']} → {worst['eval_task']}); the CIs above include this variance.")
-    elif seeds:
-        out.append("Each variant was trained with one seed: the intervals cover evaluation-sample noise only. "
-                   "Add seeds to the config to measure training variance.")
-    return out
-
-
-def _cost_pair(matrix, row: dict, task: str) -> str:
-    def cost_of(model, method, rank, train_task):
-        part = matrix[(matrix["model"] == model) & (matrix["method"] == method) & (matrix["rank"] == rank)
-                      & (matrix["train_task"] == train_task) & (matrix["eval_task"] == task)]
-        return part["cost_per_1k_usd"].mean() if not part.empty and "cost_per_1k_usd" in part else math.nan
-
-    mine = cost_of(row["model"], row["method"], int(row["rank"]), row["train_task"])
-    theirs = cost_of(row["larger_model"], "base", 0, "none")
+def _cost_text(facts) -> str:
+    mine, theirs = facts.get("cost_per_1k_usd"), facts.get("reference_cost_per_1k_usd")
     if finite(mine) and finite(theirs):
         return f", {money(mine)} instead of {money(theirs)} per 1,000 samples"
     return ""
 
 
-def _lora_share(matrix) -> str:
-    lora = matrix[(matrix["method"] == "lora") & matrix["trainable_pct"].notna()] if "trainable_pct" in matrix \
-        else matrix.iloc[0:0]
-    if lora.empty:
-        return ""
-    return (f"; LoRA trains {lora['trainable_pct'].min():.2g}–{lora['trainable_pct'].max():.2g}% of the "
-            f"parameters")
+def stand_in_text(finding: Finding) -> str:
+    subject, variant = finding.subject, finding.subject.variant
+    task, big = subject.eval_task, subject.reference.model
+    score = next(p for p in finding.parts if p.what != findings.LATENCY)
+    speed = next((p for p in finding.parts if p.what == findings.LATENCY), None)
+    if finding.verdict == findings.FALLS_SHORT:
+        return (f"On {task}, no fine-tuned {variant.model} variant reaches the untuned {big}: the best, "
+                f"{how(variant.method, variant.rank)}, is {signed(score.effect.value)} points behind "
+                f"({_ci(score.interval)}); keep the larger model for this task or train longer.")
+    verdict = "better than" if score.verdict == SIGNIFICANT_UP else "not significantly different from"
+    quality = (f"{metric_name(score.what)} {signed(score.effect.value)} points ({_ci(score.interval)}), {verdict} "
+               f"the larger model")
+    who = f"{variant.model} with {how(variant.method, variant.rank)}"
+    cost = _cost_text(finding.facts)
+    if finding.verdict == findings.CAN_STAND_IN:
+        change = arrow(speed.effect.value) if speed else "n/a"
+        return (f"On {task}, {who} can stand in for {big}: {quality}, with latency {change} "
+                f"({_arrow_ci(speed.interval if speed else None)}){cost}.")
+    lat = f"latency {arrow(speed.effect.value)}, not faster" if speed else "latency not measured"
+    return (f"On {task}, {who} is at least as good as {big} ({quality}) but brings no latency gain here "
+            f"({lat}{cost}); the larger model is the simpler choice.")
+
+
+def full_or_lora_text(finding: Finding) -> str:
+    facts = finding.facts
+    wins, losses, ties = facts["full_better_on"], facts["lora_better_on"], facts["no_difference_on"]
+    n = len(finding.parts)
+    if finding.verdict == findings.PREFER_FULL:
+        return (f"Prefer full fine-tuning: it beats the best LoRA rank significantly on {len(wins)} of {n} trained "
+                f"tasks ({', '.join(wins)}).")
+    if finding.verdict == findings.LORA_ENOUGH:
+        share = facts.get("lora_trainable_pct")
+        share = f"; LoRA trains {share[0]:.2g}–{share[1]:.2g}% of the parameters" if share else ""
+        return (f"LoRA is enough here: full fine-tuning is not significantly better than the best LoRA rank on "
+                f"{'the trained task' if n == 1 else f'any of the {n} trained tasks'}"
+                f"{' (LoRA is better on ' + ', '.join(losses) + ')' if losses else ''}{share}.")
+    return (f"Full fine-tuning vs LoRA depends on the task: full is better on {', '.join(wins)}"
+            f"{'; LoRA on ' + ', '.join(losses) if losses else ''}"
+            f"{'; no significant difference on ' + ', '.join(ties) if ties else ''}.")
+
+
+NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five"}
+
+
+def rank_choice_text(finding: Finding) -> str:
+    if finding.verdict == findings.HIGHER_RANKS_HELP:
+        best = ", ".join(f"r{p.facts['best_rank']}" if p.facts.get("best_rank") is not None else "n/a"
+                         for p in finding.parts)
+        return (f"Higher LoRA ranks help on {', '.join(p.subject.eval_task for p in finding.parts)} (significant "
+                f"positive rank–score correlation); use the best rank there ({best}).")
+    if finding.verdict == findings.TOO_FEW_RANKS:
+        needs = finding.facts["needs_ranks"]
+        return f"Add at least {NUMBER_WORDS.get(needs, needs)} LoRA ranks to the study to measure whether rank matters."
+    text = "LoRA rank barely matters: no trained task shows a significant rank–score correlation."
+    sufficient = finding.facts.get("smallest_sufficient_ranks") or ()
+    if sufficient:
+        span = f"r{sufficient[0]}" + (f" to r{sufficient[-1]}" if len(sufficient) > 1 else "")
+        text += (f" The smallest rank not significantly below the best is {span} across tasks; choose it to save "
+                 f"memory and training time.")
+    return text
+
+
+def forgetting_text(finding: Finding) -> str:
+    if finding.verdict == findings.NO_FORGETTING:
+        samples = "/".join(map(str, finding.facts["samples_per_task"]))
+        return (f"No significant forgetting was measured (with {samples} evaluation samples per task; smaller "
+                f"losses would go unseen).")
+    subject, variant = finding.subject, finding.subject.variant
+    pairs = sorted({f"{p.subject.variant.train_task} → {p.subject.eval_task}" for p in finding.parts})
+    return (f"Fine-tuning costs skills it was not trained for ({'; '.join(pairs)}): the worst is "
+            f"{how(variant.method, variant.rank)} on {variant.train_task}, {signed(finding.effect.value)} points on "
+            f"{subject.eval_task}. If you need both tasks, evaluate on both and mix their training data.")
+
+
+def length_limit_text(finding: Finding) -> str:
+    facts = finding.facts
+    return (f"Untuned models run to the length limit: {finding.subject.variant.model} on {finding.subject.eval_task} "
+            f"hits max_new_tokens on {num(finding.effect.value, 0)}% of samples "
+            f"({num(facts['output_tokens_mean'], 0)} output tokens on average, against "
+            f"{num(facts['tuned_output_tokens_mean'], 0)} after fine-tuning). Latency follows output length; set "
+            f"max_new_tokens with care when comparing untuned models.")
+
+
+def abstaining_text(finding: Finding) -> str:
+    facts, share = finding.facts, finding.effect.value
+    text = (f"On {finding.subject.eval_task}, {share:.0f}% of the questions have no answer, so always abstaining "
+            f"scores {share:.1f} {metric_name(finding.what)}; {facts['cells_below']} of {facts['cells']} cells score "
+            f"significantly below that.")
+    if finding.verdict == findings.ANSWERING_MEASURED:
+        text += (f" Judge answering and abstaining apart: the best answerer is {facts['best_answerer']} "
+                 f"(HasAns F1 {num(facts['has_answer_f1'])}, NoAns F1 {num(facts['no_answer_f1'])}).")
+    elif finding.verdict == findings.ONLY_ABSTAINING:
+        text += (" No cell answers any answerable question (HasAns F1 0 everywhere): what F1 there is comes "
+                 "from abstaining.")
+    return text
+
+
+def seeds_text(finding: Finding) -> str:
+    if finding.verdict == findings.ONE_SEED:
+        return ("Each variant was trained with one seed: the intervals cover evaluation-sample noise only. "
+                "Add seeds to the config to measure training variance.")
+    subject, variant = finding.subject, finding.subject.variant
+    return (f"Training seeds matter up to {num(finding.effect.value)} points (standard deviation across "
+            f"{finding.facts['n_seeds']} seeds, {how(variant.method, variant.rank)} on {variant.train_task} → "
+            f"{subject.eval_task}); the CIs above include this variance.")
+
+
+TAKEAWAY_TEXT = {
+    findings.STAND_IN: stand_in_text,
+    findings.FULL_OR_LORA: full_or_lora_text,
+    findings.WHICH_RANK: rank_choice_text,
+    findings.FORGETTING: forgetting_text,
+    findings.LENGTH_LIMIT: length_limit_text,
+    findings.ABSTAINING: abstaining_text,
+    findings.SEEDS: seeds_text,
+}
+
+
+def takeaways(matrix, tables: dict, confidence: float) -> list[str]:
+    """Practical advice: ``ftmatrix.findings.takeaways`` phrased, one sentence or two each."""
+    return [TAKEAWAY_TEXT[finding.topic](finding) for finding in findings.takeaways(matrix, tables, confidence)]
 
 
 # ---------------------------------------------------------------------------- sections
@@ -424,8 +368,9 @@ def results_tables(matrix) -> list[dict]:
                 "api": money(r.get("api_cost_per_1k_usd")) if "api_cost_per_1k_usd" in r else None,
                 "method": r["method"],
             })
-        out.append({"task": task, "kind": part["task_kind"].iloc[0], "metric": metric_name(headline),
-                    "metrics": [metric_name(m[len("metric_"):]) for m in metrics], "rows": rows,
+        kind = part["task_kind"].iloc[0]
+        out.append({"task": task, "kind": kind, "metric": metric_name(headline, kind),
+                    "metrics": [metric_name(m[len("metric_"):], kind) for m in metrics], "rows": rows,
                     "api_name": part["api_name"].iloc[0] if "api_name" in part else None})
     return out
 
@@ -647,20 +592,36 @@ def _source_text(source: dict) -> str:
     return str(kind)
 
 
+def study_arguments(configfiles, config_args=()) -> str:
+    """The end of a snakemake command that selects this study: the --config values, then the
+    study files in the order they were given (the Snakefile reads config.yaml first, by
+    itself), shell-quoted. Both options take several values, so they come last."""
+    args = []
+    if config_args:
+        args += ["--config", *config_args]
+    if configfiles:
+        args += ["--configfile", *configfiles]
+    return "".join(f" {shlex.quote(str(a))}" for a in args)
+
+
 def reproducibility_section(config: dict, config_hash: str | None, matrix, metrics_docs: list[dict],
-                            train_docs: list[dict], task_meta: dict, manifests: dict, configfiles) -> dict:
+                            train_docs: list[dict], task_meta: dict, manifests: dict, configfiles,
+                            config_args=()) -> dict:
     from ftmatrix.provenance import library_versions
 
     states = sorted({(str(c), str(d)) for c, d in zip(matrix["git_commit"], matrix["git_dirty"])})
     configs = sorted({str(h) for h in matrix["config_hash"].dropna()})
     files = [str(p) for p in configfiles or []]
-    extra = "".join(f" --configfile {f}" for f in files if Path(f).name != "config.yaml" or len(files) > 1)
+    selects = study_arguments(files, config_args)
+    results = f"results/{config['study']}"
     commands = [
-        ("run (or resume) the whole study", f"snakemake --cores all{extra}"),
-        ("redo the analysis, figures and journal only", f"snakemake --cores all{extra} --forcerun analyse_matrix"),
-        ("rebuild the matrix from the evaluation results", f"snakemake --cores all{extra} --forcerun aggregate_matrix"),
-        ("what would rerun, and why", f"snakemake -n --cores all{extra} --summary"),
-        ("Snakemake's report (figures and tables with captions)", f"snakemake{extra} --report report.html"),
+        ("run (or resume) the whole study", f"snakemake --cores all{selects}"),
+        ("redo the analysis, figures and journal only", f"snakemake --cores all --forcerun analyse_matrix{selects}"),
+        ("rebuild the matrix from the evaluation results",
+         f"snakemake --cores all --forcerun aggregate_matrix{selects}"),
+        ("what would rerun, and why", f"snakemake -n --cores all{selects}"),
+        ("Snakemake's report (figures and tables with captions)",
+         f"snakemake --report {results}/report.html{selects}"),
     ]
     libraries = _merge_versions([(d.get("provenance") or {}).get("libraries") for d in metrics_docs + train_docs])
     report_libs = library_versions(REPORT_LIBRARIES)
@@ -726,7 +687,7 @@ def _read_docs(files) -> list[dict]:
 
 def journal_context(*, matrix_file, analysis_dir, figures_dir, metrics_files, predictions_files, task_meta_files,
                     model_manifests, train_metrics_files, config: dict, config_hash: str | None = None,
-                    configfiles=()) -> dict:
+                    configfiles=(), config_args=()) -> dict:
     from ftmatrix.aggregate import read_manifests, read_matrix, read_task_meta
     from ftmatrix.analysis import TABLES, read_predictions, read_table
     from ftmatrix.figures import FIGURES
@@ -767,13 +728,13 @@ def journal_context(*, matrix_file, analysis_dir, figures_dir, metrics_files, pr
                                       int(report.get("max_sample_chars", 600))),
         "figures": figures,
         "repro": reproducibility_section(config, config_hash, matrix, metrics_docs, train_docs, task_meta,
-                                         manifests, configfiles),
+                                         manifests, configfiles, config_args),
     }
 
 
 def build_journal(*, matrix_file, analysis_dir, figures_dir, metrics_files, predictions_files, task_meta_files,
                   model_manifests, train_metrics_files, config: dict, html_file, config_hash: str | None = None,
-                  configfiles=()) -> Path:
+                  configfiles=(), config_args=()) -> Path:
     """Render results/journal/journal.html; prints where it is."""
     from ftmatrix.io import write_text
 
@@ -781,7 +742,7 @@ def build_journal(*, matrix_file, analysis_dir, figures_dir, metrics_files, pred
                               metrics_files=metrics_files, predictions_files=predictions_files,
                               task_meta_files=task_meta_files, model_manifests=model_manifests,
                               train_metrics_files=train_metrics_files, config=config, config_hash=config_hash,
-                              configfiles=configfiles)
+                              configfiles=configfiles, config_args=config_args)
     html = render(context)
     write_text(html_file, html)
     where = Path(html_file).resolve()

@@ -31,11 +31,13 @@ import time
 from pathlib import Path
 
 from ftmatrix import provenance
+from ftmatrix.config import TRAIN_BOOKKEEPING_KEYS
 from ftmatrix.config import config_hash as stable_hash
 from ftmatrix.errors import ConfigError, DataError, FtmatrixError, ModelError
 from ftmatrix.grid import variant_from_path
-from ftmatrix.io import read_json, read_jsonl, replace_dir, write_json
+from ftmatrix.io import file_sha256, read_json, read_jsonl, replace_dir, write_json
 from ftmatrix.models import load_manifest, model_path
+from ftmatrix.records import TrainMetrics
 
 log = logging.getLogger("ftmatrix.train")
 
@@ -105,15 +107,12 @@ def learning_rate(settings: dict) -> float:
     return float(settings["train"]["learning_rate"][settings["method"]])
 
 
-DEFAULT_ALPHA = {"fixed": 32, "proportional": 2}
-
-
 def lora_alpha(rank: int, lora: dict) -> float:
-    """fixed: value (32 if unset); proportional: value × r (value 2 if unset)."""
+    """fixed: lora_alpha = value; proportional: value × r (the schema fills each rule's default value)."""
     alpha = lora["alpha"]
     if alpha["rule"] == "proportional":
-        return (alpha.get("value") or DEFAULT_ALPHA["proportional"]) * rank
-    return alpha.get("value") or DEFAULT_ALPHA["fixed"]
+        return alpha["value"] * rank
+    return alpha["value"]
 
 
 def lora_config(rank: int, lora: dict):
@@ -130,7 +129,7 @@ def sft_config(settings: dict, checkpoint_dir: str | Path, precision: str, devic
 
     train = settings["train"]
     seed = settings["seed"]
-    data_seed = train.get("data_seed")
+    data_seed = train["data_seed"]
     return SFTConfig(
         output_dir=str(checkpoint_dir),
         # data
@@ -152,7 +151,7 @@ def sft_config(settings: dict, checkpoint_dir: str | Path, precision: str, devic
         warmup_steps=float(train["warmup_ratio"]),  # a float < 1 is a ratio of the total steps
         weight_decay=train["weight_decay"],
         activation_checkpointing=train["gradient_checkpointing"],
-        train_sampling_strategy="group_by_length" if train.get("group_by_length") else "random",
+        train_sampling_strategy="group_by_length" if train["group_by_length"] else "random",
         seed=seed,
         data_seed=seed if data_seed is None else data_seed,
         # precision and device
@@ -174,7 +173,10 @@ def sft_config(settings: dict, checkpoint_dir: str | Path, precision: str, devic
 
 
 def settings_hash(settings: dict) -> str:
-    return stable_hash(settings)
+    """The identity of a run: its settings without the bookkeeping (checkpoint cadence,
+    logging), which a resumed run may change without changing what it learns."""
+    train = {k: v for k, v in settings["train"].items() if k not in TRAIN_BOOKKEEPING_KEYS}
+    return stable_hash({**settings, "train": train})
 
 
 # --------------------------------------------------------------------------- data checks
@@ -404,7 +406,7 @@ def choose_batching(trainer, train: dict, precision: str, device: str) -> tuple[
     """Padding-free batches where asked, cheaper by the estimate, and giving the padded loss here."""
     if not train["padding_free"]:
         return False, {"reason": "train.padding_free is false"}
-    cost = batching_cost(trainer, device, seed=train.get("data_seed") or 0)
+    cost = batching_cost(trainer, device, seed=train["data_seed"] or 0)
     info = {"estimated_cost_ratio": round(cost["padding_free"] / cost["padded"], 3),
             "padded_positions_per_real_token": round(cost["padded_positions"] / cost["real_tokens"], 3)}
     if cost["padding_free"] >= cost["padded"]:
@@ -505,9 +507,9 @@ def train_variant(settings: dict, model_manifest: str, train_file: str, heldout_
     # 1. Inputs.
     manifest = load_manifest(model_manifest)
     model_dir = model_path(model_manifest)
-    trust = bool(manifest.get("trust_remote_code", False))
+    trust = manifest.trust_remote_code
     examples = read_examples(train_file)
-    heldout = read_examples(heldout_file, limit=train.get("heldout_size"))
+    heldout = read_examples(heldout_file, limit=train["heldout_size"])
     precision, device = choose_precision(train["precision"])
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust)
 
@@ -529,9 +531,9 @@ def train_variant(settings: dict, model_manifest: str, train_file: str, heldout_
 
     # 3. Model and trainer.
     run = {"variant": settings["variant"], "settings_hash": settings_hash(settings),
-           "resume_key": stable_hash({"settings": settings,
-                                      "train": provenance.read_file_fingerprint(train_file),
-                                      "model": provenance.read_file_fingerprint(model_manifest)})}
+           "resume_key": stable_hash({"settings": settings_hash(settings),
+                                      "train": file_sha256(train_file, 16),
+                                      "model": file_sha256(model_manifest, 16)})}
     resume_from = resumable_checkpoint(checkpoint_dir, run)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     write_json(checkpoint_dir / RUN_FILE, run)
@@ -597,53 +599,53 @@ def train_variant(settings: dict, model_manifest: str, train_file: str, heldout_
 
     loss_curve = [[entry["step"], entry["loss"]] for entry in state.log_history if "loss" in entry]
     tokens = int(state.num_input_tokens_seen)
-    metrics = {
-        "variant": {"model": variant.model, "method": variant.method, "rank": variant.rank,
-                    "train_task": variant.train_task, "seed": variant.seed},
-        "wall_time_s": round(train_seconds, 3),
-        "wall_time_this_run_s": round(this_run_seconds, 3),
-        "job_time_s": round(time.perf_counter() - started, 3),
-        "resumed_from_step": int(resume_from.name.split("-")[-1]) if resume_from else None,
-        "train_tokens": tokens,
-        "tokens_per_s": round(tokens / train_seconds, 3) if train_seconds > 0 else None,
-        "steps": int(state.global_step),
-        "epochs": round(float(state.epoch or 0.0), 4),
-        "loss_curve": loss_curve,
-        "final_loss": loss_curve[-1][1] if loss_curve else float(result.training_loss),
-        "heldout_loss_before": before,
-        "heldout_loss_after": after,
-        "heldout_examples": len(heldout),
-        "heldout_examples_used": heldout_lengths["examples"] - heldout_lengths["no_completion_left"],
-        "peak_memory_mb": round(memory_mb, 1),
-        "peak_memory_kind": memory_kind,
-        "trainable_params": trainable,
-        "total_params": total,
-        "device": device,
-        "precision": precision,
-        "threads": torch.get_num_threads(),
-        "attn_implementation": trainer.model.config._attn_implementation,
-        "padding_free": padding_free,
-        "batching": batching,
-        "learning_rate": learning_rate(settings),
-        "lora": ({"r": rank, "lora_alpha": lora_alpha(rank, settings["lora"]),
-                  "use_rslora": settings["lora"]["use_rslora"], "dropout": settings["lora"]["dropout"],
-                  "target_modules": settings["lora"]["target_modules"]} if method == "lora" else None),
-        "enable_thinking": enable_thinking,
-        "train_examples": lengths["examples"],
-        "train_examples_used": kept,
-        "truncated_examples": lengths["truncated"],
-        "dropped_examples": lengths["examples"] - kept,
-        "max_length": train["max_length"],
-        "settings_hash": run["settings_hash"],
-        "provenance": provenance.record(
-            config_hash=config_hash, model=manifest.get("name"), model_revision=manifest.get("resolved_revision"),
-            train_data=provenance.read_file_fingerprint(train_file),
-            heldout_data=provenance.read_file_fingerprint(heldout_file), device=provenance.device_info()),
-    }
-    write_json(metrics_file, metrics)
+    metrics = TrainMetrics(
+        variant={"model": variant.model, "method": variant.method, "rank": variant.rank,
+                 "train_task": variant.train_task, "seed": variant.seed},
+        wall_time_s=round(train_seconds, 3),
+        wall_time_this_run_s=round(this_run_seconds, 3),
+        job_time_s=round(time.perf_counter() - started, 3),
+        resumed_from_step=int(resume_from.name.split("-")[-1]) if resume_from else None,
+        train_tokens=tokens,
+        tokens_per_s=round(tokens / train_seconds, 3) if train_seconds > 0 else None,
+        steps=int(state.global_step),
+        epochs=round(float(state.epoch or 0.0), 4),
+        loss_curve=loss_curve,
+        final_loss=loss_curve[-1][1] if loss_curve else float(result.training_loss),
+        heldout_loss_before=before,
+        heldout_loss_after=after,
+        heldout_examples=len(heldout),
+        heldout_examples_used=heldout_lengths["examples"] - heldout_lengths["no_completion_left"],
+        peak_memory_mb=round(memory_mb, 1),
+        peak_memory_kind=memory_kind,
+        trainable_params=trainable,
+        total_params=total,
+        device=device,
+        precision=precision,
+        threads=torch.get_num_threads(),
+        attn_implementation=trainer.model.config._attn_implementation,
+        padding_free=padding_free,
+        batching=batching,
+        learning_rate=learning_rate(settings),
+        lora=({"r": rank, "lora_alpha": lora_alpha(rank, settings["lora"]),
+               "use_rslora": settings["lora"]["use_rslora"], "dropout": settings["lora"]["dropout"],
+               "target_modules": settings["lora"]["target_modules"]} if method == "lora" else None),
+        enable_thinking=enable_thinking,
+        train_examples=lengths["examples"],
+        train_examples_used=kept,
+        truncated_examples=lengths["truncated"],
+        dropped_examples=lengths["examples"] - kept,
+        max_length=train["max_length"],
+        settings_hash=run["settings_hash"],
+        provenance=provenance.record(
+            config_hash=config_hash, model=manifest.name, model_revision=manifest.resolved_revision,
+            train_data=file_sha256(train_file, 16), heldout_data=file_sha256(heldout_file, 16),
+            device=provenance.device_info()),
+    )
+    metrics.write(metrics_file)
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     log.info("%s: %d steps, %d tokens in %.1f s (%.0f tokens/s); held-out loss %.4f -> %.4f",
-             settings["variant"], metrics["steps"], tokens, train_seconds, metrics["tokens_per_s"] or 0.0,
+             settings["variant"], metrics.steps, tokens, train_seconds, metrics.tokens_per_s or 0.0,
              before, after)
     return metrics
 

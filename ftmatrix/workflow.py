@@ -55,6 +55,13 @@ def machine_has_gpu(environ=None, device_files=None) -> bool:
     return bool(visible_gpus(environ, device_files))
 
 
+def job_threads(params_b: float) -> int:
+    """Threads of a training or evaluation job: one for a model of a few million parameters
+    (more threads only wait on each other, and shared cores make them spin), which also lets
+    Snakemake run several such jobs side by side; four for real models."""
+    return 1 if params_b < 0.05 else 4
+
+
 # Set inside a job of a batch scheduler, which hands out the GPUs itself.
 SCHEDULER_JOB_VARS = ("SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID", "FLUX_JOB_ID")
 
@@ -133,6 +140,10 @@ def run_step(snakemake=None, name: str | None = None):
     setup_logging(log_file)
     started = time.perf_counter()
     try:
+        # Task kinds resolve with the study's own task_modules folders too, in every job.
+        from ftmatrix.tasks import use_config
+
+        use_config(getattr(snakemake, "config", None))
         # A job that counts against the machine's `gpu` limit gets a GPU of its own (on a
         # cluster the scheduler does this: such jobs declare gpu=0 and get their GPU from SLURM).
         if snakemake is not None and int(snakemake.resources.get("gpu", 0) or 0) > 0:

@@ -24,26 +24,26 @@ FIGURES = [
 rule aggregate_matrix:
     input:
         metrics=expand(
-            f"results/eval/{CELL_DIR}/metrics.json",
+            f"{RESULTS}/eval/{CELL_DIR}/metrics.json",
             zip,
             **ftmatrix.grid.columns(CELLS),
         ),
         train_metrics=expand(
-            f"results/train/{VARIANT_DIR}/train_metrics.json",
+            f"{RESULTS}/train/{VARIANT_DIR}/train_metrics.json",
             zip,
             **ftmatrix.grid.columns(TRAINED),
         ),
-        task_meta=expand("data/tasks/{task}/meta.json", task=TASKS),
+        task_meta=[task_file(task, "meta.json") for task in TASKS],
         model_manifests=[model_manifest(name) for name in MODELS],
     output:
         matrix=report(
-            "results/matrix.csv",
+            f"{RESULTS}/matrix.csv",
             caption="../report/captions/matrix.rst",
             category="Matrix",
             labels={"table": "matrix.csv"},
         ),
     log:
-        "logs/aggregate/aggregate_matrix.log",
+        f"{LOGS}/aggregate/aggregate_matrix.log",
     conda:
         "../envs/report.yaml"
     threads: 1
@@ -51,23 +51,23 @@ rule aggregate_matrix:
         mem_mb=2000,
         runtime=10,
     params:
-        cost=config["cost"],
+        cost=canonical(config["cost"]),
     script:
         "../workflow_scripts/aggregate_matrix.py"
 
 
 rule analyse_matrix:
     input:
-        matrix="results/matrix.csv",
+        matrix=f"{RESULTS}/matrix.csv",
         predictions=expand(
-            f"results/eval/{CELL_DIR}/predictions.jsonl",
+            f"{RESULTS}/eval/{CELL_DIR}/predictions.jsonl",
             zip,
             **ftmatrix.grid.columns(CELLS),
         ),
     output:
         **{
             name: report(
-                f"results/analysis/{name}.csv",
+                f"{RESULTS}/analysis/{name}.csv",
                 caption=f"../report/captions/{name}.rst",
                 category="Analysis",
                 labels={"table": f"{name}.csv"},
@@ -75,7 +75,7 @@ rule analyse_matrix:
             for name in ANALYSIS_TABLES
         },
     log:
-        "logs/aggregate/analyse_matrix.log",
+        f"{LOGS}/aggregate/analyse_matrix.log",
     conda:
         "../envs/report.yaml"
     threads: 1
@@ -83,30 +83,28 @@ rule analyse_matrix:
         mem_mb=4000,
         runtime=30,
     params:
-        resamples=config["evaluate"]["bootstrap_resamples"],
-        seed=config["evaluate"]["bootstrap_seed"],
-        confidence=config["evaluate"]["confidence"],
+        settings=analysis_settings(),
     script:
         "../workflow_scripts/analyse_matrix.py"
 
 
 rule draw_figures:
     input:
-        matrix="results/matrix.csv",
-        tables=expand("results/analysis/{name}.csv", name=ANALYSIS_TABLES),
+        matrix=f"{RESULTS}/matrix.csv",
+        tables=[f"{RESULTS}/analysis/{name}.csv" for name in ANALYSIS_TABLES],
     output:
         **{
             name: report(
-                f"results/figures/{name}.png",
+                f"{RESULTS}/figures/{name}.png",
                 caption=f"../report/captions/figure_{name}.rst",
                 category="Figures",
                 labels={"figure": name.replace("_", " ")},
             )
             for name in FIGURES
         },
-        svg=expand("results/figures/{name}.svg", name=FIGURES),
+        svg=[f"{RESULTS}/figures/{name}.svg" for name in FIGURES],
     log:
-        "logs/aggregate/draw_figures.log",
+        f"{LOGS}/aggregate/draw_figures.log",
     conda:
         "../envs/report.yaml"
     threads: 1
@@ -117,9 +115,19 @@ rule draw_figures:
         "../workflow_scripts/draw_figures.py"
 
 
+rule matrix:
+    """Only the matrix (every training and evaluation it needs)."""
+    input:
+        f"{RESULTS}/matrix.csv",
+
+
 rule analysis:
     """Only the matrix, the analysis tables and the figures (no journal)."""
     input:
-        "results/matrix.csv",
-        expand("results/analysis/{name}.csv", name=ANALYSIS_TABLES),
-        expand("results/figures/{name}.{ext}", name=FIGURES, ext=["png", "svg"]),
+        f"{RESULTS}/matrix.csv",
+        [f"{RESULTS}/analysis/{name}.csv" for name in ANALYSIS_TABLES],
+        [
+            f"{RESULTS}/figures/{name}.{ext}"
+            for name in FIGURES
+            for ext in ("png", "svg")
+        ],

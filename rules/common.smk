@@ -1,5 +1,6 @@
 # Helpers shared by all rules. Nothing heavy is imported here (no torch, transformers,
 # trl, peft or datasets): every cluster job parses the workflow again.
+import json
 import os
 import sys
 
@@ -20,13 +21,15 @@ except ConfigError as error:
 
 validate(config, "../schemas/config.schema.yaml")
 
-# Where the Hugging Face cache lives and which rules run locally change no result: they
-# are left out of the hash (a parameter of every job), so that pointing a finished study
-# at a shared cache, or moving it to a cluster, does not rerun it.
-PLACEMENT_KEYS = ("hf_home", "local_rules")
-CONFIG_HASH = ftmatrix.config.config_hash(
-    {key: value for key, value in config.items() if key not in PLACEMENT_KEYS}
-)
+# Each study keeps its outputs apart (named by its `study` key), so two studies run in one
+# checkout never overwrite each other's data, results or journal. The demo world is a pure
+# function of its seed and is shared (data/demo/seed<n>/).
+STUDY = config["study"]
+DATA = f"data/{STUDY}"
+RESULTS = f"results/{STUDY}"
+LOGS = f"logs/{STUDY}"
+BENCHMARKS = f"benchmarks/{STUDY}"
+
 
 # One Hugging Face cache for every job (and, on a cluster, every node that mounts it):
 # models and datasets are fetched once, by the download rules, never once per job.
@@ -64,7 +67,6 @@ workflow.localrules(*LOCAL_RULES)
 # cluster, profiles/slurm sets them to 0 and asks SLURM for a GPU per job instead.)
 GPU_JOB = 1 if ftmatrix.workflow.machine_has_gpu() else 0
 
-VARIANTS = ftmatrix.grid.variants(config)
 TRAINED = ftmatrix.grid.trained_variants(config)
 CELLS = ftmatrix.grid.cells(config)
 TASKS = [t["name"] for t in config["tasks"]]
@@ -86,21 +88,45 @@ def models_from(source):
     return names_alternation(n for n, m in MODELS.items() if m["source"] == source)
 
 
+def canonical(value):
+    """A param in one canonical form: Snakemake compares params by their repr, in which dict
+    keys keep their order; sorted keys make key order and formatting in a study file change
+    nothing."""
+    return json.loads(json.dumps(value, sort_keys=True))
+
+
 def task_config(wildcards):
     return ftmatrix.config.task_entry(config, wildcards.task)
 
 
+# What a model folder depends on: not `params_b` (it sizes jobs) nor `finetune` (it shapes
+# the grid).
+MODEL_RESOURCE_KEYS = ("params_b", "finetune")
+
+
+def model_settings(name):
+    return canonical(
+        {k: v for k, v in MODELS[name].items() if k not in MODEL_RESOURCE_KEYS}
+    )
+
+
 def model_config(wildcards):
-    return MODELS[wildcards.model]
+    return model_settings(wildcards.model)
+
+
+def task_settings(wildcards):
+    """What the prepared data depends on: the source, the sizes, the licence it records; not
+    max_new_tokens (read at evaluation)."""
+    task = task_config(wildcards)
+    return canonical({k: v for k, v in task.items() if k != "max_new_tokens"})
 
 
 def model_manifest(name):
-    return f"data/models/{name}/manifest.json"
+    return f"{DATA}/models/{name}/manifest.json"
 
 
-def gb(params_b, per_b, floor):
-    """Memory in MB scaled by model size (billions of parameters)."""
-    return int(max(floor, params_b * per_b))
+def task_file(task, split):
+    return f"{DATA}/tasks/{task}/{split}"
 
 
 def variant_of(wildcards):
@@ -114,18 +140,6 @@ def variant_of(wildcards):
 
 
 # --- data stage --------------------------------------------------------
-
-
-def demo_world_seeds():
-    seeds = {
-        t["source"]["seed"] for t in config["tasks"] if t["source"]["type"] == "demo"
-    }
-    seeds |= {
-        m["build"]["seed"]
-        for m in config["models"]
-        if m["source"] == "build" and m["build"]["corpus"] == "demo"
-    }
-    return sorted(seeds)
 
 
 def prepare_task_inputs(wildcards):
@@ -162,27 +176,39 @@ def build_model_inputs(wildcards):
 def train_inputs(wildcards):
     return {
         "model": model_manifest(wildcards.model),
-        "train": f"data/tasks/{wildcards.train_task}/train.jsonl",
-        "heldout": f"data/tasks/{wildcards.train_task}/eval.jsonl",
+        "train": task_file(wildcards.train_task, "train.jsonl"),
+        "heldout": task_file(wildcards.train_task, "eval.jsonl"),
     }
 
 
 def train_settings(wildcards):
-    """Everything that determines the trained weights; a change reruns the job."""
-    return {
+    """What determines the trained weights and train_metrics.json, and nothing else: the
+    method's own learning rate (a new LoRA rate reruns no full fine-tuning), the LoRA
+    settings for LoRA only, and no bookkeeping (checkpoint cadence, tensorboard), which the
+    job reads from the config."""
+    method = wildcards.method
+    train = {
+        k: v
+        for k, v in config["train"].items()
+        if k not in ftmatrix.config.TRAIN_BOOKKEEPING_KEYS
+    }
+    train["learning_rate"] = {method: config["train"]["learning_rate"][method]}
+    settings = {
         "variant": variant_of(wildcards).path,
-        "model": MODELS[wildcards.model],
-        "method": wildcards.method,
+        "model": model_settings(wildcards.model),
+        "method": method,
         "rank": int(wildcards.rank),
         "seed": int(wildcards.seed),
-        "train": config["train"],
-        "lora": {k: v for k, v in config["lora"].items() if k != "ranks"},
+        "train": train,
         "enable_thinking": config["enable_thinking"],
     }
+    if method == "lora":
+        settings["lora"] = {k: v for k, v in config["lora"].items() if k != "ranks"}
+    return canonical(settings)
 
 
 def checkpoint_dir(wildcards):
-    return f"results/train/{variant_of(wildcards).path}/checkpoints"
+    return f"{RESULTS}/train/{variant_of(wildcards).path}/checkpoints"
 
 
 def train_tokens(wildcards):
@@ -199,10 +225,8 @@ def train_tokens(wildcards):
     return examples * train["max_length"] / 2
 
 
-def train_threads(wildcards):
-    # A model of a few million parameters trains fastest on one core (more threads only
-    # wait on each other), which also lets Snakemake run several such jobs at once.
-    return 1 if MODELS[wildcards.model]["params_b"] < 0.05 else 4
+def job_threads(wildcards):
+    return ftmatrix.workflow.job_threads(MODELS[wildcards.model]["params_b"])
 
 
 def train_mem_mb(wildcards, attempt):
@@ -228,10 +252,10 @@ def train_runtime(wildcards, attempt):
 def evaluate_inputs(wildcards):
     inputs = {
         "model": model_manifest(wildcards.model),
-        "eval": f"data/tasks/{wildcards.eval_task}/eval.jsonl",
+        "eval": task_file(wildcards.eval_task, "eval.jsonl"),
     }
     if wildcards.method != "base":
-        inputs["trained"] = f"results/train/{variant_of(wildcards).path}/model"
+        inputs["trained"] = f"{RESULTS}/train/{variant_of(wildcards).path}/model"
     return inputs
 
 
@@ -243,28 +267,42 @@ def eval_task_entry(wildcards, keys=("name", "kind", "max_new_tokens")):
 
 
 def evaluate_settings(wildcards):
-    model = MODELS[wildcards.model]
-    return {
-        "cell": f"{variant_of(wildcards).path}/{wildcards.eval_task}",
-        "model": {k: v for k, v in model.items() if k not in ("params_b", "finetune")},
-        "method": wildcards.method,
-        "task": eval_task_entry(wildcards),
-        "evaluate": {
-            k: v
-            for k, v in config["evaluate"].items()
-            if not k.startswith("bootstrap") and k != "confidence"
-        },
-        "enable_thinking": config["enable_thinking"],
-    }
+    """What determines a cell's generations: the model, the task's prompt and budget, the
+    decoding settings; not the bootstrap (scoring) and not the training settings (the trained
+    model is an input)."""
+    return canonical(
+        {
+            "cell": f"{variant_of(wildcards).path}/{wildcards.eval_task}",
+            "model": model_settings(wildcards.model),
+            "method": wildcards.method,
+            "task": eval_task_entry(wildcards),
+            "evaluate": {
+                k: v
+                for k, v in config["evaluate"].items()
+                if k not in ftmatrix.config.SCORING_KEYS
+            },
+            "enable_thinking": config["enable_thinking"],
+        }
+    )
 
 
 def scoring_settings(wildcards):
-    return {
-        "task": eval_task_entry(wildcards, keys=("name", "kind")),
-        "bootstrap_resamples": config["evaluate"]["bootstrap_resamples"],
-        "bootstrap_seed": config["evaluate"]["bootstrap_seed"],
-        "confidence": config["evaluate"]["confidence"],
-    }
+    return canonical(
+        {
+            "task": eval_task_entry(wildcards, keys=("name", "kind")),
+            **{k: config["evaluate"][k] for k in ftmatrix.config.SCORING_KEYS},
+        }
+    )
+
+
+def analysis_settings():
+    return canonical({k: config["evaluate"][k] for k in ftmatrix.config.SCORING_KEYS})
+
+
+def journal_settings():
+    """The journal shows the whole study (its description, prices, settings), so any edit
+    rebuilds it; in canonical form, so reordering a study file does not."""
+    return canonical(config)
 
 
 def evaluate_mem_mb(wildcards, attempt):

@@ -1,12 +1,13 @@
-# Stage 1: data and models. Tasks become data/tasks/{task}/{train,eval}.jsonl + meta.json
-# in the example format; models become data/models/{model}/ with a manifest.json.
+# Stage 1: data and models. Tasks become data/<study>/tasks/{task}/{train,eval}.jsonl +
+# meta.json in the example format; models become data/<study>/models/{model}/ with a
+# manifest.json. The demo world (data/demo/seed<n>/) depends on its seed alone and is shared.
 
 
 rule build_demo_world:
     output:
         world="data/demo/seed{world_seed}/world.json",
     log:
-        "logs/data/demo_world_seed{world_seed}.log",
+        "logs/demo/world_seed{world_seed}.log",
     wildcard_constraints:
         world_seed=r"\d+",
     conda:
@@ -23,11 +24,11 @@ rule prepare_task:
     input:
         unpack(prepare_task_inputs),
     output:
-        train="data/tasks/{task}/train.jsonl",
-        eval="data/tasks/{task}/eval.jsonl",
-        meta="data/tasks/{task}/meta.json",
+        train=f"{DATA}/tasks/{{task}}/train.jsonl",
+        eval=f"{DATA}/tasks/{{task}}/eval.jsonl",
+        meta=f"{DATA}/tasks/{{task}}/meta.json",
     log:
-        "logs/data/prepare_task_{task}.log",
+        f"{LOGS}/data/prepare_task_{{task}}.log",
     conda:
         "../envs/data.yaml"
     threads: 1
@@ -35,7 +36,7 @@ rule prepare_task:
         mem_mb=4000,
         runtime=60,
     params:
-        task=task_config,
+        task=task_settings,
         data_seed=config["data"]["seed"],
     script:
         "../workflow_scripts/prepare_task.py"
@@ -43,9 +44,9 @@ rule prepare_task:
 
 rule download_model:
     output:
-        manifest="data/models/{model}/manifest.json",
+        manifest=f"{DATA}/models/{{model}}/manifest.json",
     log:
-        "logs/models/download_model_{model}.log",
+        f"{LOGS}/models/download_model_{{model}}.log",
     wildcard_constraints:
         model=models_from("hub"),
     conda:
@@ -56,7 +57,6 @@ rule download_model:
         runtime=120,
     params:
         model=model_config,
-        hf_home=config["hf_home"],
     script:
         "../workflow_scripts/download_model.py"
 
@@ -65,9 +65,9 @@ rule build_model:
     input:
         unpack(build_model_inputs),
     output:
-        manifest="data/models/{model}/manifest.json",
+        manifest=f"{DATA}/models/{{model}}/manifest.json",
     log:
-        "logs/models/build_model_{model}.log",
+        f"{LOGS}/models/build_model_{{model}}.log",
     wildcard_constraints:
         model=models_from("build"),
     conda:
@@ -86,9 +86,9 @@ rule build_model:
 
 rule link_model:
     output:
-        manifest="data/models/{model}/manifest.json",
+        manifest=f"{DATA}/models/{{model}}/manifest.json",
     log:
-        "logs/models/link_model_{model}.log",
+        f"{LOGS}/models/link_model_{{model}}.log",
     wildcard_constraints:
         model=models_from("local"),
     conda:
@@ -106,5 +106,5 @@ rule link_model:
 rule data:
     """Only the data and models of the study (no training or evaluation)."""
     input:
-        expand("data/tasks/{task}/meta.json", task=TASKS),
+        [task_file(task, "meta.json") for task in TASKS],
         [model_manifest(name) for name in MODELS],

@@ -2,39 +2,41 @@
 # tables and the per-sample predictions. HTML first (self-contained), then the PDF from it.
 import os
 
-# The config files of this run, relative to the project when inside it (the journal
-# shows the commands that reproduce the study).
+# The study files and --config values of this run, as given on the command line (the
+# Snakefile reads config.yaml itself), with paths inside the project made relative to it:
+# the journal prints the commands that reproduce the study from the project's root.
 JOURNAL_CONFIGFILES = [
     (
         os.path.relpath(os.path.abspath(f), workflow.basedir)
         if os.path.abspath(f).startswith(os.path.abspath(workflow.basedir) + os.sep)
         else os.path.abspath(f)
     )
-    for f in workflow.configfiles
+    for f in workflow.overwrite_configfiles
 ]
+JOURNAL_CONFIG_ARGS = list(workflow.config_settings.config_args or [])
 
 
 rule build_journal:
     input:
-        matrix="results/matrix.csv",
-        tables=expand("results/analysis/{name}.csv", name=ANALYSIS_TABLES),
-        figures=expand("results/figures/{name}.png", name=FIGURES),
+        matrix=f"{RESULTS}/matrix.csv",
+        tables=[f"{RESULTS}/analysis/{name}.csv" for name in ANALYSIS_TABLES],
+        figures=[f"{RESULTS}/figures/{name}.png" for name in FIGURES],
         metrics=expand(
-            f"results/eval/{CELL_DIR}/metrics.json",
+            f"{RESULTS}/eval/{CELL_DIR}/metrics.json",
             zip,
             **ftmatrix.grid.columns(CELLS),
         ),
         predictions=expand(
-            f"results/eval/{CELL_DIR}/predictions.jsonl",
+            f"{RESULTS}/eval/{CELL_DIR}/predictions.jsonl",
             zip,
             **ftmatrix.grid.columns(CELLS),
         ),
         train_metrics=expand(
-            f"results/train/{VARIANT_DIR}/train_metrics.json",
+            f"{RESULTS}/train/{VARIANT_DIR}/train_metrics.json",
             zip,
             **ftmatrix.grid.columns(TRAINED),
         ),
-        task_meta=expand("data/tasks/{task}/meta.json", task=TASKS),
+        task_meta=[task_file(task, "meta.json") for task in TASKS],
         model_manifests=[model_manifest(name) for name in MODELS],
         templates=[
             os.path.join(workflow.basedir, "report", name)
@@ -42,13 +44,13 @@ rule build_journal:
         ],
     output:
         html=report(
-            "results/journal/journal.html",
+            f"{RESULTS}/journal/journal.html",
             caption="../report/captions/journal.rst",
             category="Journal",
             labels={"document": "journal.html"},
         ),
     log:
-        "logs/journal/build_journal.log",
+        f"{LOGS}/journal/build_journal.log",
     conda:
         "../envs/report.yaml"
     threads: 1
@@ -56,25 +58,25 @@ rule build_journal:
         mem_mb=2000,
         runtime=10,
     params:
-        config=config,
-        config_hash=CONFIG_HASH,
+        config=journal_settings(),
         configfiles=JOURNAL_CONFIGFILES,
+        config_args=JOURNAL_CONFIG_ARGS,
     script:
         "../workflow_scripts/build_journal.py"
 
 
 rule journal_pdf:
     input:
-        html="results/journal/journal.html",
+        html=f"{RESULTS}/journal/journal.html",
     output:
         pdf=report(
-            "results/journal/journal.pdf",
+            f"{RESULTS}/journal/journal.pdf",
             caption="../report/captions/journal_pdf.rst",
             category="Journal",
             labels={"document": "journal.pdf"},
         ),
     log:
-        "logs/journal/journal_pdf.log",
+        f"{LOGS}/journal/journal_pdf.log",
     conda:
         "../envs/report.yaml"
     threads: 1
@@ -88,5 +90,5 @@ rule journal_pdf:
 rule journal:
     """The journal (HTML and PDF) and everything it needs."""
     input:
-        "results/journal/journal.html",
-        "results/journal/journal.pdf",
+        f"{RESULTS}/journal/journal.html",
+        f"{RESULTS}/journal/journal.pdf",

@@ -1,5 +1,5 @@
 # Stage 2: one training job per fine-tuned variant (model, method, rank, train task, seed).
-# Checkpoints live beside the outputs (results/train/<variant>/checkpoints/), not inside
+# Checkpoints live beside the outputs (results/<study>/train/<variant>/checkpoints/), not inside
 # them: Snakemake deletes a job's declared outputs before rerunning it, and a killed job
 # must find its checkpoints to resume instead of starting over. They are deleted once the
 # model and train_metrics.json are in place.
@@ -26,17 +26,17 @@ rule train_variant:
     input:
         unpack(train_inputs),
     output:
-        model=directory(f"results/train/{VARIANT_DIR}/model"),
-        metrics=f"results/train/{VARIANT_DIR}/train_metrics.json",
+        model=directory(f"{RESULTS}/train/{VARIANT_DIR}/model"),
+        metrics=f"{RESULTS}/train/{VARIANT_DIR}/train_metrics.json",
     log:
-        f"logs/train/{VARIANT_DIR}.log",
+        f"{LOGS}/train/{VARIANT_DIR}.log",
     benchmark:
-        f"benchmarks/train/{VARIANT_DIR}.tsv"
+        f"{BENCHMARKS}/train/{VARIANT_DIR}.tsv"
     wildcard_constraints:
         method="full|lora",
     conda:
         "../envs/train.yaml"
-    threads: train_threads
+    threads: job_threads
     resources:
         gpu=GPU_JOB,
         mem_mb=train_mem_mb,
@@ -44,7 +44,6 @@ rule train_variant:
     params:
         settings=train_settings,
         checkpoints=checkpoint_dir,
-        config_hash=CONFIG_HASH,
     script:
         "../workflow_scripts/train_variant.py"
 
@@ -53,7 +52,7 @@ rule train:
     """Only the training jobs of the study."""
     input:
         expand(
-            f"results/train/{VARIANT_DIR}/train_metrics.json",
+            f"{RESULTS}/train/{VARIANT_DIR}/train_metrics.json",
             zip,
             **ftmatrix.grid.columns(TRAINED),
         ),

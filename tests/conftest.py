@@ -16,6 +16,24 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("FTMATRIX_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
+# What a copy of the project leaves out: the environment, git, and everything a run produces
+# (at the top level only: ftmatrix/tasks/ is code, data/<study>/tasks/ is output).
+PRODUCED = {".venv", ".git", ".snakemake", "results", "logs", "benchmarks", "data", ".pytest_cache", ".hypothesis"}
+
+
+def _ignore_produced(folder, names):
+    top = Path(folder).resolve() == ROOT
+    return [n for n in names if (top and n in PRODUCED) or n == "__pycache__" or n.endswith(".egg-info")]
+
+
+def copy_project(dest: Path) -> Path:
+    """A fresh copy of the project's code and studies, with none of its outputs."""
+    import shutil
+
+    shutil.copytree(ROOT, dest, ignore=_ignore_produced)
+    return dest
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "shared_data: reads the real data in ../shared/data")
 
@@ -64,10 +82,8 @@ def demo_run(tmp_path_factory):
 
     from ftmatrix import config as cfg
 
-    ignore = shutil.ignore_patterns(".venv", ".git", ".snakemake", "results", "logs", "benchmarks", "__pycache__",
-                                    ".pytest_cache", ".hypothesis", "*.egg-info", "tasks", "models", "demo")
     work = tmp_path_factory.mktemp("demo") / "project"
-    shutil.copytree(ROOT, work, ignore=ignore)
+    copy_project(work)
     snakemake = str(Path(sys.executable).with_name("snakemake"))
     started = time.perf_counter()
     run = subprocess.run([snakemake, "--cores", "2", "--configfile", "studies/demo.yaml"], cwd=work,

@@ -36,12 +36,12 @@ def test_real_data_study_evaluates_every_cell(tmp_path, root, shared_data, qwen_
     assert len(cells) == 21                          # base, full and LoRA r4 on three tasks, × three eval tasks
     headlines = {"arc": "macro_f1", "openmath": "exact_match", "squad_v2": "f1"}
     for cell in cells:
-        folder = tmp_path / "results" / "eval" / cell.path
+        folder = tmp_path / "results" / "real-data" / "eval" / cell.path
         task = ftmatrix.config.task_entry(config, cell.eval_task)
         metrics = io.read_json(folder / "metrics.json")
         generations = io.read_jsonl(folder / "generations.jsonl")
         predictions = io.read_jsonl(folder / "predictions.jsonl")
-        eval_ids = [r["id"] for r in io.read_jsonl(tmp_path / "data" / "tasks" / cell.eval_task / "eval.jsonl")]
+        eval_ids = [r["id"] for r in io.read_jsonl(tmp_path / "data" / "real-data" / "tasks" / cell.eval_task / "eval.jsonl")]
         assert [r["id"] for r in generations] == [r["id"] for r in predictions] == eval_ids
         assert metrics["cell"] == cell.as_dict()
         assert metrics["n"] == len(eval_ids) == task["eval_size"]

@@ -108,7 +108,7 @@ def _dry_run_counts(*extra, cwd):
 
 
 def test_dry_run_reference_lists_expected_jobs(tmp_path):
-    counts = _dry_run_counts("results/matrix.csv", cwd=tmp_path)
+    counts = _dry_run_counts("results/reference/matrix.csv", cwd=tmp_path)
     assert counts["download_model"] == 2
     assert counts["prepare_task"] == 3
     assert counts["train_variant"] == 21
@@ -118,7 +118,7 @@ def test_dry_run_reference_lists_expected_jobs(tmp_path):
 
 def test_dry_run_demo_lists_expected_jobs(tmp_path):
     demo = cfg.load(ROOT / "config.yaml", [ROOT / "studies" / "demo.yaml"])
-    counts = _dry_run_counts("results/matrix.csv", "--configfile", str(ROOT / "studies" / "demo.yaml"), cwd=tmp_path)
+    counts = _dry_run_counts("results/demo/matrix.csv", "--configfile", str(ROOT / "studies" / "demo.yaml"), cwd=tmp_path)
     assert counts["build_demo_world"] == 1
     assert counts["build_model"] == len(demo["models"])
     assert counts["prepare_task"] == len(demo["tasks"])

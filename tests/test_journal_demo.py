@@ -7,7 +7,6 @@ Slow (the demo trains and evaluates every cell: minutes on two cores).
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -21,8 +20,6 @@ from ftmatrix import grid
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-IGNORE = shutil.ignore_patterns(".venv", ".git", ".snakemake", "results", "logs", "benchmarks", "__pycache__",
-                                ".pytest_cache", ".hypothesis", "*.egg-info", "tasks", "models", "demo")
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +30,7 @@ def demo(demo_run):
 
 
 def test_demo_writes_every_output_and_says_where_the_journal_is(demo):
-    results = demo["root"] / "results"
+    results = demo["root"] / "results" / "demo"
     for path in ("matrix.csv", "journal/journal.html", "journal/journal.pdf", "analysis/vs_base.csv",
                  "analysis/transfer.csv", "figures/transfer_heatmap.png", "figures/quality_vs_latency.svg"):
         assert (results / path).is_file(), path
@@ -44,7 +41,7 @@ def test_demo_writes_every_output_and_says_where_the_journal_is(demo):
 
 def test_demo_full_fine_tuning_learns_its_task(demo):
     """Full fine-tuning raises the trained task's headline over the base, with a CI excluding zero."""
-    transfer = pd.read_csv(demo["root"] / "results" / "analysis" / "transfer.csv")
+    transfer = pd.read_csv(demo["root"] / "results" / "demo" / "analysis" / "transfer.csv")
     trained = transfer[(transfer["method"] == "full") & transfer["in_task"]]
     assert len(trained) == len(demo["config"]["tasks"])
     learnt = trained[trained["diff_ci_low"] > 0]
@@ -65,3 +62,36 @@ def test_snakemake_report_after_the_run(demo, name):
         names = zipfile.ZipFile(report).namelist()
         for wanted in ("matrix.csv", "journal.html", "journal.pdf", "transfer_heatmap.png", "vs_base.csv"):
             assert any(n.endswith(wanted) for n in names), wanted
+
+
+def test_every_command_the_journal_prints_plans_the_study_it_describes(demo):
+    """Copied into a shell at the project's root, each command acts on the demo study (its own
+    folders), never on the reference study config.yaml describes."""
+    import html as htmllib
+    import re
+    import shlex
+
+    page = (demo["root"] / "results" / "demo" / "journal" / "journal.html").read_text()
+    commands = [htmllib.unescape(c) for c in re.findall(r"<td><code>(snakemake [^<]*)</code></td>", page)]
+    assert len(commands) >= 5, commands
+    for command in commands:
+        argv = shlex.split(command)
+        assert argv[0] == "snakemake"
+        if "--report" in argv:
+            run = subprocess.run([SNAKEMAKE, *argv[1:]], cwd=demo["root"], capture_output=True, text=True,
+                                 timeout=900)
+            assert run.returncode == 0, (command, run.stderr[-3000:])
+            report = demo["root"] / argv[argv.index("--report") + 1]
+            assert report.is_file() and "demo-small" in report.read_text(errors="replace")
+            continue
+        dry = [SNAKEMAKE, *[a for a in argv[1:] if a != "-n"], "-n"]
+        run = subprocess.run(dry, cwd=demo["root"], capture_output=True, text=True, timeout=300)
+        text = run.stdout + run.stderr
+        assert run.returncode == 0, (command, text[-3000:])
+        assert "qwen3" not in text.lower(), f"{command!r} plans the reference study"
+        if "--forcerun" in argv:
+            rule = argv[argv.index("--forcerun") + 1]
+            assert f"rule {rule}:" in text and "results/demo/" in text, (command, text[-3000:])
+            assert "train_variant" not in text
+        else:
+            assert "Nothing to be done" in text, (command, text[-3000:])

@@ -7,11 +7,10 @@ import math
 import pytest
 
 from ftmatrix import io, models
+from ftmatrix.demo_world import TASK_KINDS as KINDS
 from ftmatrix.tasks import get_task
 
 pytestmark = pytest.mark.slow
-
-KINDS = ("arc", "openmath", "squad_v2")
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +18,7 @@ def demo(demo_run):
     """The demo's two models and eval rows, as the demo run built them (rules/data.smk)."""
     root = demo_run["root"]
     seed = demo_run["config"]["models"][0]["build"]["seed"]
-    base = root / "data" / "models"
+    base = root / "data" / "demo" / "models"
     built = {model["name"]: models.load_manifest(base / model["name"] / "manifest.json")
              for model in demo_run["config"]["models"]}
     world = root / "data" / "demo" / f"seed{seed}"

@@ -86,7 +86,7 @@ def test_the_bench_compares_against_a_bare_workflow_with_as_many_jobs(tmp_path):
     bare.mkdir()
     work.mkdir()
     (bare / "Snakefile").write_text(dag_scale.trivial_workflow(config))
-    _, ftm_jobs, _, _ = dag_scale.dry_run(ROOT / "Snakefile", work, study, ["results/matrix.csv"])
+    _, ftm_jobs, _, _ = dag_scale.dry_run(ROOT / "Snakefile", work, study, ["results/dag-scale/matrix.csv"])
     _, bare_jobs, _, _ = dag_scale.dry_run(bare / "Snakefile", bare, None, ["results/matrix.txt"])
     cells = len(ftmatrix.grid.cells(config))
     assert cells > 100

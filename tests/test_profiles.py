@@ -123,11 +123,11 @@ def test_slurm_status_checks_work_without_accounting():
 
 def test_configured_hf_home_reaches_every_job(tmp_path):
     """Every job parses the workflow again, so HF_HOME set at parse time is what jobs see."""
-    report = probe_snakemake(["-n", "--cores", "1", "results/matrix.csv", "--configfile",
+    report = probe_snakemake(["-n", "--cores", "1", "results/demo/matrix.csv", "--configfile",
                               str(ROOT / "studies" / "demo.yaml"), "--config", "hf_home=cache/hf"],
                              tmp_path)
     assert report["hf_home"] == str(ROOT / "cache" / "hf")
-    report = probe_snakemake(["-n", "--cores", "1", "results/matrix.csv", "--configfile",
+    report = probe_snakemake(["-n", "--cores", "1", "results/demo/matrix.csv", "--configfile",
                               str(ROOT / "studies" / "demo.yaml")], tmp_path)
     assert report["hf_home"] is None
 

@@ -1,6 +1,6 @@
 """Reproducible and fault-tolerant, end to end through Snakemake on a small study.
 
-- two runs from a clean state give byte-identical quality columns in results/matrix.csv;
+- two runs from a clean state give byte-identical quality columns in results/<study>/matrix.csv;
 - the Snakemake process itself killed mid-study: the next run finishes the incomplete jobs,
   never takes a partial output for a complete one, and ends with the same quality columns;
 - a Hugging Face token planted in the environment appears in no file the study writes;
@@ -34,7 +34,7 @@ TIMEOUT_S = 1200
 
 def snakemake_command(workdir: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-            "--cores", "2", "results/matrix.csv", *extra, "--configfile", str(STUDY)]
+            "--cores", "2", "results/slurm-test/matrix.csv", *extra, "--configfile", str(STUDY)]
 
 
 def study_env(**extra) -> dict:
@@ -75,8 +75,8 @@ def clean_run(tmp_path_factory):
 def test_two_clean_runs_give_identical_quality_columns(clean_run, tmp_path):
     first, _ = clean_run
     run_study(tmp_path)
-    a = quality_table(first / "results" / "matrix.csv")
-    b = quality_table(tmp_path / "results" / "matrix.csv")
+    a = quality_table(first / "results" / "slurm-test" / "matrix.csv")
+    b = quality_table(tmp_path / "results" / "slurm-test" / "matrix.csv")
     assert len(a) > 1
     differences = [(a[0][j], i, x[j], y[j]) for i, (x, y) in enumerate(zip(a, b)) for j in range(len(x))
                    if x[j] != y[j]]
@@ -126,8 +126,8 @@ def test_snakemake_killed_mid_study_finishes_on_the_next_run(clean_run, tmp_path
     deadline = time.monotonic() + TIMEOUT_S
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            checkpoints = list((tmp_path / "work" / "results" / "train").rglob("checkpoint-*"))
-            training_log = list((tmp_path / "work" / "logs" / "train").rglob("*.log"))
+            checkpoints = list((tmp_path / "work" / "results" / "slurm-test" / "train").rglob("checkpoint-*"))
+            training_log = list((tmp_path / "work" / "logs" / "slurm-test" / "train").rglob("*.log"))
             if training_log and _running_jobs(tmp_path / "work"):
                 # Give the job a moment to get into its work (a checkpoint, if it gets that far).
                 time.sleep(3 if not checkpoints else 0)
@@ -142,7 +142,7 @@ def test_snakemake_killed_mid_study_finishes_on_the_next_run(clean_run, tmp_path
         log.close()
     assert killed_during, "the study finished before a training job could be interrupted:\n" + \
         (tmp_path / "first.log").read_text()[-3000:]
-    assert not (tmp_path / "work" / "results" / "matrix.csv").exists()
+    assert not (tmp_path / "work" / "results" / "slurm-test" / "matrix.csv").exists()
 
     # Outputs of the jobs that were running. They are written atomically at the end, so a job
     # killed in its work left none; one that had just finished may have (Snakemake had not yet
@@ -160,14 +160,14 @@ def test_snakemake_killed_mid_study_finishes_on_the_next_run(clean_run, tmp_path
     for path in interrupted:
         assert path in output, f"{path} was interrupted but not redone:\n{output[-3000:]}"
         assert (tmp_path / "work" / path).exists()
-    assert quality_table(tmp_path / "work" / "results" / "matrix.csv") == \
-        quality_table(clean_run[0] / "results" / "matrix.csv")
+    assert quality_table(tmp_path / "work" / "results" / "slurm-test" / "matrix.csv") == \
+        quality_table(clean_run[0] / "results" / "slurm-test" / "matrix.csv")
     # Every training output is complete: the model folder and its metrics, nothing temporary left.
-    for metrics in (tmp_path / "work" / "results" / "train").rglob("train_metrics.json"):
+    for metrics in (tmp_path / "work" / "results" / "slurm-test" / "train").rglob("train_metrics.json"):
         record = json.loads(metrics.read_text())
         assert record["steps"] > 0
         assert any((metrics.parent / "model").iterdir())
-    assert not list((tmp_path / "work" / "results").rglob("*.tmp"))
+    assert not list((tmp_path / "work" / "results" / "slurm-test").rglob("*.tmp"))
 
 
 # --- Full disk and unwritable folders (need root to mount a small tmpfs) --------------------
@@ -226,10 +226,11 @@ def test_snakemake_on_a_read_only_data_folder_stops_with_a_message(small_mount, 
     subprocess.run(["mount", "-o", "remount,ro", str(small_mount)], check=True)
     done = subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
-         "--cores", "1", "data/tasks/arc/meta.json", "--configfile", str(ROOT / "studies" / "real-data.yaml")],
+         "--cores", "1", "data/real-data/tasks/arc/meta.json", "--configfile",
+         str(ROOT / "studies" / "real-data.yaml")],
         capture_output=True, text=True, timeout=300, env=study_env())
     output = done.stdout + done.stderr
     assert done.returncode != 0
     assert "Read-only file system" in output
     assert "Traceback" not in output
-    assert not (workdir / "data" / "tasks" / "arc" / "meta.json").exists()
+    assert not (workdir / "data" / "real-data" / "tasks" / "arc" / "meta.json").exists()

@@ -4,7 +4,7 @@ Needs a running cluster with a GPU GRES (../shared/tools/slurm-local.sh start); 
 with the reason when there is none, unless FTMATRIX_REQUIRE_SLURM=1 (CI), which turns
 the skip into a failure. The check:
 
-1. studies/slurm-test.yaml runs to results/matrix.csv with `--profile` = profiles/slurm
+1. studies/slurm-test.yaml runs to results/slurm-test/matrix.csv with `--profile` = profiles/slurm
    with only its EDIT-ME placeholders filled in (the cluster's partition, no account) and
    short status-check intervals;
 2. SLURM's accounting (sacct ReqTRES/AllocTRES; `scontrol show job` where the cluster has
@@ -33,7 +33,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = ROOT / "studies" / "slurm-test.yaml"
-TARGET = "results/matrix.csv"
+TARGET = "results/slurm-test/matrix.csv"
 GPU_RULES = {"train_variant", "evaluate_cell"}
 LOCAL_RULES = {"build_demo_world", "prepare_task", "score_cell", "aggregate_matrix"}
 RUN_TIMEOUT_S = int(os.environ.get("FTMATRIX_SLURM_TIMEOUT", "1500"))
@@ -229,7 +229,7 @@ DETERMINISTIC_TRAINING_COLUMNS = ["trainable_params", "total_params", "train_ste
 def answers(workdir: Path) -> dict[str, list]:
     """Every cell's generated answers, from its predictions.jsonl."""
     out = {}
-    for path in sorted((workdir / "results" / "eval").rglob("predictions.jsonl")):
+    for path in sorted((workdir / "results" / "slurm-test" / "eval").rglob("predictions.jsonl")):
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         out[str(path.relative_to(workdir))] = [(r["id"], r["generated"], r.get("extracted")) for r in rows]
     return out

@@ -20,7 +20,7 @@ def test_demo_full_fine_tuning_clearly_lowers_the_tasks_heldout_loss(demo_run, t
     import json
 
     config = demo_run["config"]
-    out = demo_run["root"] / "results" / "train" / "demo-small" / "full" / "r0" / task / "seed0"
+    out = demo_run["root"] / "results" / "demo" / "train" / "demo-small" / "full" / "r0" / task / "seed0"
     metrics = json.loads((out / "train_metrics.json").read_text())
     before, after = metrics["heldout_loss_before"], metrics["heldout_loss_after"]
     assert after < 0.75 * before, (before, after)

@@ -1,4 +1,4 @@
-"""Collect every cell's metrics (and its variant's training metrics) into results/matrix.csv."""
+"""Collect every cell's metrics (and its variant's training metrics) into results/<study>/matrix.csv."""
 import sys
 from pathlib import Path
 

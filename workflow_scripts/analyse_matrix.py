@@ -1,4 +1,4 @@
-"""The study's comparisons with paired bootstrap CIs: results/analysis/*.csv."""
+"""The study's comparisons with paired bootstrap CIs: results/<study>/analysis/*.csv."""
 import sys
 from pathlib import Path
 
@@ -14,7 +14,7 @@ with run_step(snakemake):
         snakemake.input.matrix,
         list(snakemake.input.predictions),
         Path(snakemake.output[0]).parent,
-        resamples=snakemake.params.resamples,
-        seed=snakemake.params.seed,
-        confidence=snakemake.params.confidence,
+        resamples=snakemake.params.settings["bootstrap_resamples"],
+        seed=snakemake.params.settings["bootstrap_seed"],
+        confidence=snakemake.params.settings["confidence"],
     )

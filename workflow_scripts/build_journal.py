@@ -1,4 +1,4 @@
-"""Render results/journal/journal.html from the matrix, analysis, figures and predictions."""
+"""Render results/<study>/journal/journal.html from the matrix, analysis, figures and predictions."""
 import sys
 from pathlib import Path
 
@@ -8,6 +8,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from ftmatrix.workflow import run_step
 
 with run_step(snakemake):
+    from ftmatrix.config import study_hash
     from ftmatrix.journal import build_journal
 
     build_journal(
@@ -20,7 +21,8 @@ with run_step(snakemake):
         model_manifests=list(snakemake.input.model_manifests),
         train_metrics_files=list(snakemake.input.train_metrics),
         config=dict(snakemake.params.config),
-        config_hash=snakemake.params.config_hash,
+        config_hash=study_hash(snakemake.config),
         configfiles=list(snakemake.params.configfiles),
+        config_args=list(snakemake.params.config_args),
         html_file=snakemake.output.html,
     )

@@ -1,4 +1,4 @@
-"""Build a tiny Qwen3 (tokenizer + config + brief pretraining) into data/models/{model}/."""
+"""Build a tiny Qwen3 (tokenizer + config + brief pretraining) into data/<study>/models/{model}/."""
 import sys
 from pathlib import Path
 

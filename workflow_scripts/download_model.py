@@ -1,4 +1,5 @@
-"""Download a hub model at its pinned revision (safetensors only) into data/models/{model}/."""
+"""Download a hub model at its pinned revision (safetensors only) into data/<study>/models/{model}/."""
+import os
 import sys
 from pathlib import Path
 
@@ -13,5 +14,7 @@ with run_step(snakemake):
     download_model(
         snakemake.params.model,
         Path(snakemake.output.manifest).parent,
-        hf_home=snakemake.params.hf_home,
+        # Set from the config's hf_home (resolved) when the workflow was parsed; not a param,
+        # so pointing a finished study at a shared cache reruns nothing.
+        hf_home=os.environ["HF_HOME"] if snakemake.config["hf_home"] else None,
     )

@@ -8,6 +8,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from ftmatrix.workflow import run_step
 
 with run_step(snakemake):
+    from ftmatrix.config import study_hash
     from ftmatrix.evaluate import evaluate_cell
 
     evaluate_cell(
@@ -17,6 +18,6 @@ with run_step(snakemake):
         eval_file=snakemake.input.eval,
         generations_file=snakemake.output.generations,
         info_file=snakemake.output.info,
-        config_hash=snakemake.params.config_hash,
+        config_hash=study_hash(snakemake.config),
         threads=snakemake.threads,
     )

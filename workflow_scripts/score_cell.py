@@ -8,6 +8,7 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from ftmatrix.workflow import run_step
 
 with run_step(snakemake):
+    from ftmatrix.config import study_hash
     from ftmatrix.scoring import score_cell
 
     score_cell(
@@ -17,5 +18,5 @@ with run_step(snakemake):
         eval_file=snakemake.input.eval,
         predictions_file=snakemake.output.predictions,
         metrics_file=snakemake.output.metrics,
-        config_hash=snakemake.params.config_hash,
+        config_hash=study_hash(snakemake.config),
     )

@@ -8,16 +8,24 @@ sys.path.insert(0, str(Path(snakemake.scriptdir).parent))
 from ftmatrix.workflow import run_step
 
 with run_step(snakemake):
+    from ftmatrix.config import TRAIN_BOOKKEEPING_KEYS, study_hash
     from ftmatrix.train import train_variant
 
+    # Checkpoint cadence and logging come from the config, not the params: changing them
+    # changes no weights, so it must not rerun the job.
+    settings = dict(snakemake.params.settings)
+    settings["train"] = {
+        **settings["train"],
+        **{key: snakemake.config["train"][key] for key in TRAIN_BOOKKEEPING_KEYS},
+    }
     train_variant(
-        snakemake.params.settings,
+        settings,
         model_manifest=snakemake.input.model,
         train_file=snakemake.input.train,
         heldout_file=snakemake.input.heldout,
         output_dir=snakemake.output.model,
         metrics_file=snakemake.output.metrics,
         checkpoint_dir=snakemake.params.checkpoints,
-        config_hash=snakemake.params.config_hash,
+        config_hash=study_hash(snakemake.config),
         threads=snakemake.threads,
     )

@@ -1,0 +1,158 @@
+"""Reruns follow the data: on a finished demo study, an edit plans exactly the jobs whose output
+it shapes (dry runs of the real Snakemake on the demo run's own tree).
+
+Each rule's params are the slice of the config that shapes its output, in canonical form; the
+study hash is written into provenance, never compared. README's "Reruns" section states this.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+import ftmatrix.grid
+
+pytestmark = pytest.mark.slow
+
+REPORTING = {"aggregate_matrix", "analyse_matrix", "draw_figures", "build_journal", "journal_pdf", "all"}
+
+
+def plan(root, *extra) -> dict[str, int]:
+    """Jobs a dry run of the demo study would run, by rule ({} when nothing is to be done)."""
+    done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "2", *extra,
+                           "--configfile", "studies/demo.yaml"], cwd=root, capture_output=True, text=True,
+                          timeout=300)
+    text = done.stdout + done.stderr
+    assert done.returncode == 0, text[-4000:]
+    if "Nothing to be done" in text:
+        return {}
+    table = text[text.index("Job stats"):]
+    counts = {}
+    for line in table.splitlines()[3:]:
+        parts = line.split()
+        if parts and parts[0] == "total":
+            break
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+@contextlib.contextmanager
+def edited_study(root, edit=None, text=None):
+    """studies/demo.yaml changed for the length of a dry run, then restored byte for byte."""
+    path = root / "studies" / "demo.yaml"
+    original = path.read_text()
+    try:
+        if text is None:
+            study = yaml.safe_load(original)
+            edit(study)
+            text = yaml.safe_dump(study, sort_keys=False)
+        path.write_text(text)
+        yield
+    finally:
+        path.write_text(original)
+
+
+def reversed_keys(value):
+    if isinstance(value, dict):
+        return {k: reversed_keys(value[k]) for k in reversed(list(value))}
+    if isinstance(value, list):
+        return [reversed_keys(v) for v in value]
+    return value
+
+
+@pytest.fixture(scope="module")
+def finished(demo_run):
+    root = demo_run["root"]
+    assert plan(root) == {}, "the finished demo study would run again unchanged"
+    return root
+
+
+def test_reordered_and_reformatted_study_reruns_nothing(finished):
+    original = yaml.safe_load((finished / "studies" / "demo.yaml").read_text())
+    # Every mapping's keys in reverse order (task entries as {kind:, name:, …}), block style.
+    with edited_study(finished, text=yaml.safe_dump(reversed_keys(original), sort_keys=False,
+                                                    default_flow_style=False, width=60)):
+        assert plan(finished) == {}
+
+
+@pytest.mark.parametrize("edit", [
+    lambda s: s["evaluate"].update(batch_size=s["evaluate"]["batch_size"] // 2),
+    lambda s: s["evaluate"].update(warmup=s["evaluate"]["warmup"] + 1),
+], ids=["batch_size", "warmup"])
+def test_an_evaluation_setting_retrains_nothing(finished, edit):
+    with edited_study(finished, edit):
+        jobs = plan(finished)
+    assert "train_variant" not in jobs and "build_model" not in jobs and "prepare_task" not in jobs
+    assert jobs.get("evaluate_cell", 0) > 0
+
+
+@pytest.mark.parametrize("edit", [
+    lambda s: s["cost"].update(gpu_hour_usd=s["cost"]["gpu_hour_usd"] * 2),
+    lambda s: s.update(description=s["description"] + " Edited."),
+    lambda s: s.setdefault("report", {}).update(samples_per_task=1),
+], ids=["cost", "description", "report"])
+def test_prices_words_and_report_settings_rerun_only_the_reporting(finished, edit):
+    with edited_study(finished, edit):
+        jobs = plan(finished)
+    assert jobs and set(jobs) <= REPORTING, jobs
+    assert "build_journal" in jobs
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_a_new_learning_rate_reruns_only_that_methods_trainings_and_what_they_feed(finished, demo_run, method):
+    config = demo_run["config"]
+    trained = [v for v in ftmatrix.grid.trained_variants(config) if v.method == method]
+    rate = config["train"]["learning_rate"][method] / 2
+    with edited_study(finished, lambda s: s["train"]["learning_rate"].update({method: rate})):
+        jobs = plan(finished)
+    assert jobs["train_variant"] == len(trained)
+    assert jobs["evaluate_cell"] == jobs["score_cell"] == len(trained) * len(config["tasks"])
+    assert set(jobs) <= {"train_variant", "evaluate_cell", "score_cell"} | REPORTING
+
+
+def test_checkpoint_bookkeeping_reruns_nothing(finished):
+    with edited_study(finished, lambda s: s["train"].update(save_steps=s["train"]["save_steps"] + 7,
+                                                            save_total_limit=5)):
+        assert plan(finished) == {}
+
+
+def test_a_new_lora_rank_adds_only_its_own_trainings_and_cells(finished, demo_run):
+    config = demo_run["config"]
+    tasks = len(config["tasks"])
+    new_rank = 2
+    assert new_rank not in config["lora"]["ranks"]
+    with edited_study(finished, lambda s: s["lora"].update(ranks=s["lora"]["ranks"] + [new_rank])):
+        jobs = plan(finished)
+    seeds = len(config["seeds"])
+    tuned = sum(m["finetune"] for m in config["models"])
+    assert jobs["train_variant"] == tasks * seeds * tuned
+    assert jobs["evaluate_cell"] == jobs["score_cell"] == tasks * seeds * tuned * tasks
+    assert set(jobs) <= {"train_variant", "evaluate_cell", "score_cell"} | REPORTING
+
+
+def test_another_study_in_the_same_checkout_keeps_its_own_outputs(finished):
+    """A second study (the demo under another name, smaller evaluation) plans every job in its own
+    folders and touches none of the finished demo's."""
+    study = yaml.safe_load((finished / "studies" / "demo.yaml").read_text())
+    study["study"] = "demo-b"
+    for task in study["tasks"]:
+        task["eval_size"] = 20
+    (finished / "studies" / "demo-b.yaml").write_text(yaml.safe_dump(study, sort_keys=False))
+    try:
+        done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "2", "--configfile",
+                               "studies/demo-b.yaml"], cwd=finished, capture_output=True, text=True, timeout=300)
+    finally:
+        (finished / "studies" / "demo-b.yaml").unlink()
+    text = done.stdout + done.stderr
+    assert done.returncode == 0, text[-4000:]
+    paths = set(re.findall(r"(?:results|data|logs)/[\w.-]+/[^\s,]*", text))
+    assert "results/demo-b/matrix.csv" in paths and "results/demo-b/journal/journal.html" in paths
+    assert not [p for p in paths if p.startswith(("results/demo/", "data/demo/tasks", "data/demo/models"))]
+    # … and the finished demo is still finished.
+    assert plan(finished) == {}
