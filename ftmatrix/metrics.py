@@ -20,9 +20,10 @@ Every function here accepts any string (empty, huge, repetitive, odd Unicode) wi
 from __future__ import annotations
 
 import collections
-import math
+import functools
 import re
 import string
+import threading
 import unicodedata
 from decimal import Decimal, localcontext
 from fractions import Fraction
@@ -245,6 +246,10 @@ _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?")
 _SIGNED_PART = r"\(?([+-]?(?:\d+(?:\.\d*)?|\.\d+))\)?"
 _RATIO = re.compile(rf"([+-]?){_SIGNED_PART}/{_SIGNED_PART}")
 _LETTER_CHOICE = re.compile(r"\(([A-Za-z])\)")
+_SPACED_THOUSANDS = re.compile(r"(?<![\d.])\d{1,3}(?: \d{3})+(?:\.\d+)?(?![\d.])")
+_SPACE_OUTSIDE_NUMBERS = re.compile(r"(?<!\d)\s+|\s+(?!\d)")
+# Minus signs and dashes a model may write for '-' (NFKC keeps them).
+_MINUS = str.maketrans({"\u2212": "-", "\u2012": "-", "\u2013": "-", "\ufe63": "-", "\uff0d": "-"})
 
 
 def _decimal_fraction(text: str) -> Fraction | None:
@@ -345,7 +350,7 @@ def _replace_fracs(s: str, depth: int = 0) -> str:
 
 
 def _normalize_math_once(s: str) -> str:
-    s = unicodedata.normalize("NFKC", s).strip()
+    s = unicodedata.normalize("NFKC", s).translate(_MINUS).strip()
     boxed = last_boxed(s)
     if boxed is not None:
         s = boxed
@@ -374,7 +379,9 @@ def _normalize_math_once(s: str) -> str:
         return _canonical_number(value)
     s = _replace_fracs(s)
     s = _SQRT_SHORT.sub(lambda m: f"\\sqrt{{{m.group(1)}}}", s)
-    s = re.sub(r"\s+", "", s)
+    # '40 000' (from '40\\ 000' or '40\\,000') is one number; '1 2' is two, and stays apart.
+    s = _SPACED_THOUSANDS.sub(lambda m: m.group(0).replace(" ", ""), s)
+    s = _SPACE_OUTSIDE_NUMBERS.sub("", s)
     base = _BASE_SUBSCRIPT.fullmatch(s)
     if base:  # '1001_8': the dataset writes the digits alone ('1001')
         s = base.group(1)
@@ -421,23 +428,161 @@ def parse_number(answer: str) -> Fraction | None:
     return _as_fraction(normalize_math_answer(answer))
 
 
+# math-verify (the checker lighteval and open-r1 use) decides what the normalisation above
+# cannot: '\\sqrt{12}' = '2\\sqrt{3}', '10^3' = '1000', '\\pi/2' = '\\frac{\\pi}{2}', reordered
+# polynomials, intervals, sets, matrices. Its parse and its comparison each stop after
+# _VERIFY_TIMEOUT_S (a timed-out comparison counts as different); its timeout is a SIGALRM
+# alarm, which only the main thread may set, so elsewhere it runs without one and the length
+# limit alone bounds the time. Answers longer than the limit are compared by normalisation only.
+_VERIFY_MAX_CHARS = 300
+_VERIFY_TIMEOUT_S = 5
+_PERCENT = re.compile(r"\\%|%|\\text\s*\{\s*percent\s*\}|(?<![A-Za-z])percent(?![A-Za-z])")
+_ALTERNATIVES = re.compile(r"(?<![A-Za-z\\])(?:or|either)(?![A-Za-z])|\\(?:vee|lor)(?![A-Za-z])")
+
+
+def _verify_timeout() -> int | None:
+    return _VERIFY_TIMEOUT_S if threading.current_thread() is threading.main_thread() else None
+
+
+@functools.lru_cache(maxsize=8192)
+def _verify_parse(answer: str) -> tuple:
+    """math-verify's reading of one final answer (a tuple of sympy objects and strings)."""
+    from math_verify import parse
+
+    body = answer.strip().strip("$").strip()
+    try:
+        parsed = tuple(parse(f"${body}$", parsing_timeout=_verify_timeout()))
+    except Exception:  # math-verify swallows its own errors; anything else means "unreadable"
+        return ()
+    # It reads a prefix when it cannot read the whole ('2c' as 2, '\\frac{3}{2}c' as 3/2): such a
+    # reading does not count, so '2c' never equals '2d'.
+    read = _verify_spelling(next((p for p in parsed if isinstance(p, str)), ""))
+    whole = _verify_spelling(body)
+    return () if whole != read and whole.startswith(read) else parsed
+
+
+def _verify_spelling(latex: str) -> str:
+    """The spelling math-verify reports what it read in: no spaces, no \\left/\\right, \\frac."""
+    latex = re.sub(r"\\(?:left|right)(?![A-Za-z])|\s+", "", latex)
+    return re.sub(r"\\[dt]frac(?![A-Za-z])", r"\\frac", latex)
+
+
+def _verified_equal(prediction: str, gold: str) -> bool:
+    if len(prediction) > _VERIFY_MAX_CHARS or len(gold) > _VERIFY_MAX_CHARS:
+        return False
+    gold_parsed, pred_parsed = _verify_parse(gold), _verify_parse(prediction)
+    if not gold_parsed or not pred_parsed:
+        return False
+    from math_verify import verify
+
+    try:
+        return bool(verify(list(gold_parsed), list(pred_parsed), timeout_seconds=_verify_timeout()))
+    except Exception:
+        return False
+
+
+def _percent_verdict(prediction: str, gold: str) -> bool | None:
+    """The dataset's percent convention, when either side carries a percent sign.
+
+    A percentage answer is written in percent, with or without its sign: gold '80\\%' takes
+    '80' and '80\\%' but not '0.8'; gold '80' takes '80\\%'. A gold below 1 without a sign is a
+    fraction or probability: gold '0.25' takes '25\\%' but not '0.25\\%'. None when neither side
+    has a sign, or a side is not a number (then the usual comparison decides)."""
+    pred_percent, gold_percent = bool(_PERCENT.search(prediction)), bool(_PERCENT.search(gold))
+    if not (pred_percent or gold_percent):
+        return None
+    pred_value, gold_value = parse_number(_PERCENT.sub("", prediction)), parse_number(_PERCENT.sub("", gold))
+    if pred_value is None or gold_value is None:
+        return None
+    if gold_percent:
+        return pred_value == gold_value
+    return pred_value / 100 == gold_value or (pred_value == gold_value and abs(gold_value) >= 1)
+
+
+def _offers_alternatives(answer: str) -> bool:
+    """'4 \\text{ or } 5', 'either 4 or 5': more than one answer offered."""
+    return bool(_ALTERNATIVES.search(_TEXT_COMMANDS.sub(lambda m: f" {m.group(1)} ", answer)))
+
+
 def math_equal(prediction: str, gold: str) -> bool:
-    """Exact match after normalisation (an empty answer never matches)."""
+    """Does the final answer ``prediction`` equal ``gold``? An empty answer never does.
+
+    The same answer after normalisation (units, thousands separators, 'x =', LaTeX spelling:
+    see normalize_math_answer), or equal by math-verify; percentages by the dataset's
+    convention (_percent_verdict); an answer that offers alternatives ('4 or 5') equals only a
+    gold that does too."""
+    prediction = prediction if isinstance(prediction, str) else str(prediction)
     gold_norm = normalize_math_answer(gold)
-    return bool(gold_norm) and normalize_math_answer(prediction) == gold_norm
+    if not gold_norm or not normalize_math_answer(prediction):
+        return False
+    if _offers_alternatives(prediction) and not _offers_alternatives(gold):
+        return False
+    percent = _percent_verdict(prediction, gold)
+    if percent is not None:
+        return percent
+    return normalize_math_answer(prediction) == gold_norm or _verified_equal(prediction, gold)
+
+
+def all_boxed(text: str) -> list[str]:
+    """Contents of every closed ``\\boxed{…}`` / ``\\fbox{…}`` (and ``\\boxed 5``), in order; an
+    unclosed box (a truncated output) is left out. Linear in the text's length."""
+    text = text or ""
+    matches = list(_BOX_COMMAND.finditer(text))
+    if not matches:
+        return []
+    closing = _matching_braces(text)
+    found = []
+    for match in matches:
+        start = match.end()
+        while start < len(text) and text[start].isspace():
+            start += 1
+        if start < len(text) and text[start] == "{":
+            if start in closing:
+                found.append(text[start + 1:closing[start]].strip())
+        else:
+            token = re.match(r"[^\s$]+", text[start:start + 200])
+            if token:
+                found.append(token.group(0))
+    return [box for box in found if box]
+
+
+# More distinct boxes than this are never compared pairwise (a runaway generation).
+_MAX_BOXES_COMPARED = 8
+
+
+def committed_boxes(text: str) -> list[str]:
+    """The distinct answers a response commits to in ``\\boxed{}`` (after any thinking): equal
+    boxes ('\\boxed{0.5}' … '\\boxed{\\frac12}') count once, the last spelling kept."""
+    boxes = all_boxed(strip_thinking(text))
+    distinct: list[str] = []
+    for box in boxes:
+        if len(distinct) > _MAX_BOXES_COMPARED:
+            distinct.append(box)
+            continue
+        same = [i for i, seen in enumerate(distinct)
+                if normalize_math_answer(seen) == normalize_math_answer(box) or math_equal(box, seen)]
+        distinct = [seen for i, seen in enumerate(distinct) if i not in same] + [box]
+    return distinct
 
 
 _ANSWER_IS = re.compile(r"answer\s*(?:is|:)\s*:?\s*([^\n]+)", re.IGNORECASE)
 _LAST_NUMBER = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?")
 
 
+def extract_math_answer_strict(text: str) -> str:
+    """The answer in the form the prompt asks for: what the response puts in ``\\boxed{}``;
+    '' without a box. Several different boxed answers are all returned, joined by ', ' (a
+    response that commits to '4' and to '5' matches neither)."""
+    return ", ".join(committed_boxes(text))
+
+
 def extract_math_answer(text: str) -> str:
-    """The final answer of a worked solution: the last ``\\boxed{…}``; else what follows the last
-    'answer is' / 'Answer:'; else the last number; else '' (no answer)."""
+    """Best-effort final answer: the boxed answer(s) as in the strict form; without a box, what
+    follows the last 'answer is' / 'Answer:'; else the last number; else '' (no answer)."""
+    boxed = extract_math_answer_strict(text)
+    if boxed:
+        return boxed
     text = strip_thinking(text)
-    boxed = last_boxed(text)
-    if boxed is not None:
-        return boxed.strip()
     stated = None
     for stated in _ANSWER_IS.finditer(text):
         pass

@@ -104,7 +104,11 @@ def test_parse_number(answer, value):
 
 @pytest.mark.parametrize("generated, expected", [
     ("so the total is \\boxed{45}.", "45"),
-    ("first \\boxed{3}, then \\boxed{\\frac{1}{\\sqrt{2}}}", "\\frac{1}{\\sqrt{2}}"),
+    # every box is a committed answer: two different ones are both returned (and match neither)
+    ("first \\boxed{3}, then \\boxed{\\frac{1}{\\sqrt{2}}}", "3, \\frac{1}{\\sqrt{2}}"),
+    ("\\boxed{4} \\text{ or } \\boxed{5}", "4, 5"),
+    ("\\boxed{0.5}, that is \\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),   # the same answer twice
+    ("\\boxed{3} … and the answer is \\boxed{12", "3"),                # an unclosed box is no answer
     ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),
     ("\\boxed 7", "7"),
     ("\\fbox{12}", "12"),
