@@ -27,3 +27,6 @@ rule all:
         f"{RESULTS}/matrix.csv",
         f"{RESULTS}/journal/journal.html",
         f"{RESULTS}/journal/journal.pdf",
+
+
+check_local_rules()

@@ -198,14 +198,10 @@ def load(path: str | Path, overrides: Iterable[str | Path] = ()) -> dict:
 
 
 def read_yaml(path: str | Path) -> dict:
+    from ftmatrix.study_yaml import load_study_yaml
+
     path = Path(path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file.") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc}). Fix the syntax at the line shown.") from None
+    data = load_study_yaml(path)
     if data is None:
         raise ConfigError(f"{path}: the file is empty; it must define at least models and tasks.")
     if not isinstance(data, dict):
@@ -251,13 +247,6 @@ def resolve_path(path: str | Path, root: str | Path = PROJECT_ROOT) -> Path:
     """Relative paths in a config are taken from the project's root (the Snakefile's folder)."""
     path = Path(path).expanduser()
     return path if path.is_absolute() else (Path(root) / path)
-
-
-def model_entry(config: dict, name: str) -> dict:
-    for entry in config["models"]:
-        if entry["name"] == name:
-            return entry
-    raise ConfigError(f"no model named {name!r} in models; known: {[m['name'] for m in config['models']]}.")
 
 
 def task_entry(config: dict, name: str) -> dict:

@@ -62,6 +62,28 @@ def job_threads(params_b: float) -> int:
     return 1 if params_b < 0.05 else 4
 
 
+def declared_size_warning(name: str, params_b: float, manifest_file: str | Path, factor: float = 2.0) -> str | None:
+    """A sentence when a model's declared ``params_b`` is more than ``factor`` times off the
+    parameter count in its manifest (None when it is close, or the manifest is not there yet)."""
+    from ftmatrix.records import ModelManifest
+
+    if not Path(manifest_file).is_file():
+        return None
+    try:
+        params = ModelManifest.read(manifest_file).params
+    except FtmatrixError:
+        return None        # the jobs that read it say what is wrong with it
+    if params <= 0:
+        return None
+    actual_b = params / 1e9
+    ratio = params_b / actual_b
+    if 1 / factor <= ratio <= factor:
+        return None
+    return (f"models entry {name!r} declares params_b: {params_b:g}, but {manifest_file} counts "
+            f"{params:,} parameters ({actual_b:.3g} B, {ratio:.3g}x off). Memory and time requests are "
+            f"sized from params_b; set it to {actual_b:.3g}.")
+
+
 # Set inside a job of a batch scheduler, which hands out the GPUs itself.
 SCHEDULER_JOB_VARS = ("SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID", "FLUX_JOB_ID")
 

@@ -12,6 +12,10 @@ import ftmatrix.workflow
 from ftmatrix.errors import ConfigError
 
 try:
+    # The study files once more, strictly (duplicate keys, YAML 1.1 octals and booleans,
+    # aliases are refused with file and line), before anything copies or prints the config.
+    for path in [*workflow.configfiles, *workflow.overwrite_configfiles]:
+        ftmatrix.config.read_yaml(path)
     # Clear, keyed messages first; then Snakemake's own validation against the same
     # schema (which also fills the defaults into `config`).
     ftmatrix.config.validate(config, source="config.yaml + --configfile")
@@ -58,6 +62,20 @@ LOCAL_RULES = config.get(
 )
 
 workflow.localrules(*LOCAL_RULES)
+
+
+def check_local_rules():
+    """Called once every rule is defined (end of the Snakefile): a misspelt entry of
+    `local_rules` would otherwise be ignored and its jobs sent to the cluster."""
+    known = {rule.name for rule in workflow.rules}
+    unknown = sorted(set(LOCAL_RULES) - known)
+    if unknown:
+        sys.exit(
+            f"ftmatrix: local_rules names {', '.join(map(repr, unknown))}, which the workflow "
+            f"does not have; its rules are: {', '.join(sorted(known))}. Fix the spelling or "
+            f"remove the entry."
+        )
+
 
 # Training and evaluation jobs hold a GPU of the machine: they count 1 against the global
 # `gpu` limit of profiles/default (1 unless --resources gpu=N) and each locks a GPU of its
@@ -320,3 +338,14 @@ def evaluate_runtime(wildcards, attempt):
     per_token_s = 0.03 * max(1.0, MODELS[wildcards.model]["params_b"] / 2)
     tokens = task["max_new_tokens"] * (timed + task["eval_size"] / ev["batch_size"])
     return int(10 + tokens * per_token_s / 60) * attempt
+
+
+# `params_b` sizes every job's memory and time; once a model's manifest exists, its real
+# parameter count tells whether the declared size is far off (a warning, not a stop: the
+# study still runs, with requests sized from the declared number).
+for _name, _model in MODELS.items():
+    _warning = ftmatrix.workflow.declared_size_warning(
+        _name, _model["params_b"], model_manifest(_name)
+    )
+    if _warning:
+        print(f"ftmatrix: warning: {_warning}", file=sys.stderr)

@@ -156,3 +156,17 @@ def test_another_study_in_the_same_checkout_keeps_its_own_outputs(finished):
     assert not [p for p in paths if p.startswith(("results/demo/", "data/demo/tasks", "data/demo/models"))]
     # … and the finished demo is still finished.
     assert plan(finished) == {}
+
+
+def test_a_declared_size_reruns_nothing_and_is_checked_against_the_manifest(finished):
+    """params_b sizes jobs and shapes no output; 405 B for a model of a few hundred thousand
+    parameters draws a warning naming the entry and the real size."""
+    def huge(study):
+        study["models"][0]["params_b"] = 405
+
+    with edited_study(finished, huge):
+        done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "2", "--configfile",
+                               "studies/demo.yaml"], cwd=finished, capture_output=True, text=True, timeout=300)
+    text = done.stdout + done.stderr
+    assert done.returncode == 0 and "Nothing to be done" in text, text[-3000:]
+    assert "models entry 'demo-small' declares params_b: 405" in text and "set it to" in text
