@@ -50,6 +50,8 @@ GROUP_KEYS = ["model", "method", "rank", "train_task"]
 SIGNIFICANT_UP = "better"
 SIGNIFICANT_DOWN = "worse"
 NOT_SIGNIFICANT = "no significant change"
+FASTER = "faster"      # latency: lower is better
+SLOWER = "slower"
 
 
 def task_statistic(kind: str, headline: str) -> Statistic:
@@ -372,7 +374,7 @@ def _comparison(study: Study, treatment: Group, reference: Group) -> dict:
                                              study.higher_is_better(treatment.eval_task))
     # Lower latency is better: "better" when the latency difference is significantly negative.
     lat = verdict(result.get("latency_diff_ci_low"), result.get("latency_diff_ci_high"))
-    result["latency_significance"] = {SIGNIFICANT_UP: "slower", SIGNIFICANT_DOWN: "faster"}.get(lat, lat)
+    result["latency_significance"] = {SIGNIFICANT_UP: SLOWER, SIGNIFICANT_DOWN: FASTER}.get(lat, lat)
     if "n_timed_paired" in result and not result["n_timed_paired"]:
         result.setdefault("note", "latency n/a: no timed samples in common")
     return result

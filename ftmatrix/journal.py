@@ -2,7 +2,8 @@
 
 Every number and every sentence of findings comes from the matrix, the analysis tables
 and the per-sample predictions: the TL;DR highlights and the practical takeaways are
-chosen by rules over those tables (``highlights``, ``takeaways``), not written by hand.
+chosen by the rules of ``ftmatrix.findings``, which return records (effect, interval,
+verdict); this module only phrases them (``highlights``, ``takeaways``).
 
 The page is rendered by Jinja templates in ``report/`` with autoescaping on: generated
 answers are untrusted text, so ``<script>`` in a model's output shows as text. The HTML
@@ -26,8 +27,9 @@ from ftmatrix.config import PROJECT_ROOT
 from ftmatrix.errors import DataError, FtmatrixError
 from ftmatrix import findings
 from ftmatrix.analysis import SIGNIFICANT_UP
-from ftmatrix.findings import Finding, finite
+from ftmatrix.findings import Finding
 from ftmatrix.findings import records as _records, truthy as _truthy
+from ftmatrix.numeric import finite
 from ftmatrix.train import DEFAULT_ALPHA
 
 log = logging.getLogger("ftmatrix")

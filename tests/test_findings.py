@@ -1,0 +1,334 @@
+"""The rules that choose the study's findings, each on a few hand-made rows of the tables
+ftmatrix.analysis writes (its columns, through its CSV writer and reader), and the journal
+phrasing the records they return."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ftmatrix import findings as F
+from ftmatrix.analysis import (FASTER, SLOWER, TABLES, TRANSFER_EFFECTS, frame, quality_verdict, read_table, verdict,
+                               write_table)
+
+CONFIDENCE = 0.95
+
+
+# ---------------------------------------------------------------------------- hand-made tables
+
+
+@pytest.fixture
+def tables(tmp_path):
+    """tables(name=[rows], …) -> every analysis table, as read_table reads it (empty where no rows given)."""
+    def make(**given):
+        out = {}
+        for name, columns in TABLES.items():
+            path = tmp_path / f"{name}.csv"
+            write_table(frame(given.get(name, []), columns), path)
+            out[name] = read_table(path)
+        return out
+    return make
+
+
+def compared(diff, low, high, *, latency=None, n_seeds=1, metric="f1", **keys) -> dict:
+    """A comparison row as analysis writes it: treatment − reference, verdicts from the intervals."""
+    row = {"headline_metric": metric, "n_seeds": n_seeds, "n_paired": 40, "reference": 50.0, "value": 50.0 + diff,
+           "diff": diff, "diff_ci_low": low, "diff_ci_high": high, "rel_pct": diff / 50.0 * 100.0,
+           "significance": quality_verdict(low, high), **keys}
+    if latency is not None:
+        rel, rel_low, rel_high = latency
+        word = verdict(rel_low, rel_high)
+        row.update({"n_timed_paired": 10, "latency_reference": 1.0, "latency_value": 1.0 + rel / 100.0,
+                    "latency_rel_pct": rel, "latency_rel_ci_low": rel_low, "latency_rel_ci_high": rel_high,
+                    "latency_significance": {"better": SLOWER, "worse": FASTER}.get(word, word)})
+    return row
+
+
+def transfer_row(model, method, rank, train_task, eval_task, diff, low, high, **extra) -> dict:
+    row = compared(diff, low, high, model=model, method=method, rank=rank, train_task=train_task,
+                   eval_task=eval_task, in_task=train_task == eval_task, **extra)
+    row["effect"] = TRANSFER_EFFECTS.get((train_task == eval_task, row["significance"]), row["significance"])
+    return row
+
+
+def larger_row(method, rank, task, diff, low, high, *, latency=None, n_seeds=1) -> dict:
+    return compared(diff, low, high, latency=latency, n_seeds=n_seeds, model="small", method=method, rank=rank,
+                    train_task=task if method != "base" else "none", eval_task=task,
+                    in_task=method != "base", larger_model="large", model_params=1e8, larger_model_params=4e8)
+
+
+def matrix_rows(rows: list[dict]) -> pd.DataFrame:
+    """Matrix cells: model, method, rank, train and eval task, plus the columns a rule reads."""
+    base = {"rank": 0, "seed": 0, "headline_metric": "f1", "headline": 50.0, "headline_ci_low": 45.0,
+            "headline_ci_high": 55.0}
+    return pd.DataFrame([{**base, **r, "label": f"{r['model']} {r['method']}"} for r in rows])
+
+
+# ---------------------------------------------------------------------------- verdicts of a comparison
+
+
+def test_a_significant_gain_is_better_with_its_interval_and_latency(tables):
+    t = tables(transfer=[transfer_row("small", "full", 0, "quiz", "quiz", 12.0, 5.0, 19.0,
+                                      latency=(-60.0, -70.0, -50.0))])
+    score, speed = F.vs_own_base(t, CONFIDENCE)
+    assert score.topic == F.VS_OWN_BASE and score.verdict == "better"
+    assert score.effect == F.Effect(12.0, F.POINTS, 24.0)
+    assert score.interval == F.Interval(5.0, 19.0, CONFIDENCE) and score.interval.excludes_zero
+    assert score.subject == F.Subject("quiz", F.Variant("small", "full", 0, "quiz"), F.Variant("small"))
+    assert score.covers == F.SAMPLES
+    assert speed.what == F.LATENCY and speed.verdict == FASTER and speed.effect.value == -60.0
+    assert speed.subject == score.subject
+
+
+def test_an_interval_straddling_zero_is_not_significant(tables):
+    t = tables(transfer=[transfer_row("small", "full", 0, "quiz", "quiz", 2.0, -1.5, 5.5)])
+    (score,) = F.vs_own_base(t, CONFIDENCE)       # no latency columns: no latency finding
+    assert score.verdict == "no significant change"
+    assert not score.interval.excludes_zero
+
+
+def test_pooled_seeds_are_what_the_interval_covers(tables):
+    t = tables(transfer=[transfer_row("small", "full", 0, "quiz", "quiz", 9.0, 3.0, 15.0, n_seeds=3)])
+    (score,) = F.vs_own_base(t, CONFIDENCE)
+    assert score.covers == F.SAMPLES_AND_SEEDS
+
+
+def test_own_base_takes_full_fine_tuning_else_the_best_lora(tables):
+    t = tables(transfer=[transfer_row("small", "lora", 8, "quiz", "quiz", 20.0, 15.0, 25.0),
+                         transfer_row("small", "lora", 32, "quiz", "quiz", 25.0, 20.0, 30.0),
+                         transfer_row("small", "full", 0, "quiz", "quiz", 10.0, 5.0, 15.0),
+                         transfer_row("small", "lora", 8, "sums", "sums", 3.0, 1.0, 5.0),
+                         transfer_row("small", "lora", 32, "sums", "sums", 4.0, 2.0, 6.0)])
+    picked = {f.subject.eval_task: f.subject.variant for f in F.vs_own_base(t, CONFIDENCE)}
+    assert picked == {"quiz": F.Variant("small", "full", 0, "quiz"), "sums": F.Variant("small", "lora", 32, "sums")}
+
+
+def test_vs_larger_base_falls_back_on_the_untuned_model(tables):
+    t = tables(vs_larger_base=[larger_row("base", 0, "quiz", -20.0, -25.0, -15.0, latency=(-50.0, -55.0, -45.0))])
+    score, speed = F.vs_larger_base(t, CONFIDENCE)
+    assert score.verdict == "worse" and score.subject.variant == F.Variant("small")
+    assert score.subject.reference == F.Variant("large")
+    assert speed.verdict == FASTER
+
+
+# ---------------------------------------------------------------------------- full vs LoRA
+
+
+def fvl(task, diff, low, high) -> dict:
+    return compared(diff, low, high, model="small", train_task=task, eval_task=task, in_task=True, best_rank=16,
+                    lora_ranks="4 16 64")
+
+
+def test_full_vs_lora_counts_decide_the_advice(tables):
+    most = tables(full_vs_lora=[fvl("a", 5.0, 2.0, 8.0), fvl("b", 4.0, 1.0, 7.0), fvl("c", -3.0, -5.0, -1.0)])
+    (advice,) = F.full_or_lora(matrix_rows([]), most, CONFIDENCE)
+    assert advice.verdict == F.PREFER_FULL
+    assert (advice.facts["full_better_on"], advice.facts["lora_better_on"], advice.facts["no_difference_on"]) == \
+        (("a", "b"), ("c",), ())
+    assert [p.subject.reference.rank for p in advice.parts] == [16, 16, 16]
+
+    none = tables(full_vs_lora=[fvl("a", 1.0, -2.0, 4.0), fvl("b", -3.0, -5.0, -1.0)])
+    lora = matrix_rows([{"model": "small", "method": "lora", "rank": r, "train_task": "a", "eval_task": "a",
+                         "trainable_pct": pct} for r, pct in ((4, 0.5), (64, 7.0))])
+    (advice,) = F.full_or_lora(lora, none, CONFIDENCE)
+    assert advice.verdict == F.LORA_ENOUGH and advice.facts["lora_better_on"] == ("b",)
+    assert advice.facts["lora_trainable_pct"] == (0.5, 7.0)
+
+    split = tables(full_vs_lora=[fvl("a", 5.0, 2.0, 8.0), fvl("b", 0.5, -1.0, 2.0), fvl("c", -3.0, -5.0, -1.0)])
+    (advice,) = F.full_or_lora(matrix_rows([]), split, CONFIDENCE)
+    assert advice.verdict == F.DEPENDS_ON_TASK
+
+
+def test_full_vs_best_lora_highlights_only_trained_tasks(tables):
+    cross = fvl("a", 5.0, 2.0, 8.0) | {"eval_task": "b", "in_task": False}
+    t = tables(full_vs_lora=[fvl("a", 5.0, 2.0, 8.0), cross])
+    (only,) = F.full_vs_best_lora(t, CONFIDENCE)
+    assert only.subject.eval_task == "a" and only.verdict == "better"
+
+
+# ---------------------------------------------------------------------------- LoRA rank
+
+
+def rank_row(task, significance, rho=0.9, n_ranks=4, best=64, sufficient=16, note="") -> dict:
+    return {"model": "small", "train_task": task, "eval_task": task, "in_task": True, "headline_metric": "f1",
+            "n_ranks": n_ranks, "ranks": " ".join(str(4 ** i) for i in range(1, n_ranks + 1)),
+            "spearman": rho, "ci_low": 0.3 if rho else None, "ci_high": 1.0 if rho else None,
+            "permutation_p": 0.04 if rho else None, "significance": significance, "best_rank": best,
+            "smallest_sufficient_rank": sufficient, "note": note}
+
+
+def test_rank_matters_only_with_a_significant_positive_correlation(tables):
+    t = tables(rank_correlation=[rank_row("a", "positive"), rank_row("b", "no significant correlation", 0.2, 4, 16, 4)])
+    (advice,) = F.rank_choice(matrix_rows([]), t, CONFIDENCE)
+    assert advice.verdict == F.HIGHER_RANKS_HELP
+    assert [(p.subject.eval_task, p.facts["best_rank"]) for p in advice.parts] == [("a", 64)]
+
+    t = tables(rank_correlation=[rank_row("a", "no significant correlation", 0.5, sufficient=16),
+                                 rank_row("b", "no significant correlation", 0.2, sufficient=4)])
+    (advice,) = F.rank_choice(matrix_rows([]), t, CONFIDENCE)
+    assert advice.verdict == F.RANK_BARELY_MATTERS and advice.facts["smallest_sufficient_ranks"] == (4, 16)
+
+    t = tables(rank_correlation=[rank_row("a", "n/a", None, n_ranks=2, note="n/a: needs 3 ranks")])
+    (advice,) = F.rank_choice(matrix_rows([]), t, CONFIDENCE)
+    assert advice.verdict == F.TOO_FEW_RANKS
+
+
+def test_rank_correlation_highlight_carries_rho_or_why_not(tables):
+    t = tables(rank_correlation=[rank_row("a", "positive", 0.8),
+                                 rank_row("b", "n/a", None, n_ranks=2, note="n/a: needs 3 ranks")],
+               lora_rank=[{"model": "small", "method": "lora", "rank": 4, "train_task": "a", "eval_task": "a",
+                           "in_task": True, "n_seeds": 2}])
+    rho, none = F.rank_correlations(t, CONFIDENCE)
+    assert rho.effect == F.Effect(0.8, F.RHO) and rho.facts["permutation_p"] == 0.04
+    assert rho.subject.ranks == (4, 16, 64, 256) and rho.covers == F.SAMPLES_AND_SEEDS
+    assert none.effect is None and none.note == "n/a: needs 3 ranks" and none.covers == F.SAMPLES
+
+
+# ---------------------------------------------------------------------------- transfer and forgetting
+
+
+def test_forgetting_is_picked_worst_first(tables):
+    t = tables(transfer=[transfer_row("small", "full", 0, "a", "a", 20.0, 15.0, 25.0),
+                         transfer_row("small", "full", 0, "a", "b", -4.0, -6.0, -2.0),
+                         transfer_row("small", "lora", 8, "a", "b", -9.0, -12.0, -6.0),
+                         transfer_row("small", "full", 0, "a", "c", -1.0, -3.0, 1.0),
+                         transfer_row("small", "full", 0, "b", "c", 6.0, 2.0, 10.0)])
+    (advice,) = F.forgetting(matrix_rows([]), t, CONFIDENCE)
+    assert advice.verdict == F.FORGETTING and advice.effect.value == -9.0
+    assert advice.subject.variant == F.Variant("small", "lora", 8, "a") and advice.subject.eval_task == "b"
+    assert len(advice.parts) == 2
+
+    effects = F.cross_task_effects(t, CONFIDENCE)            # full fine-tuning's effects first, largest first
+    assert [(f.topic, f.subject.variant.train_task, f.subject.eval_task) for f in effects] == \
+        [(F.POSITIVE_TRANSFER, "b", "c"), (F.FORGETTING, "a", "b")]
+
+
+def test_no_forgetting_says_with_how_many_samples(tables):
+    t = tables(transfer=[transfer_row("small", "full", 0, "a", "b", -1.0, -3.0, 1.0)])
+    (advice,) = F.forgetting(matrix_rows([]), t, CONFIDENCE)
+    assert advice.verdict == F.NO_FORGETTING and advice.facts["samples_per_task"] == (40,)
+    (none,) = F.cross_task_effects(t, CONFIDENCE)
+    assert none.verdict == F.NO_EFFECTS
+
+
+def test_cross_task_highlights_are_capped(tables):
+    rows = [transfer_row("small", "full", 0, f"t{i}", "x", -float(i), -i - 1.0, -i + 0.5) for i in range(1, 7)]
+    found = F.cross_task_effects(tables(transfer=rows), CONFIDENCE)
+    assert [f.effect.value for f in found] == [-6.0, -5.0, -4.0, -3.0][:F.MAX_CROSS_TASK_HIGHLIGHTS]
+
+
+# ---------------------------------------------------------------------------- stand-in
+
+
+def test_a_stand_in_must_be_as_good_and_faster(tables):
+    t = tables(vs_larger_base=[
+        larger_row("full", 0, "a", -1.0, -4.0, 2.0, latency=(-80.0, -85.0, -75.0)),
+        larger_row("lora", 8, "a", -0.5, -3.0, 2.0, latency=(-60.0, -65.0, -55.0)),
+        larger_row("full", 0, "b", 1.0, -2.0, 4.0, latency=(20.0, 10.0, 30.0)),
+        larger_row("full", 0, "c", -12.0, -15.0, -9.0, latency=(-80.0, -85.0, -75.0)),
+        larger_row("lora", 8, "c", -8.0, -11.0, -5.0, latency=(-80.0, -85.0, -75.0))])
+    matrix = matrix_rows([{"model": m, "method": meth, "rank": 0, "train_task": tt, "eval_task": "a",
+                           "cost_per_1k_usd": c} for m, meth, tt, c in (("small", "full", "a", 0.01),
+                                                                       ("large", "base", "none", 0.04))])
+    a, b, c = F.stand_in(matrix, t, CONFIDENCE)
+    assert a.verdict == F.CAN_STAND_IN and a.subject.variant.method == "full"     # the faster of the two
+    assert a.facts == {"cost_per_1k_usd": 0.01, "reference_cost_per_1k_usd": 0.04}
+    assert [p.what for p in a.parts] == ["f1", F.LATENCY]
+    assert b.verdict == F.NOT_FASTER and b.facts["cost_per_1k_usd"] is None
+    assert c.verdict == F.FALLS_SHORT and c.subject.variant == F.Variant("small", "lora", 8, "c")
+
+
+# ---------------------------------------------------------------------------- matrix-level rules
+
+
+def test_rambling_to_the_length_limit(tables):
+    cells = [{"model": "large", "method": "base", "train_task": "none", "eval_task": "a", "hit_limit_pct": 40.0,
+              "output_tokens_mean": 120.0},
+             {"model": "large", "method": "base", "train_task": "none", "eval_task": "b", "hit_limit_pct": 90.0,
+              "output_tokens_mean": 200.0},
+             {"model": "small", "method": "full", "train_task": "b", "eval_task": "b", "hit_limit_pct": 0.0,
+              "output_tokens_mean": 6.0},
+             {"model": "small", "method": "lora", "rank": 8, "train_task": "b", "eval_task": "b",
+              "hit_limit_pct": 0.0, "output_tokens_mean": 8.0}]
+    (found,) = F.length_limit(matrix_rows(cells), tables(), CONFIDENCE)
+    assert found.subject == F.Subject("b", F.Variant("large")) and found.effect == F.Effect(90.0, F.PERCENT)
+    assert found.facts == {"output_tokens_mean": 200.0, "tuned_output_tokens_mean": 7.0}
+    calm = [dict(c, hit_limit_pct=min(c["hit_limit_pct"], 10.0)) for c in cells]
+    assert F.length_limit(matrix_rows(calm), tables(), CONFIDENCE) == []
+
+
+def abstain_cells(task: str, has_answer: tuple[float, float]) -> list[dict]:
+    return [{"model": "small", "method": "full", "train_task": task, "eval_task": task, "headline": 40.0,
+             "headline_ci_high": 45.0, "metric_NoAns_total": 30, "metric_total": 60,
+             "metric_HasAns_f1": has_answer[0], "metric_NoAns_f1": 70.0},
+            {"model": "large", "method": "base", "train_task": "none", "eval_task": task, "headline": 55.0,
+             "headline_ci_high": 60.0, "metric_NoAns_total": 30, "metric_total": 60,
+             "metric_HasAns_f1": has_answer[1], "metric_NoAns_f1": 90.0}]
+
+
+def test_always_abstaining_keys_on_the_no_answer_columns(tables):
+    matrix = matrix_rows(abstain_cells("reading", (35.0, 20.0)) + abstain_cells("silent", (0.0, 0.0)))
+    reading, silent = F.abstaining(matrix, tables(), CONFIDENCE)
+    assert reading.effect == F.Effect(50.0, F.PERCENT) and reading.verdict == F.ANSWERING_MEASURED
+    assert reading.facts["cells_below"] == 1 and reading.facts["cells"] == 2
+    assert reading.facts["best_answerer"] == "small full" and reading.facts["has_answer_f1"] == 35.0
+    assert silent.verdict == F.ONLY_ABSTAINING
+    # The same task without the NoAns / total columns (another kind's metrics): no such finding.
+    plain = matrix.drop(columns=[F.NO_ANSWER_TOTAL, F.ALL_TOTAL])
+    assert F.abstaining(plain, tables(), CONFIDENCE) == []
+    # Without HasAns F1 the share is still reported.
+    (share,) = F.abstaining(matrix_rows(abstain_cells("r", (1.0, 1.0))).drop(columns=[F.HAS_ANSWER_F1]),
+                            tables(), CONFIDENCE)
+    assert share.verdict == F.ABSTAIN_SHARE_ONLY
+
+
+def seed_row(task, sd, n_seeds) -> dict:
+    return {"model": "small", "method": "full", "rank": 0, "train_task": task, "eval_task": task,
+            "headline_metric": "f1", "n_seeds": n_seeds, "seeds": " ".join(map(str, range(n_seeds))), "mean": 50.0,
+            "sd": sd}
+
+
+def test_seeds(tables):
+    (spread,) = F.seed_spread(matrix_rows([]), tables(seeds=[seed_row("a", 1.5, 3), seed_row("b", 4.0, 3)]),
+                              CONFIDENCE)
+    assert spread.verdict == F.SEEDS_VARY and spread.effect.value == 4.0 and spread.facts["n_seeds"] == 3
+    assert spread.covers == F.SAMPLES_AND_SEEDS
+    (one,) = F.seed_spread(matrix_rows([]), tables(seeds=[seed_row("a", None, 1)]), CONFIDENCE)
+    assert one.verdict == F.ONE_SEED and one.covers == F.SAMPLES
+
+
+def test_empty_tables_give_no_findings(tables):
+    t = tables()
+    assert F.highlights(t, CONFIDENCE) == [] and F.takeaways(matrix_rows([]).reindex(columns=[
+        "model", "method", "rank", "train_task", "eval_task"]), t, CONFIDENCE) == []
+
+
+# ---------------------------------------------------------------------------- the journal phrases records
+
+
+def test_the_journal_phrases_the_records(tables):
+    from ftmatrix.journal import highlights, takeaways
+
+    t = tables(full_vs_lora=[fvl("a", 1.0, -2.0, 4.0)],
+               transfer=[transfer_row("small", "full", 0, "a", "a", 12.0, 5.0, 19.0, latency=(-60.0, -70.0, -50.0))])
+    lines = highlights(t, CONFIDENCE)
+    assert lines[0]["subject"] == "a: small full fine-tuning vs untuned small"
+    assert [p["text"] for p in lines[0]["parts"]] == ["F1 +12.0 points (+24%)", "latency ↓ 60.0%"]
+    assert lines[1]["parts"][0] == {"text": "F1 +1.0 points (+2%)", "ci": "95% CI −2.0 to +4.0",
+                                    "significant": False}
+    assert takeaways(matrix_rows([]), t, CONFIDENCE)[0].startswith("LoRA is enough here")
+
+
+# ---------------------------------------------------------------------------- no kind names
+
+
+@pytest.mark.parametrize("module", ["findings.py", "journal.py"])
+def test_no_task_kind_is_named(module):
+    from ftmatrix.tasks import kinds
+
+    source = (Path(__file__).resolve().parents[1] / "ftmatrix" / module).read_text(encoding="utf-8")
+    named = [k for k in kinds() if re.search(rf"(?<![A-Za-z0-9_]){re.escape(k)}(?![A-Za-z0-9_])", source)]
+    assert not named, f"ftmatrix/{module} names task kinds {named}: a rule must key on columns, not on a kind"
