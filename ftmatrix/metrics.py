@@ -9,10 +9,26 @@ that is undefined on the rows given (an empty subset, no numeric answers) is ``N
   gold answers that normalise to nothing are dropped and an unanswerable question's only gold
   is the empty string; maximum over gold answers; F1 is 1/0 when either side has no tokens),
   overall and split into HasAns / NoAns (HasAns: the question lists gold answers).
-- OpenMathInstruct-2: exact match after maths-aware normalisation, absolute error on answers
-  that parse as numbers, parse rate.
-- ARC: the label named by the generated text, accuracy, macro-F1 over the gold labels and the
-  share of outputs with no parseable label.
+- OpenMathInstruct-2: a final answer equals the gold when it does after maths-aware
+  normalisation (the dataset's conventions: units, thousands separators, 'x = 5', percent
+  answers written in percent) or by math-verify (symbolic and numeric equivalence); a response
+  that commits to two different answers equals neither. Absolute error on answers that parse
+  as numbers, parse rate.
+- ARC: the label the generated text commits to (several labels offered is no label), accuracy,
+  macro-F1 over the gold labels and the share of outputs with no label.
+
+Two readings of every generation (both are scored, see ftmatrix.scoring): *strict*, the answer
+in exactly the form the prompt asks for (ARC: the response is the label; maths: the boxed
+answer; SQuAD: the whole response is the span, "unanswerable" abstains), and *lenient*, a
+best-effort extraction from whatever the model wrote (prefixes, markdown, prose, hedges).
+
+How a SQuAD abstention is told from an answer: the prompt names one abstention word,
+"unanswerable" (strict reading: only that word abstains). The lenient reading also takes
+sentences that say the context does not answer ("The context does not say.", "This question
+cannot be answered from the context.", "N/A") as abstentions, since they are about the
+question and never a span of a context; words that can be spans ("None", "unknown", "never",
+"nothing") are answers, because SQuAD v2 has questions whose gold answer is exactly such a
+word (the dev set has "None"), and erasing them would mark those correct answers wrong.
 
 Every function here accepts any string (empty, huge, repetitive, odd Unicode) without raising.
 """
@@ -109,32 +125,79 @@ def squad_score(prediction: str, answers: Sequence[str]) -> dict:
 
 
 _QUOTE_PAIRS = {('"', '"'), ("'", "'"), ("`", "`"), ("“", "”"), ("‘", "’"), ("«", "»"), ("„", "“"), ("„", "”")}
-_ANSWER_PREFIX = re.compile(r"^\s*(?:final\s+)?answer\s*[:：\-–]\s*", re.IGNORECASE)
+SQUAD_ABSTAIN_WORD = "unanswerable"
+# Markdown emphasis and code marks: '**Answer:** Paris', '*Paris*', '`Paris`'.
+_EMPHASIS = re.compile(r"\*\*|__|(?<!\w)[*_`]+|[*_`]+(?!\w)")
+_LEAD_IN = re.compile(
+    r"^(?:(?:so|thus|therefore|hence|ok(?:ay)?|sure|well)\s*,?\s+)?"
+    r"(?:(?:based\s+on|according\s+to|from|given)\s+(?:the\s+)?(?:context|passage|text)(?:\s+(?:above|provided|given))?\s*,\s*)?",
+    re.IGNORECASE)
+_ANSWER_PREFIX = re.compile(
+    r"^(?:the\s+)?(?:final\s+|short\s+|correct\s+)?(?:answer|response)"
+    r"(?:\s+(?:to\s+the\s+question\s+)?(?:is|would\s+be|will\s+be)\s*:?|\s*[:：\-–—]+)\s*",
+    re.IGNORECASE)
 _ABSTAIN = re.compile(
-    r"(?:(?:this\s+)?question\s+is\s+|it\s+is\s+|its\s+)?"
+    r"(?:(?:this\s+|the\s+)?question\s+is\s+|it\s+is\s+|its\s+)?"
     r"(?:unanswerable|not\s+answerable|cannot\s+be\s+answered|cant\s+be\s+answered|can\s+not\s+be\s+answered"
-    r"|no\s+answer(?:\s+(?:found|given|provided|available))?|none|na|unknown)"
-    r"(?:\s+from\s+context|\s+from\s+given\s+context)?"
+    r"|no\s+answer(?:\s+(?:found|given|provided|available))?)"
+    r"(?:\s+(?:from|with|based\s+on|given)\s+(?:given\s+|provided\s+)?(?:context|passage|text|information)(?:\s+provided)?)?"
+)
+# Sentences that say the context does not answer: about the question, never a span of the context.
+_PROSE_ABSTAIN = re.compile(
+    r"\b(?:cannot|can\s*not|cant|could\s+not|couldnt)\s+be\s+(?:answered|determined|found)\b"
+    r"|\b(?:context|passage|text|article)\s+(?:does|do|did)\s*(?:not|nt)\s+"
+    r"(?:say|mention|specify|state|provide|contain|include|give|answer|indicate|tell|address|discuss|describe)\b"
+    r"|\b(?:not|never)\s+(?:mentioned|stated|specified|provided|given|found|answered|addressed|discussed)\s+"
+    r"(?:in|by)\s+(?:context|passage|text|article)\b"
+    r"|\bno\s+(?:information|mention|answer|indication|details?)\s+(?:about|on|of|regarding|for|in|is|was|to|found)\b"
+    r"|\b(?:i|we)\s+(?:cannot|can\s*not|cant|am\s+unable\s+to|are\s+unable\s+to|could\s+not|couldnt)\s+"
+    r"(?:answer|find|determine|tell)\b"
+    r"|\bnot\s+enough\s+information\b|\binsufficient\s+information\b|\bunanswerable\b|\bnot\s+answerable\b"
 )
 
 
 def is_abstention(text: str) -> bool:
-    """'unanswerable' and its obvious variants ('No answer.', 'none', 'cannot be answered', 'N/A')."""
-    return bool(_ABSTAIN.fullmatch(squad_normalize(text)))
+    """Does the text decline to answer? 'unanswerable' and its variants ('No answer.', 'cannot be
+    answered', 'N/A'), and sentences saying the context does not answer ('The context does not
+    say.'). Words that can be answers themselves ('None', 'unknown', 'never') are answers."""
+    text = text or ""
+    if re.fullmatch(r"\s*n\s*/\s*a\s*\.?\s*", text, re.IGNORECASE):
+        return True
+    normal = squad_normalize(text)
+    return bool(_ABSTAIN.fullmatch(normal) or _PROSE_ABSTAIN.search(normal))
 
 
-def extract_span(text: str) -> str:
-    """The answer span of a SQuAD-style generation: its first non-empty line, without an
-    'Answer:' prefix or surrounding quotes; an abstention becomes '' (no answer)."""
-    text = strip_thinking(text)
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-    line = _ANSWER_PREFIX.sub("", line).strip()
+def _unquote(line: str) -> str:
     for _ in range(3):  # '"Paris"', '“Paris.”', "'Paris'." — quotes around the whole answer only
         bare = line[:-1].rstrip() if line.endswith(".") else line
         if len(bare) >= 2 and (bare[0], bare[-1]) in _QUOTE_PAIRS:
             line = bare[1:-1].strip()
         else:
             break
+    return line
+
+
+def extract_span_strict(text: str) -> str:
+    """The span in exactly the form the prompt asks for: the whole response (after any
+    thinking) is the answer, and only the prompt's word 'unanswerable' abstains ('')."""
+    text = strip_thinking(text).strip()
+    return "" if squad_normalize(text) == SQUAD_ABSTAIN_WORD else text
+
+
+def extract_span(text: str) -> str:
+    """The answer span of a SQuAD-style generation, best effort: the first non-empty line (the
+    next one when that line is only a prefix such as 'Answer:'), without markdown emphasis, a
+    lead-in ('Based on the context, the answer is'), an answer prefix or surrounding quotes.
+    An abstention (is_abstention) becomes '' (no answer)."""
+    lines = [ln.strip() for ln in strip_thinking(text).splitlines() if ln.strip()]
+    line = ""
+    for i, raw in enumerate(lines[:2]):
+        line = _EMPHASIS.sub("", raw).strip()
+        line = _LEAD_IN.sub("", line, count=1)
+        line = _ANSWER_PREFIX.sub("", line, count=1).strip()
+        if line or i == 1:
+            break
+    line = _unquote(line)
     if not line or is_abstention(line):
         return ""
     return line
@@ -648,14 +711,33 @@ POSITION_NAMES = "ABCDEFGHIJ"
 # After 'A' a lower-case word usually means the article ('A ball rolls'), not the label;
 # these words commonly follow a label instead ('A because …').
 _LABEL_FOLLOWERS = {"because", "since", "as", "is", "which", "and", "with", "for", "from", "would", "will",
-                    "best", "correct", "seems", "should", "must"}
+                    "best", "correct", "seems", "should", "must", "or"}
+_MARKS = r"[*_`\s]*"  # markdown emphasis around a label or a prefix: '**Answer:** C', '**C**'
+_LABEL = r"[(\[]?\s*([A-Za-z0-9])\s*[)\]]?(?![A-Za-z0-9])"
 _EXPLICIT = re.compile(
-    r"\b(?:answer|option|choice)(?:\s+(?:is|would\s+be|will\s+be|should\s+be))?\s*[:=\-–]?\s*"
-    r"(?:(?:option|choice|label)\s+)?[(\[]?\s*([A-Za-z0-9])\s*[)\]]?(?![A-Za-z0-9])",
+    r"\b(?:(?:answer|option|choice)(?:\s+(?:is|would\s+be|will\s+be|should\s+be|must\s+be))?"
+    r"|(?:go|going|went)\s+with|(?:choose|chose|pick|select|opt\s+for)"
+    r")" + _MARKS + r"[:=\-–]?" + _MARKS + r"(?:(?:option|choice|label)\s+)?" + _LABEL,
     re.IGNORECASE,
 )
-_LEADING = re.compile(r"[*_\s]*[(\[]?\s*([A-Za-z0-9])(?![A-Za-z0-9])\s*[)\]]?")
+# A conclusion after reasoning: 'D is wrong, so B', 'therefore it is C.'
+_CONCLUSION = re.compile(
+    r"\b(?:so|therefore|thus|hence)\b,?\s*(?:(?:it|that)(?:'s|\s+is|\s+must\s+be|\s+would\s+be)\s+)?"
+    + _MARKS + _LABEL + r"(?=[\s.,;:!*_)]|$)",
+    re.IGNORECASE,
+)
+# A label called right: 'C is correct', 'B is the right answer'.
+_AFFIRMED = re.compile(
+    r"(?<![A-Za-z0-9])" + _LABEL + r"\s+(?:is|seems|must\s+be)\s+(?:the\s+)?(?:right|correct|best|true)\b",
+    re.IGNORECASE,
+)
+_LEADING = re.compile(_MARKS + _LABEL)
 _BARE_LINE = re.compile(r"[*_(\[\s]*([A-Za-z0-9])[)\].:*_\s]*")
+# More labels joined to the one found: 'C and D', 'A, B, C or D', 'B/C', 'B or C'.
+_MORE_LABELS = re.compile(r"[*_`]*(?:\s*(?:,|/|&|\+)\s*(?:(?:or|and)\s+)?|\s+(?:or|and)\s+)" + _MARKS + _LABEL)
+# Words saying a label is not the answer: 'D is wrong', 'A is incorrect', 'not B'.
+_REJECTED = re.compile(r"\s*(?:is|are|seems|looks)\s+(?:(?:all|both|clearly|definitely)\s+)?(?:wrong|incorrect|false|not\b|unlikely|out\b|eliminated)",
+                       re.IGNORECASE)
 
 
 def _article_like(token: str, rest: str) -> bool:
@@ -687,13 +769,40 @@ def _choice_named(line: str, labels: Sequence[str], choices: Sequence[str]) -> s
     return folded[0] if len(folded) == 1 else None
 
 
+def _offered(text: str, match: re.Match, known) -> set[str] | None:
+    """The labels offered where ``match`` names one: itself and any joined to it ('C and D',
+    'B/C'); None when the letter is an article ('A ball') or not a label of the question."""
+    token = match.group(1)
+    if not known(token) or _article_like(token, text[match.end(1):]):
+        return None
+    offered = {known(token)}
+    end = match.end()
+    while True:
+        more = _MORE_LABELS.match(text, end)
+        if not more or not known(more.group(1)) or _article_like(more.group(1), text[more.end(1):]):
+            return offered
+        offered.add(known(more.group(1)))
+        end = more.end()
+
+
+def _offered_end(text: str, match: re.Match) -> int:
+    end = match.end()
+    while (more := _MORE_LABELS.match(text, end)):
+        end = more.end()
+    return end
+
+
 def extract_choice_label(text: str, labels: Sequence[str] = DEFAULT_LABELS,
                          choices: Sequence[str] = ()) -> str:
-    """The choice label a generation names ("C", "C.", "(C)", "C) text", "The answer is C",
-    "Answer: C", "c", numeric labels), in the dataset's spelling; '' when it names none.
+    """The choice label a generation commits to ("C", "C.", "(C)", "C) text", "The answer is C",
+    "**Answer:** C", "I'd go with C.", "D is wrong, so B", "c", numeric labels), in the
+    dataset's spelling; '' when it names none, or offers several ("C and D", "A, B, C or D",
+    "B/C"): a hedge is not an answer.
 
-    Only the row's own labels count. Order: the last explicit statement ('answer is C'), then a
-    label opening the text, then a line holding only a label, then the text of a choice.
+    Only the row's own labels count. Order: the last explicit statement ('answer is C', 'go
+    with C'), then the last conclusion ('so B'), then the last label called right ('C is
+    correct'), then a label opening the text (unless called wrong there: 'D is wrong'), then the
+    last line holding only a label, then the text of a choice.
     """
     labels = [str(label) for label in labels] or list(DEFAULT_LABELS)
     by_upper = {label.strip().upper(): label for label in labels}
@@ -704,23 +813,36 @@ def extract_choice_label(text: str, labels: Sequence[str] = DEFAULT_LABELS,
     def known(token: str) -> str | None:
         return by_upper.get(token.upper())
 
-    for match in reversed(list(_EXPLICIT.finditer(text))):
-        token = match.group(1)
-        if known(token) and not _article_like(token, text[match.end(1):]):
-            return known(token)
+    def committed(offered: set[str]) -> str:
+        return next(iter(offered)) if len(offered) == 1 else ""
+
+    for pattern in (_EXPLICIT, _CONCLUSION, _AFFIRMED):
+        for match in reversed(list(pattern.finditer(text))):
+            offered = _offered(text, match, known)
+            if offered:
+                return committed(offered)
     first_line = _choice_key(text.splitlines()[0])
     if len(first_line) > 3:  # the text of a choice, e.g. 'C_{6}H_{12}O_{6}' (not a label and more)
         named = _choice_named(first_line, labels, choices)
         if named:
             return named
     match = _LEADING.match(text)
-    if match and known(match.group(1)) and not _article_like(match.group(1), text[match.end(1):]):
-        return known(match.group(1))
+    if match:
+        offered = _offered(text, match, known)
+        if offered and not _REJECTED.match(text, _offered_end(text, match)):
+            return committed(offered)
     for line in reversed(text.splitlines()):
         bare = _BARE_LINE.fullmatch(line)
         if bare and known(bare.group(1)):
             return known(bare.group(1))
     return _choice_named(first_line, labels, choices) or ""
+
+
+def extract_choice_label_strict(text: str, labels: Sequence[str] = DEFAULT_LABELS) -> str:
+    """The label in exactly the form the prompt asks for: the whole response (after any
+    thinking) is one of the question's labels as the dataset spells it; else ''."""
+    text = strip_thinking(text or "").strip()
+    return text if text in [str(label) for label in labels] else ""
 
 
 def arc_score(prediction: str, reference: dict) -> dict:

@@ -42,6 +42,38 @@ def test_letter_label_extraction(generated, expected):
 
 
 @pytest.mark.parametrize("generated, expected", [
+    # several labels offered as the answer: a hedge, no label
+    ("C and D", ""),
+    ("A, B, C or D", ""),
+    ("B/C", ""),
+    ("The answer is C or D.", ""),
+    ("Either B or C", ""),
+    ("**B** or **C**", ""),
+    # a final committed label after reasoning
+    ("D is wrong, so B", "B"),
+    ("A and B are wrong, C is right.", "C"),
+    ("A, B, and C are all wrong.\nD", "D"),
+    ("I'd go with C.", "C"),
+    ("I would choose (B).", "B"),
+    ("Both A and C sound plausible, but the answer is C", "C"),
+    ("**Answer:** C", "C"),
+    ("The answer is C, not D.", "C"),
+    ("B, because C is wrong", "B"),
+    ("D is wrong.", ""),
+])
+def test_hedges_and_committed_labels(generated, expected):
+    assert ARC.extract(generated, LETTERS) == expected
+
+
+@pytest.mark.parametrize("generated, expected", [
+    ("C", "C"), ("  C\n", "C"), ("<think>A or C?</think>\nC", "C"),
+    ("C.", ""), ("(C)", ""), ("c", ""), ("The answer is C", ""), ("**C**", ""), ("E", ""),
+])
+def test_strict_label_is_the_whole_response(generated, expected):
+    assert M.extract_choice_label_strict(generated, LETTERS["labels"]) == expected
+
+
+@pytest.mark.parametrize("generated, expected", [
     ("3", "3"), ("3.", "3"), ("(3)", "3"), ("The answer is 2.", "2"), ("Answer: 4", "4"),
     ("C", ""),   # letters are not the labels of this question
     ("5", ""),

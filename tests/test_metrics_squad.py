@@ -196,9 +196,48 @@ def test_official_sample_with_gold_predictions_scores_100(shared_data):
     ("The question is unanswerable.", ""),
     ("No answer", ""),
     ("cannot be answered", ""),
-    ("None", ""),
+    ("None", "None"),        # an answer: the dev set has questions whose answer is "None"
+    ("unknown", "unknown"),
     ("N/A", ""),
     ("", ""),
+    ("Answer:\nParis", "Paris"),                 # the answer on the line after its prefix
+    ("**Answer:**\n\nParis", "Paris"),
+    ("The answer is Paris.", "Paris."),
+    ("**Answer:** Paris", "Paris"),
+    ("Based on the context, the answer is *Paris*.", "Paris."),
+    ("Final answer: `Paris`", "Paris"),
+    ("This question cannot be answered from the context.", ""),
+    ("The context does not say.", ""),
+    ("The passage doesn't mention when it opened.", ""),
+    ("There is no information about this in the context.", ""),
+    ("I cannot answer this from the passage.", ""),
+    ("Answer:\nunanswerable", ""),
 ])
 def test_span_extraction(generated, expected):
     assert M.extract_span(generated) == expected
+
+
+@pytest.mark.parametrize("generated, answers, f1", [
+    ("The answer is Paris.", ["Paris"], 100.0),
+    ("**Answer:** Paris", ["Paris"], 100.0),
+    ("Answer:\nParis", ["Paris"], 100.0),
+    ("None", ["None"], 100.0),
+    ("None", [], 0.0),                 # on an unanswerable question "None" is a wrong answer
+    ("The context does not say.", [], 100.0),
+])
+def test_issue_cases_score(generated, answers, f1):
+    reference = {"answers": answers, "is_impossible": not answers}
+    assert SQUAD.score(SQUAD.extract(generated, reference), reference)["f1"] == f1
+
+
+@pytest.mark.parametrize("generated, expected", [
+    ("Paris", "Paris"),
+    ("unanswerable", ""),
+    ("Unanswerable.", ""),                       # the prompt's word, up to case and punctuation
+    ("<think>hmm</think>\nParis", "Paris"),
+    ("Answer: Paris", "Answer: Paris"),          # not the asked form: taken as written
+    ("The context does not say.", "The context does not say."),
+    ("None", "None"),
+])
+def test_strict_span_is_the_whole_response(generated, expected):
+    assert M.extract_span_strict(generated) == expected
