@@ -57,13 +57,14 @@ SLOWER = "slower"
 def task_statistic(kind: str, headline: str) -> Statistic:
     """The task's corpus metric ``headline`` over prediction rows (vectorised where the task offers it)."""
     from ftmatrix.bootstrap import metric_statistic
+    from ftmatrix.errors import ConfigError
     from ftmatrix.tasks import get_task
 
     try:
         task = get_task(kind)
-    except KeyError as exc:
-        raise DataError(f"results/matrix.csv: task kind {kind!r} is unknown ({exc}); rerun the aggregation with "
-                        f"this version of the pipeline.") from None
+    except ConfigError as exc:
+        raise DataError(f"the matrix names task kind {kind!r}, which this run cannot resolve ({exc}). Run the "
+                        f"analysis with the study file that produced it (its task_modules).") from None
     return metric_statistic(task, headline)
 
 

@@ -9,8 +9,8 @@
 
 Sources (``task['source']['type']``):
   hub    ``datasets.load_dataset(id, subset, revision=…, split=…)``
-  local  files in the hub's schema (``hub_jsonl``, ``hub_parquet``) or the original release
-         formats (``arc_release``, ``squad_json``); relative paths are taken from the project root
+  local  files in the hub's schema (``hub_jsonl``, ``hub_parquet``) or a format of the task kind's
+         own (its ``TaskKind.formats``); relative paths are taken from the project root
   demo   the seeded demo world, ``data/demo/seed{seed}/{kind}/{train,eval}.jsonl`` (hub schema)
 
 Splitting is deterministic and stable across machines and Python versions: rows are ordered by
@@ -362,6 +362,11 @@ def _local_sources(task, name: str, source: dict, root: Path):
 
 
 def _demo_sources(task, name: str, source: dict, demo_dir: Path):
+    from ftmatrix.demo_world import TASK_KINDS as DEMO_KINDS
+
+    if task.kind not in DEMO_KINDS:
+        raise DataError(f"tasks[{name}]: the demo world has no task of kind {task.kind!r}; it has "
+                        f"{', '.join(DEMO_KINDS)}. Give this task a hub or local source.")
     folder = Path(demo_dir) / f"seed{source.get('seed', 0)}" / task.kind
     info = {"type": "demo", "seed": source.get("seed", 0), "revision": f"demo-seed{source.get('seed', 0)}",
             "files": {}}
@@ -376,13 +381,13 @@ def _demo_sources(task, name: str, source: dict, demo_dir: Path):
     return splits[0], splits[1], info
 
 
-def _unreachable(source: dict, exc: Exception) -> SourceUnreachable:
+def _unreachable(source: dict, exc: Exception, formats: Iterable[str]) -> SourceUnreachable:
     dataset = source["id"] + (f" ({source['subset']})" if source.get("subset") else "")
     return SourceUnreachable(
         f"could not reach the Hugging Face hub for dataset {dataset} at revision {source['revision']} "
         f"({type(exc).__name__}: {exc}). Check the network (and that HF_HUB_OFFLINE / HF_DATASETS_OFFLINE are "
-        f"unset), or point the task at local files instead: source: {{type: local, format: hub_jsonl | "
-        f"hub_parquet | arc_release | squad_json, train: <path>, eval: <path>}}."
+        f"unset), or point the task at local files instead: source: {{type: local, format: "
+        f"{' | '.join(formats)}, train: <path>, eval: <path>}}."
     )
 
 
@@ -390,7 +395,7 @@ _NETWORK_ERRORS = ("ConnectionError", "OfflineModeIsEnabled", "LocalEntryNotFoun
                    "ReadTimeout", "ConnectTimeout", "HTTPError", "ProxyError", "SSLError")
 
 
-def _load_hub_split(source: dict, split: str):
+def _load_hub_split(source: dict, split: str, formats: Iterable[str] = ("hub_jsonl", "hub_parquet")):
     import datasets
 
     try:
@@ -398,7 +403,7 @@ def _load_hub_split(source: dict, split: str):
     except Exception as exc:
         names = {cls.__name__ for cls in type(exc).__mro__}
         if names & set(_NETWORK_ERRORS) or isinstance(exc, (ConnectionError, TimeoutError)):
-            raise _unreachable(source, exc) from None
+            raise _unreachable(source, exc, formats) from None
         raise DataError(f"could not load split {split!r} of dataset {source['id']} "
                         f"(subset {source.get('subset')}, revision {source['revision']}): {type(exc).__name__}: "
                         f"{exc}. Check the id, subset, revision and split names in the task's source.") from None
@@ -437,10 +442,10 @@ def _resolved_revision(source: dict, dataset=None) -> str | None:
 
 def _hub_sources(task, source: dict):
     label = f"{source['id']}@{source['revision']}"
-    train = HubSource(_load_hub_split(source, source.get("train_split", "train")),
+    train = HubSource(_load_hub_split(source, source.get("train_split", "train"), task.formats),
                       label=f"{label} split {source.get('train_split', 'train')}")
     eval_split = source.get("eval_split")
-    evaluation = (HubSource(_load_hub_split(source, eval_split), label=f"{label} split {eval_split}")
+    evaluation = (HubSource(_load_hub_split(source, eval_split, task.formats), label=f"{label} split {eval_split}")
                   if eval_split else None)
     info = {"type": "hub", "id": source["id"], "subset": source.get("subset"), "revision": source["revision"],
             "resolved_revision": _resolved_revision(source, train.dataset)}
@@ -454,14 +459,15 @@ def _hub_sources(task, source: dict):
 def prepare_task(task_cfg: dict, out_dir: str | Path, data_seed: int, root: str | Path, *,
                  demo_dir: str | Path = "data/demo") -> dict:
     """Read, normalise, split and write one task (see the module docstring). Returns meta.json's content."""
+    from ftmatrix.errors import ConfigError
     from ftmatrix.provenance import record
     from ftmatrix.tasks import get_task
 
     name = task_cfg["name"]
     try:
         task = get_task(task_cfg["kind"])
-    except KeyError as exc:
-        raise DataError(f"tasks[{name}].kind: {exc.args[0]}") from None
+    except ConfigError as exc:
+        raise DataError(f"tasks[{name}].kind: {exc}") from None
     source = task_cfg["source"]
     out_dir = Path(out_dir)
     kind = source["type"]

@@ -379,6 +379,11 @@ def squad_rows(world: World, rng: random.Random, people: list[dict], n: int, see
     return rows
 
 
+# The task kinds the world writes rows for (data/demo/seed<n>/<kind>/): a task whose source is
+# the demo world must be of one of these kinds.
+TASK_KINDS = ("arc", "openmath", "squad_v2")
+
+
 def task_rows(world: World, seed: int, group: str, n: int) -> dict[str, list[dict]]:
     people = world.group(group)
     rng = random.Random(f"ftmatrix-demo-rows-{seed}-{group}")

@@ -108,8 +108,15 @@ def _shared_legend(fig, axes) -> None:
                    frameon=False)
 
 
-def _short_metric(name: str) -> str:
-    return str(name).replace("_", " ")
+def _short_metric(name: str, matrix=None, eval_task: str | None = None) -> str:
+    """The metric's display name, as the evaluation task's kind declares it."""
+    from ftmatrix.tasks import metric_display
+
+    kind = None
+    if matrix is not None and "task_kind" in matrix:
+        kinds = matrix.loc[matrix["eval_task"] == eval_task, "task_kind"]
+        kind = kinds.iloc[0] if len(kinds) else None
+    return metric_display(name, kind)
 
 
 # ---------------------------------------------------------------------------- figures
@@ -228,7 +235,7 @@ def quality_vs_latency(plt, matrix, tables):
                         fontsize=7, color="#333333")
         _log_seconds(ax)
         ax.set_xlabel("mean latency per sample (s, batch size 1, log scale)")
-        ax.set_ylabel(f"{_short_metric(points[0]['metric'])} (%)")
+        ax.set_ylabel(f"{_short_metric(points[0]['metric'], matrix, task)} (%)")
         ax.set_title(task)
     fig.suptitle(title, x=0.02, ha="left")
     _shared_legend(fig, axes)
@@ -266,7 +273,7 @@ def lora_rank(plt, matrix, tables):
         ax.set_xticks(ranks, [str(int(r)) for r in ranks])
         ax.minorticks_off()
         ax.set_xlabel("LoRA rank r")
-        ax.set_ylabel(f"{_short_metric(part['headline_metric'].iloc[0])} (%)")
+        ax.set_ylabel(f"{_short_metric(part['headline_metric'].iloc[0], matrix, eval_task)} (%)")
         where = "in task" if train_task == eval_task else "cross-task"
         ax.set_title(f"{model}: {train_task} → {eval_task} ({where})", fontsize=8.5)
         ax.legend(fontsize=7, loc="best")

@@ -10,7 +10,7 @@ from ftmatrix import demo_world, io
 from ftmatrix.chat_template import render_chat
 from ftmatrix.errors import DataError
 
-KINDS = ("arc", "openmath", "squad_v2")
+KINDS = demo_world.TASK_KINDS
 
 
 @pytest.fixture(scope="module")

@@ -4,13 +4,16 @@ import time
 
 import pytest
 
-from ftmatrix.tasks import KINDS, get_task
+from ftmatrix.tasks import get_task, registry
 
-REFERENCES = {
-    "arc": {"label": "B", "labels": ["A", "B", "C", "D"], "choices": ["w", "x", "y", "z"]},
-    "openmath": {"answer": "\\frac{3}{4}"},
-    "squad_v2": {"answers": ["the Eiffel Tower"], "is_impossible": False},
-}
+KINDS = registry().kinds()
+
+
+def reference_and_gold(kind: str) -> tuple[dict, str]:
+    """The kind's own example row: its reference, and the answer extracted from its gold completion."""
+    task = get_task(kind)
+    example = task.to_examples([task.example], kind)[0]
+    return example["reference"], task.extract(example["completion"][0]["content"], example["reference"])
 
 HOSTILE = [
     "",
@@ -39,7 +42,7 @@ HOSTILE = [
 @pytest.mark.parametrize("kind", KINDS)
 def test_extract_score_and_metrics_never_crash(kind):
     task = get_task(kind)
-    reference = REFERENCES[kind]
+    reference, _ = reference_and_gold(kind)
     rows = []
     started = time.perf_counter()
     for text in HOSTILE:
@@ -65,8 +68,7 @@ def test_metrics_on_empty_rows_are_undefined_not_zero(kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_metrics_recompute_scores_when_rows_lack_them(kind):
     task = get_task(kind)
-    reference = REFERENCES[kind]
-    gold = {"arc": "B", "openmath": "0.75", "squad_v2": "Eiffel Tower"}[kind]
+    reference, gold = reference_and_gold(kind)
     with_scores = [{"extracted": gold, "reference": reference, "scores": task.score(gold, reference)}]
     without = [{"extracted": gold, "reference": reference}]
     assert task.metrics(with_scores) == task.metrics(without)
@@ -79,6 +81,6 @@ def test_hostile_text_scored_directly_as_an_answer(kind):
     task = get_task(kind)
     started = time.perf_counter()
     for text in HOSTILE + ["\\frac{" * 3_000, "\\frac{" * 190 + "1" + "}{2}" * 190]:
-        scores = task.score(text, REFERENCES[kind])
+        scores = task.score(text, reference_and_gold(kind)[0])
         assert all(v is None or isinstance(v, float) for v in scores.values())
     assert time.perf_counter() - started < 20

@@ -11,10 +11,14 @@ import pytest
 from ftmatrix import io
 from ftmatrix.errors import DataError
 from ftmatrix.scoring import score_cell
-from ftmatrix.tasks import get_task
+from ftmatrix.tasks import get_task, registry
 
 CELLS = {"arc": "tiny/full/r0/arc/seed1/arc", "openmath": "tiny/lora/r8/arc/seed0/openmath",
          "squad_v2": "tiny/base/r0/none/seed0/squad_v2"}
+# The real public files of the kinds that have some in ../shared/data (file, format).
+REAL_FILES = {"arc": ("arc/ARC-Challenge/ARC-Challenge-Test.jsonl", "arc_release"),
+              "squad_v2": ("squad_v2/dev-v2.0.sample.json", "squad_json"),
+              "openmath": ("openmathinstruct2/openmathinstruct-2.sample.jsonl", "hub_jsonl")}
 
 HOSTILE = [
     "",                                                          # nothing at all
@@ -28,14 +32,13 @@ HOSTILE = [
 
 
 def real_examples(shared_data: Path, kind: str, n: int) -> list[dict]:
+    """n examples from the kind's real file; a kind without one: its own example row, n times."""
     task = get_task(kind)
-    if kind == "arc":
-        raw = task.read_local([str(shared_data / "arc/ARC-Challenge/ARC-Challenge-Test.jsonl")], "arc_release")
-    elif kind == "squad_v2":
-        raw = task.read_local([str(shared_data / "squad_v2/dev-v2.0.sample.json")], "squad_json")
-    else:
-        raw = task.read_local([str(shared_data / "openmathinstruct2/openmathinstruct-2.sample.jsonl")], "hub_jsonl")
-    return task.to_examples(raw[:n], kind)
+    if kind not in REAL_FILES:
+        return [{**example, "id": f"{kind}-{i}"}
+                for i, example in enumerate(task.to_examples([task.example] * n, kind))]
+    path, fmt = REAL_FILES[kind]
+    return task.to_examples(task.read_local([str(shared_data / path)], fmt)[:n], kind)
 
 
 def generation_row(example: dict, generated: str, i: int, timed: bool = False) -> dict:
@@ -50,7 +53,7 @@ def write_cell(tmp_path: Path, kind: str, examples: list[dict], generated: list[
     io.write_jsonl(d / "eval.jsonl", examples)
     io.write_jsonl(d / "generations.jsonl",
                    [generation_row(ex, g, i, i < timed) for i, (ex, g) in enumerate(zip(examples, generated))])
-    io.write_json(d / "generation.json", {"cell": CELLS[kind], "n": len(examples), "batch_size": 4,
+    io.write_json(d / "generation.json", {"cell": CELLS.get(kind, f"tiny/base/r0/none/seed0/{kind}"), "n": len(examples), "batch_size": 4,
                                           "provenance": {"git_commit": "abc"}})
     return {"eval": d / "eval.jsonl", "generations": d / "generations.jsonl", "info": d / "generation.json",
             "predictions": d / "predictions.jsonl", "metrics": d / "metrics.json"}
@@ -129,21 +132,17 @@ def test_bootstrap_is_seeded_and_rescoring_is_reproducible(tmp_path, shared_data
     assert other["ci"] != first["ci"]
 
 
-@pytest.mark.parametrize("kind", ["arc", "openmath", "squad_v2"])
+@pytest.mark.parametrize("kind", registry().kinds())
 def test_hostile_outputs_are_scored_not_crashed(tmp_path, shared_data, kind):
     examples = real_examples(shared_data, kind, len(HOSTILE) + 2)
     task = get_task(kind)
-    # two outputs that are exactly the gold answer, the rest hostile
-    gold = {"arc": lambda ex: ex["reference"]["label"],
-            "openmath": lambda ex: f"\\boxed{{{ex['reference']['answer']}}}",
-            "squad_v2": lambda ex: ex["reference"]["answers"][0] if ex["reference"]["answers"] else "unanswerable"}
-    generated = [gold[kind](ex) for ex in examples[:2]] + HOSTILE
+    # two outputs that are exactly the gold completion, the rest hostile
+    generated = [ex["completion"][0]["content"] for ex in examples[:2]] + HOSTILE
     files = write_cell(tmp_path, kind, examples, generated)
     doc = score(files, kind)
     preds = io.read_jsonl(files["predictions"])
     assert len(preds) == len(examples)
-    assert preds[0]["scores"][_per_sample_headline(kind)] == 100
-    assert preds[1]["scores"][_per_sample_headline(kind)] == 100
+    assert task.metrics(preds[:1])[task.headline] == task.metrics(preds[1:2])[task.headline] == 100
     assert doc["headline"]["name"] == task.headline
     value = doc["headline"]["value"]
     assert value is not None and 0 <= value <= 100
@@ -151,10 +150,6 @@ def test_hostile_outputs_are_scored_not_crashed(tmp_path, shared_data, kind):
     for name, (lo, hi) in doc["ci"].items():
         assert lo is None or lo <= hi, name
     assert preds[2]["extracted"] == "" and preds[8]["extracted"] == ""        # empty and blank: no answer
-
-
-def _per_sample_headline(kind: str) -> str:
-    return {"arc": "correct", "openmath": "exact_match", "squad_v2": "f1"}[kind]
 
 
 def test_squad_reports_hasans_and_noans_with_intervals(tmp_path, shared_data):

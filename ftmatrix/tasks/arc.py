@@ -132,4 +132,12 @@ TASK = TaskKind(
     statistics=statistics,
     dedup_description="normalised question and choice texts",
     formats=FORMATS,
+    display_names={"macro_f1": "macro-F1", "accuracy": "accuracy", "no_label_rate": "no-label rate"},
+    example={"id": "Mercury_7175875",
+             "question": "An astronomer observes that a planet rotates faster after a meteorite impact. "
+                         "Which is the most likely effect of this increase in rotation?",
+             "choices": {"text": ["Planetary density will decrease.", "Planetary years will become longer.",
+                                  "Planetary days will become shorter.", "Planetary gravity will become stronger."],
+                         "label": ["A", "B", "C", "D"]},
+             "answerKey": "C"},
 )

@@ -1,6 +1,9 @@
 """What every task kind provides. See ftmatrix/tasks/arc.py for a complete example.
 
-The example format (one JSON object per line in data/tasks/{task}/{train,eval}.jsonl)::
+A task kind is a module that ends with ``TASK = TaskKind(kind="…", …)``; the registry
+(ftmatrix/tasks/__init__.py) finds it in this package or in a study's ``task_modules`` folder.
+
+The example format (one JSON object per line in data/<study>/tasks/{task}/{train,eval}.jsonl)::
 
     {"id": str,
      "prompt": [{"role": "user", "content": str}, ...],      # chat messages, not rendered text
@@ -12,7 +15,7 @@ The model's own chat template renders ``prompt`` (and ``completion``) at train a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 
@@ -51,5 +54,11 @@ class TaskKind:
     content_ids: bool = False
     # What ``dedup_key`` compares, in words (recorded in meta.json).
     dedup_description: str = "normalised question text"
-    # Local file formats ``read_local`` accepts.
+    # Local file formats ``read_local`` accepts (a task's ``source.format`` must be one of them).
     formats: tuple = ("hub_jsonl", "hub_parquet")
+    # Metric name -> how the journal and figures name it ("macro_f1" -> "macro-F1"). A metric
+    # left out is shown with its underscores as spaces.
+    display_names: dict = field(default_factory=dict)
+    # One row of the source's schema, as ``read_local`` returns it: documents the schema, and the
+    # tests of every kind run on it (its completion, extracted and scored, must score full marks).
+    example: dict = field(default_factory=dict)

@@ -95,4 +95,10 @@ TASK = TaskKind(
     content_ids=True,
     dedup_description="normalised problem text",
     formats=FORMATS,
+    display_names={"exact_match": "exact match", "abs_error_mean": "mean absolute error",
+                   "abs_error_median": "median absolute error", "parse_rate": "parse rate",
+                   "answer_rate": "answer rate"},
+    example={"problem": "A baker sells 3/4 of her 12 loaves. How many loaves does she sell?",
+             "generated_solution": "She sells 12 * 3/4 = 9 loaves. The answer is \\boxed{9}.",
+             "expected_answer": "9", "problem_source": "augmented_gsm8k"},
 )

@@ -143,4 +143,11 @@ TASK = TaskKind(
     statistics=statistics,
     dedup_description="normalised context (paragraph)",
     formats=FORMATS,
+    display_names={"f1": "F1", "exact": "exact match", "HasAns_f1": "HasAns F1", "HasAns_exact": "HasAns exact match",
+                   "NoAns_f1": "NoAns F1", "NoAns_exact": "NoAns exact match", "abstain_rate": "abstain rate"},
+    example={"id": "56ddde6b9a695914005b9628", "title": "Normans",
+             "context": "The Normans were the people who in the 10th and 11th centuries gave their name to "
+                        "Normandy, a region in France.",
+             "question": "In what country is Normandy located?",
+             "answers": {"text": ["France"], "answer_start": [104]}},
 )
