@@ -23,7 +23,8 @@ def build(root: Path, config: dict, *, hostile: bool = False, figures: bool = Tr
         edit(tree)
     results = root / "results"
     matrix = aggregate(tree)
-    analyse_matrix(matrix, tree.predictions, results / "analysis", resamples=300, statistic_for=mean_score_statistic)
+    analyse_matrix(matrix, tree.predictions, results / "analysis", resamples=300, seed=0, confidence=0.95,
+                   statistic_for=mean_score_statistic)
     if figures:
         draw_figures(matrix, results / "analysis", results / "figures")
     else:   # journal-only tests: reuse a tiny placeholder PNG for every figure
@@ -38,7 +39,7 @@ def build(root: Path, config: dict, *, hostile: bool = False, figures: bool = Tr
                          metrics_files=tree.metrics, predictions_files=tree.predictions, task_meta_files=tree.task_meta,
                          model_manifests=tree.manifests, train_metrics_files=tree.train_metrics, config=config,
                          html_file=results / "journal" / "journal.html", config_hash="cafecafecafecafe",
-                         configfiles=["config.yaml", "studies/demo.yaml"])
+                         configfiles=["studies/demo.yaml"])
     tables = {p.stem: pd.read_csv(p) for p in (results / "analysis").glob("*.csv")}
     return {"tree": tree, "html": html, "text": html.read_text(encoding="utf-8"), "tables": tables,
             "matrix": pd.read_csv(matrix)}
@@ -129,7 +130,10 @@ def test_reproducibility_section(journal):
     text = journal["text"]
     assert "0123456789abcdef0123456789abcdef01234567" in text and "(clean)" in text
     assert "cafecafecafecafe" in text
-    assert "snakemake --cores all --configfile config.yaml --configfile studies/demo.yaml" in text
+    # the study file as given on the command line; config.yaml is read by the Snakefile itself,
+    # and a second --configfile would replace the first (argparse keeps the last)
+    assert "snakemake --cores all --configfile studies/demo.yaml" in text
+    assert "--configfile config.yaml" not in text and text.count("--configfile") == text.count(" --configfile ")
     assert "evarc0123456789" in text           # data fingerprints
     assert "sha-demo-small" in text            # model revisions
 
@@ -144,7 +148,8 @@ def test_journal_refuses_missing_figures(tmp_path):
 
     tree = write_results_tree(tmp_path, study_config(methods=("base",), tasks=("arc",)))
     matrix = aggregate(tree)
-    analyse_matrix(matrix, tree.predictions, tmp_path / "analysis", resamples=100, statistic_for=mean_score_statistic)
+    analyse_matrix(matrix, tree.predictions, tmp_path / "analysis", resamples=100, seed=0, confidence=0.95,
+                   statistic_for=mean_score_statistic)
     with pytest.raises(DataError, match="figure missing"):
         build_journal(matrix_file=matrix, analysis_dir=tmp_path / "analysis", figures_dir=tmp_path / "nowhere",
                       metrics_files=tree.metrics, predictions_files=tree.predictions, task_meta_files=tree.task_meta,
@@ -190,3 +195,14 @@ def test_a_stand_in_must_be_faster():
     assert "latency ↓ 80.0% (95% CI 75.0–85.0%)" in advice[0] and "$0.0100 instead of $0.05" in advice[0]
     assert advice[1].startswith("On b, small with full fine-tuning is at least as good as large")
     assert "no latency gain" in advice[1]
+
+
+def test_study_arguments_are_quoted_and_come_last_in_the_order_given():
+    import shlex
+
+    from ftmatrix.journal import study_arguments
+
+    args = study_arguments(["studies/my study.yaml", "/abs/extra.yaml"], ["hf_home='cache dir'"])
+    assert shlex.split(args) == ["--config", "hf_home='cache dir'", "--configfile", "studies/my study.yaml",
+                                 "/abs/extra.yaml"]
+    assert study_arguments([], []) == ""
