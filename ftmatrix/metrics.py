@@ -184,6 +184,16 @@ def extract_span_strict(text: str) -> str:
     return "" if squad_normalize(text) == SQUAD_ABSTAIN_WORD else text
 
 
+def squad_follows_format(text: str) -> bool:
+    """Is the response the asked form: one line that, read literally as the span, reads as the
+    best-effort extraction does (up to the official normalisation)? 'Paris.' and '"Paris"' are;
+    'Answer: Paris', 'The context does not say.' and 'Paris' plus an explanation are not."""
+    literal = strip_thinking(text or "").strip()
+    if "\n" in literal:
+        return False
+    return squad_normalize(extract_span_strict(literal)) == squad_normalize(extract_span(literal))
+
+
 def extract_span(text: str) -> str:
     """The answer span of a SQuAD-style generation, best effort: the first non-empty line (the
     next one when that line is only a prefix such as 'Answer:'), without markdown emphasis, a
@@ -628,6 +638,7 @@ def committed_boxes(text: str) -> list[str]:
     return distinct
 
 
+_UNCLOSED_BOX = re.compile(r"^\$*\s*\\(?:boxed|fbox)\s*\{(?!.*\})")
 _ANSWER_IS = re.compile(r"answer\s*(?:is|:)\s*:?\s*([^\n]+)", re.IGNORECASE)
 _LAST_NUMBER = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?")
 
@@ -637,6 +648,11 @@ def extract_math_answer_strict(text: str) -> str:
     '' without a box. Several different boxed answers are all returned, joined by ', ' (a
     response that commits to '4' and to '5' matches neither)."""
     return ", ".join(committed_boxes(text))
+
+
+def math_follows_format(text: str) -> bool:
+    """Does the response put its answer in ``\\boxed{}``, as the prompt asks?"""
+    return bool(committed_boxes(text))
 
 
 def extract_math_answer(text: str) -> str:
@@ -651,6 +667,7 @@ def extract_math_answer(text: str) -> str:
         pass
     if stated is not None:
         answer = stated.group(1).strip().rstrip(".").strip()
+        answer = _UNCLOSED_BOX.sub("", answer).strip()  # a truncated 'answer is \\boxed{58'
         if answer:
             return answer
     number = None
@@ -736,7 +753,8 @@ _BARE_LINE = re.compile(r"[*_(\[\s]*([A-Za-z0-9])[)\].:*_\s]*")
 # More labels joined to the one found: 'C and D', 'A, B, C or D', 'B/C', 'B or C'.
 _MORE_LABELS = re.compile(r"[*_`]*(?:\s*(?:,|/|&|\+)\s*(?:(?:or|and)\s+)?|\s+(?:or|and)\s+)" + _MARKS + _LABEL)
 # Words saying a label is not the answer: 'D is wrong', 'A is incorrect', 'not B'.
-_REJECTED = re.compile(r"\s*(?:is|are|seems|looks)\s+(?:(?:all|both|clearly|definitely)\s+)?(?:wrong|incorrect|false|not\b|unlikely|out\b|eliminated)",
+_SENTENCE_BREAK = re.compile(r"\n|(?<=[.!?])\s+")
+_REJECTED = re.compile(r"\s*\?|\s*(?:is|are|seems|looks)\s+(?:(?:all|both|clearly|definitely)\s+)?(?:wrong|incorrect|false|not\b|unlikely|out\b|eliminated)",
                        re.IGNORECASE)
 
 
@@ -801,8 +819,8 @@ def extract_choice_label(text: str, labels: Sequence[str] = DEFAULT_LABELS,
 
     Only the row's own labels count. Order: the last explicit statement ('answer is C', 'go
     with C'), then the last conclusion ('so B'), then the last label called right ('C is
-    correct'), then a label opening the text (unless called wrong there: 'D is wrong'), then the
-    last line holding only a label, then the text of a choice.
+    correct'), then a label opening the text (unless called wrong or asked about there: 'D is
+    wrong', 'B?'), then the last line or sentence holding only a label, then the text of a choice.
     """
     labels = [str(label) for label in labels] or list(DEFAULT_LABELS)
     by_upper = {label.strip().upper(): label for label in labels}
@@ -831,8 +849,8 @@ def extract_choice_label(text: str, labels: Sequence[str] = DEFAULT_LABELS,
         offered = _offered(text, match, known)
         if offered and not _REJECTED.match(text, _offered_end(text, match)):
             return committed(offered)
-    for line in reversed(text.splitlines()):
-        bare = _BARE_LINE.fullmatch(line)
+    for sentence in reversed(_SENTENCE_BREAK.split(text)):
+        bare = _BARE_LINE.fullmatch(sentence)
         if bare and known(bare.group(1)):
             return known(bare.group(1))
     return _choice_named(first_line, labels, choices) or ""
@@ -843,6 +861,11 @@ def extract_choice_label_strict(text: str, labels: Sequence[str] = DEFAULT_LABEL
     thinking) is one of the question's labels as the dataset spells it; else ''."""
     text = strip_thinking(text or "").strip()
     return text if text in [str(label) for label in labels] else ""
+
+
+def arc_follows_format(text: str, labels: Sequence[str] = DEFAULT_LABELS) -> bool:
+    """Is the response one of the question's labels and nothing else, as the prompt asks?"""
+    return bool(extract_choice_label_strict(text, labels))
 
 
 def arc_score(prediction: str, reference: dict) -> dict:
