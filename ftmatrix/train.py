@@ -87,16 +87,27 @@ def read_examples(path: str | Path, limit: int | None = None) -> list[dict]:
 # --------------------------------------------------------------------------- settings
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX), so bf16 training and
+    inference run at speed rather than emulated."""
+    import torch
+
+    checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
+    return any(bool(check()) for check in checks if check is not None)
+
+
 def choose_precision(requested: str = "auto") -> tuple[str, str]:
-    """(precision, device): bf16 on a GPU that supports it, fp32 on CPU (or as asked, when the device can)."""
+    """(precision, device): auto is bf16 on a GPU that supports it, fp32 on CPU; bf16 when asked
+    on a GPU or a CPU that computes in bf16 (mixed precision: fp32 weights, bf16 autocast)."""
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    bf16_ok = device == "cuda" and torch.cuda.is_bf16_supported()
+    bf16_ok = torch.cuda.is_bf16_supported() if device == "cuda" else cpu_has_bf16()
     if requested == "auto":
-        return ("bf16" if bf16_ok else "fp32"), device
+        return ("bf16" if device == "cuda" and bf16_ok else "fp32"), device
     if requested == "bf16" and not bf16_ok:
-        raise ConfigError(f"train.precision is bf16 but this {device} does not support bf16 training; "
+        raise ConfigError(f"train.precision is bf16 but this {device} does not support bf16 training"
+                          f"{' (no AVX512-BF16 or AMX instructions)' if device == 'cpu' else ''}; "
                           f"use precision: auto (fp32 here) or run on a GPU with bf16.")
     if requested == "fp16" and device != "cuda":
         raise ConfigError("train.precision is fp16, which needs a GPU; use precision: auto (fp32 on CPU).")

@@ -36,9 +36,14 @@ def task_files(tmp_path_factory, examples):
 def run(tmp_path, small_model, task_files, settings, **kwargs):
     from ftmatrix.train import train_variant
 
+    from ftmatrix.records import TrainMetrics
+
     train_file, eval_file = task_files
-    return train_variant(settings, str(small_model), str(train_file), str(eval_file),
-                         config_hash="test", threads=1, **job_paths(tmp_path, settings), **kwargs)
+    paths = job_paths(tmp_path, settings)
+    metrics = train_variant(settings, str(small_model), str(train_file), str(eval_file),
+                            config_hash="test", threads=1, **paths, **kwargs)
+    assert TrainMetrics.read(paths["metrics_file"]) == metrics     # what readers get is what was written
+    return metrics.to_json()
 
 
 def trainer_for(small_model, rows, settings, tmp_path):
@@ -223,12 +228,17 @@ def test_lora_trains_only_adapters_whose_count_matches_rank_and_layer_shapes(sma
 
 
 def test_lora_alpha_rule_and_rslora(tmp_path):
+    from ftmatrix.config import validate
     from ftmatrix.train import lora_alpha, lora_config
 
     assert lora_alpha(16, {"alpha": {"rule": "proportional", "value": 2.0}}) == 32
     assert lora_alpha(16, {"alpha": {"rule": "fixed", "value": 8.0}}) == 8
-    assert lora_alpha(16, {"alpha": {"rule": "fixed", "value": None}}) == 32
-    assert lora_alpha(16, {"alpha": {"rule": "proportional", "value": None}}) == 32
+    # each rule's default value comes from the schema
+    for alpha, expected in (({}, 32), ({"rule": "proportional"}, 32), ({"rule": "fixed"}, 32)):
+        lora = validate({"models": [{"name": "m", "source": "build", "build": {}}],
+                         "tasks": [{"name": "t", "kind": "arc", "source": {"type": "demo"}}],
+                         "lora": {"alpha": alpha}})["lora"]
+        assert lora_alpha(16, lora) == expected, alpha
     config = lora_config(64, {"alpha": {"rule": "proportional", "value": 2.0}, "dropout": 0.1, "use_rslora": True,
                               "target_modules": "all-linear"})
     assert (config.r, config.lora_alpha, config.lora_dropout, config.use_rslora) == (64, 128, 0.1, True)
@@ -238,17 +248,22 @@ def test_lora_alpha_rule_and_rslora(tmp_path):
 # ----------------------------------------------------------------------------- precision, failures
 
 
-def test_precision_is_fp32_on_cpu_and_bf16_on_cpu_is_refused():
+def test_precision_is_fp32_on_cpu_and_bf16_only_on_a_cpu_that_computes_in_bf16(monkeypatch):
+    from ftmatrix import train
     from ftmatrix.train import choose_precision
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     assert choose_precision("auto") == ("fp32", "cpu")
     assert choose_precision("fp32") == ("fp32", "cpu")
-    with pytest.raises(ConfigError, match="bf16"):
-        choose_precision("bf16")
     with pytest.raises(ConfigError, match="fp16"):
         choose_precision("fp16")
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: False)
+    with pytest.raises(ConfigError, match="AVX512-BF16 or AMX"):
+        choose_precision("bf16")
+    monkeypatch.setattr(train, "cpu_has_bf16", lambda: True)
+    assert choose_precision("bf16") == ("bf16", "cpu")
+    assert choose_precision("auto") == ("fp32", "cpu")   # never chosen for the user on a CPU
 
 
 def test_padding_free_is_chosen_where_it_saves_work(small_model, tiny_qwen3, examples, tmp_path):
