@@ -34,21 +34,11 @@ def _id(item: dict) -> str:
 
 
 def strict_reading(item: dict) -> str:
-    kind, text, reference = item["kind"], item["generated"], item["reference"]
-    if kind == "arc":
-        return M.extract_choice_label_strict(text, reference["labels"])
-    if kind == "openmath":
-        return M.extract_math_answer_strict(text)
-    return M.extract_span_strict(text)
+    return get_task(item["kind"]).read_strict(item["generated"], item["reference"])
 
 
 def follows_format(item: dict) -> bool:
-    kind, text = item["kind"], item["generated"]
-    if kind == "arc":
-        return M.arc_follows_format(text, item["reference"]["labels"])
-    if kind == "openmath":
-        return M.math_follows_format(text)
-    return M.squad_follows_format(text)
+    return get_task(item["kind"]).in_format(item["generated"], item["reference"])
 
 
 def test_the_corpus_is_large_and_covers_every_kind_and_form():

@@ -106,6 +106,14 @@ def extract(text: str, reference: dict) -> str:
     return M.extract_choice_label(text, reference.get("labels") or M.DEFAULT_LABELS, reference.get("choices") or ())
 
 
+def extract_strict(text: str, reference: dict) -> str:
+    return M.extract_choice_label_strict(text, reference.get("labels") or M.DEFAULT_LABELS)
+
+
+def follows_format(text: str, reference: dict) -> bool:
+    return M.arc_follows_format(text, reference.get("labels") or M.DEFAULT_LABELS)
+
+
 def score(extracted: str, reference: dict) -> dict:
     return M.arc_score(extracted, reference)
 
@@ -127,6 +135,12 @@ TASK = TaskKind(
     read_local=read_local,
     dedup_key=dedup_key,
     extract=extract,
+    extract_strict=extract_strict,
+    follows_format=follows_format,
+    grading=("Strict: the response must be one of the question's labels and nothing else. Lenient: the label "
+             "the response commits to — an explicit 'the answer is C', a conclusion after reasoning ('D is "
+             "wrong, so B'), a leading or lone label, or the text of a choice; a response offering several "
+             "labels ('C or D') names none. Correct when that label is the gold one."),
     score=score,
     metrics=M.arc_metrics,
     statistics=statistics,

@@ -33,7 +33,8 @@ class TaskKind:
     # Hub-schema row -> a normalised text used to keep train and eval disjoint (e.g. the
     # question or problem): eval rows never share it with training rows.
     dedup_key: Callable[[dict], str]
-    # Generated text (+ the example's reference) -> extracted answer (str; "" for none/abstain).
+    # Generated text (+ the example's reference) -> extracted answer (str; "" for none/abstain):
+    # the *lenient* reading, a best effort from whatever the model wrote.
     extract: Callable[[str, dict], str]
     # Extracted answer + reference -> per-sample scores {name: float | None}; never raises.
     # Rates are 0 or 100 per sample (F1: 0–100), so their means are percentages.
@@ -62,3 +63,20 @@ class TaskKind:
     # One row of the source's schema, as ``read_local`` returns it: documents the schema, and the
     # tests of every kind run on it (its completion, extracted and scored, must score full marks).
     example: dict = field(default_factory=dict)
+    # The *strict* reading: the answer only when it is in exactly the form the prompt asks for
+    # (scored by ``score`` like the lenient one). None: the kind has one reading, strict = lenient.
+    extract_strict: Callable[[str, dict], str] | None = None
+    # Generated text + reference -> is the response in the form the prompt asks for? None: it
+    # is when the strict reading equals the lenient one.
+    follows_format: Callable[[str, dict], bool] | None = None
+    # How an answer is extracted and what counts as correct, in two or three sentences (the
+    # journal's setup section quotes it for each task).
+    grading: str = ""
+
+    def read_strict(self, text: str, reference: dict) -> str:
+        return (self.extract_strict or self.extract)(text, reference)
+
+    def in_format(self, text: str, reference: dict) -> bool:
+        if self.follows_format is not None:
+            return bool(self.follows_format(text, reference))
+        return self.read_strict(text, reference) == self.extract(text, reference)

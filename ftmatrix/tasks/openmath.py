@@ -67,6 +67,14 @@ def extract(text: str, reference: dict) -> str:
     return M.extract_math_answer(text)
 
 
+def extract_strict(text: str, reference: dict) -> str:
+    return M.extract_math_answer_strict(text)
+
+
+def follows_format(text: str, reference: dict) -> bool:
+    return M.math_follows_format(text)
+
+
 def score(extracted: str, reference: dict) -> dict:
     return M.math_score(extracted, reference["answer"])
 
@@ -88,6 +96,12 @@ TASK = TaskKind(
     read_local=read_local,
     dedup_key=dedup_key,
     extract=extract,
+    extract_strict=extract_strict,
+    follows_format=follows_format,
+    grading=("Strict: the answer in \\boxed{}; lenient: the boxed answer, else a final 'the answer is …', else "
+             "the last number. Correct when it equals the expected answer after normalisation (units, "
+             "thousands separators, 'x =', percentages) or by math-verify's symbolic and numeric check; a "
+             "response that boxes two different answers is wrong."),
     score=score,
     metrics=M.math_metrics,
     statistics=statistics,

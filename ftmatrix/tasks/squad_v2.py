@@ -113,6 +113,14 @@ def extract(text: str, reference: dict) -> str:
     return M.extract_span(text)
 
 
+def extract_strict(text: str, reference: dict) -> str:
+    return M.extract_span_strict(text)
+
+
+def follows_format(text: str, reference: dict) -> bool:
+    return M.squad_follows_format(text)
+
+
 def score(extracted: str, reference: dict) -> dict:
     return M.squad_score(extracted, reference["answers"])
 
@@ -138,6 +146,12 @@ TASK = TaskKind(
     read_local=read_local,
     dedup_key=dedup_key,
     extract=extract,
+    extract_strict=extract_strict,
+    follows_format=follows_format,
+    grading=(f"Strict: the whole response is the span, and only \"{ABSTAIN}\" abstains. Lenient: the first line "
+             f"(the next one after a lone 'Answer:'), without prefixes, markdown or quotes; sentences saying the "
+             f"context does not answer also abstain, while 'None' is an answer. Scored by the official SQuAD v2 "
+             f"exact match and token F1 (an abstention is right on an unanswerable question)."),
     score=score,
     metrics=M.squad_metrics,
     statistics=statistics,
