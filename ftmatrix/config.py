@@ -226,9 +226,9 @@ PLACEMENT_KEYS = ("hf_home", "local_rules")
 # Training settings that change how a job keeps its checkpoints and logs, not what it
 # learns: a change to them reruns nothing (the job reads them from the config).
 TRAIN_BOOKKEEPING_KEYS = ("save_steps", "save_total_limit", "report_to")
-# Evaluation settings read by scoring and analysis (the bootstrap); a change to them
-# re-scores without generating again.
-SCORING_KEYS = ("bootstrap_resamples", "bootstrap_seed", "confidence")
+# Evaluation settings read by scoring and analysis (the bootstrap, the grading the headline
+# uses); a change to them re-scores without generating again.
+SCORING_KEYS = ("bootstrap_resamples", "bootstrap_seed", "confidence", "grading")
 
 
 def study_hash(config: dict) -> str:
