@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -16,6 +17,7 @@ import yaml
 from ftmatrix import io
 from tests.toy_task import README_ENTRIES, write_kind, write_rows
 
+ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
@@ -41,7 +43,8 @@ def toy_study(tmp_path) -> dict:
     write_kind(kinds)
     entries = yaml.safe_load(yaml.safe_dump(README_ENTRIES))
     assert entries["task_modules"] == ["my-kinds"]
-    entries["task_modules"] = [str(kinds)]
+    # relative to the project root, as README says, while Snakemake works in another folder
+    entries["task_modules"] = [os.path.relpath(kinds, ROOT)]
     task = entries["tasks"][0]
     task["source"]["train"] = str(write_rows(tmp_path / "my-data" / "yesno-train.jsonl", 40))
     task["source"]["eval"] = str(write_rows(tmp_path / "my-data" / "yesno-eval.jsonl", 8, offset=1000))

@@ -169,6 +169,11 @@ def test_a_kind_from_the_study_folder_is_accepted(tmp_path):
     bad["tasks"][0]["source"]["format"] = "squad_json"
     with pytest.raises(ConfigError, match=r"tasks\[0\].source.format is 'squad_json'.*it reads: hub_jsonl"):
         cfg.validate(bad)
+    write_kind(tmp_path / "more-kinds", name="yesno_again.py")
+    bad = copy.deepcopy(config)
+    bad["task_modules"].append(str(tmp_path / "more-kinds"))
+    with pytest.raises(ConfigError, match="task kind 'yesno' is declared twice"):
+        cfg.validate(bad)
     bad = copy.deepcopy(config)
     bad["task_modules"] = [str(tmp_path / "missing")]
     with pytest.raises(ConfigError, match=r"task_modules\[0\] is .*missing, which is not a folder"):
