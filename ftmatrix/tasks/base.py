@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 
-@dataclass(frozen=True)
+# eq=False: one object per kind, hashed and compared by identity (its dict fields are unhashable).
+@dataclass(frozen=True, eq=False)
 class TaskKind:
     kind: str
     # Name of the headline metric in ``metrics``' result (e.g. "macro_f1", "exact_match", "f1").
