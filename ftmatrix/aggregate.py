@@ -28,6 +28,8 @@ from typing import Any, Iterable
 
 from ftmatrix.errors import DataError
 from ftmatrix.grid import NO_TASK, Cell, cell_from_path, variant_from_path
+from ftmatrix.numeric import finite
+from ftmatrix.records import CellMetrics, ModelManifest, TaskMeta, TrainMetrics
 
 IDENTITY_COLUMNS = ["model", "method", "rank", "train_task", "seed", "eval_task", "label", "cell",
                     "task_kind", "model_params"]
@@ -97,75 +99,35 @@ def device_kind(device) -> str:
 # ---------------------------------------------------------------------------- reading
 
 
-def _need(data: dict, key: str, path: Path, what: str = "") -> Any:
-    if not isinstance(data, dict) or key not in data:
-        raise DataError(f"{path}: missing key {what + key!r}; the file is incomplete or from an older "
-                        f"version of the pipeline — rerun the step that writes it.")
-    return data[key]
-
-
-def _read_json_object(path: str | Path) -> dict:
-    from ftmatrix.io import read_json
-
-    data = read_json(path)
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a JSON object, got {type(data).__name__}; rerun the step "
-                        f"that writes it.")
-    return data
-
-
-def _check_cell(data: dict, path: Path) -> Cell:
+def _check_cell(metrics: CellMetrics, path: Path) -> Cell:
     try:
         cell = cell_from_path(str(path))
     except ValueError:
         raise DataError(f"{path}: not inside a cell folder like "
-                        f"results/eval/<model>/<method>/r<rank>/<train_task>/seed<seed>/<eval_task>/.") from None
-    recorded = _need(data, "cell", path)
-    if isinstance(recorded, dict):
-        expected = cell.as_dict()
-        for key, value in expected.items():
-            if key in recorded and str(recorded[key]) != str(value):
-                raise DataError(f"{path}: its 'cell' says {key}={recorded[key]!r} but the file lives in the "
-                                f"folder of {key}={value!r}; it was copied or moved by hand — rerun this "
-                                f"cell's evaluation.")
+                        f"results/<study>/eval/<model>/<method>/r<rank>/<train_task>/seed<seed>/<eval_task>/.") \
+            from None
+    for key, value in cell.as_dict().items():
+        if key in metrics.cell and str(metrics.cell[key]) != str(value):
+            raise DataError(f"{path}: its 'cell' says {key}={metrics.cell[key]!r} but the file lives in the "
+                            f"folder of {key}={value!r}; it was copied or moved by hand — rerun this "
+                            f"cell's evaluation.")
     return cell
 
 
-def _task_fingerprints(meta: dict) -> tuple[str | None, str | None]:
-    """(train, eval) content fingerprints from a task's meta.json ({'train.jsonl': …, 'eval.jsonl': …}
-    or {'train': …, 'eval': …}, or one fingerprint for both)."""
-    prints = meta.get("fingerprints")
-    if isinstance(prints, dict):
-        def pick(part):
-            value = prints.get(f"{part}.jsonl") or prints.get(part) or meta.get("fingerprint")
-            return str(value) if value else None
-        return pick("train"), pick("eval")
-    single = meta.get("fingerprint")
-    return (str(single) if single else None,) * 2
+def read_task_meta(files: Iterable[str | Path]) -> dict[str, TaskMeta]:
+    """Task name -> its meta.json."""
+    metas = (TaskMeta.read(path) for path in files)
+    return {meta.task: meta for meta in metas}
 
 
-def read_task_meta(files: Iterable[str | Path]) -> dict[str, dict]:
-    out = {}
-    for path in files:
-        path = Path(path)
-        meta = _read_json_object(path)
-        name = meta.get("task") or path.parent.name
-        out[str(name)] = meta
-    return out
+def read_manifests(files: Iterable[str | Path]) -> dict[str, ModelManifest]:
+    """Model name -> its manifest.json."""
+    manifests = (ModelManifest.read(path) for path in files)
+    return {manifest.name: manifest for manifest in manifests}
 
 
-def read_manifests(files: Iterable[str | Path]) -> dict[str, dict]:
-    out = {}
-    for path in files:
-        path = Path(path)
-        manifest = _read_json_object(path)
-        name = manifest.get("name") or path.parent.name
-        out[str(name)] = manifest
-    return out
-
-
-def read_train_metrics(files: Iterable[str | Path]) -> dict[str, dict]:
-    """Variant path -> train_metrics.json contents."""
+def read_train_metrics(files: Iterable[str | Path]) -> dict[str, TrainMetrics]:
+    """Variant path -> its train_metrics.json."""
     out = {}
     for path in files:
         path = Path(path)
@@ -173,40 +135,16 @@ def read_train_metrics(files: Iterable[str | Path]) -> dict[str, dict]:
             variant = variant_from_path(str(path))
         except ValueError:
             raise DataError(f"{path}: not inside a variant folder like "
-                            f"results/train/<model>/<method>/r<rank>/<train_task>/seed<seed>/.") from None
-        out[variant.path] = _read_json_object(path)
+                            f"results/<study>/train/<model>/<method>/r<rank>/<train_task>/seed<seed>/.") from None
+        out[variant.path] = TrainMetrics.read(path)
     return out
-
-
-def model_params(manifest: dict | None) -> float | None:
-    """The model's parameter count from its manifest (``params``), or None when unknown."""
-    if not manifest:
-        return None
-    value = manifest.get("params")
-    if isinstance(value, dict):
-        value = value.get("total")
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-        return value
-    return None
 
 
 # ---------------------------------------------------------------------------- one row
 
 
 def _number(value) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return None if (isinstance(value, float) and not math.isfinite(value)) else value
-    return None
-
-
-def _first(data: dict, *keys):
-    """The first of ``keys`` that ``data`` has a value for (files of different versions name things differently)."""
-    for key in keys:
-        if isinstance(data, dict) and data.get(key) is not None:
-            return data[key]
-    return None
+    return value if finite(value) else None
 
 
 def _per_1k(seconds_per_sample, hourly) -> float | None:
@@ -216,64 +154,59 @@ def _per_1k(seconds_per_sample, hourly) -> float | None:
     return seconds_per_sample * 1000.0 / 3600.0 * hourly
 
 
-def cell_row(metrics: dict, path: Path, *, train: dict | None, task_meta: dict[str, dict],
-             manifests: dict[str, dict], cost: dict) -> dict:
+def cell_row(metrics: CellMetrics, path: Path, *, train: TrainMetrics | None, task_meta: dict[str, TaskMeta],
+             manifests: dict[str, ModelManifest], cost: dict) -> dict:
     """One matrix row from a cell's metrics.json (and its variant's training metrics)."""
     cell = _check_cell(metrics, path)
     variant = cell.variant
-    headline = _need(metrics, "headline", path)
-    for key in ("name", "value"):
-        _need(headline, key, path, "headline.")
-    latency = metrics.get("latency") or {}
-    generation = metrics.get("generation") or {}
-    provenance = metrics.get("provenance") or {}
-    manifest = manifests.get(variant.model) or {}
-    recorded_model = generation.get("model") if isinstance(generation.get("model"), dict) else {}
-    # The hardware: the device the generation ran on, with the GPU's name where provenance has it.
-    hardware = (provenance.get("generation") or {}).get("device") or provenance.get("device")
-    device = hardware if isinstance(hardware, dict) and hardware.get("device") else generation.get("device")
-    n = _need(metrics, "n", path)
+    headline, latency, generation, provenance = metrics.headline, metrics.latency, metrics.generation, \
+        metrics.provenance
+    manifest = _need(manifests, variant.model, path, "model manifest", "manifest.json")
+    eval_meta = _need(task_meta, cell.eval_task, path, "task meta", "meta.json")
+    train_meta = (_need(task_meta, variant.train_task, path, "task meta", "meta.json")
+                  if variant.train_task != NO_TASK else None)
+    device = generation.hardware   # the device the generation ran on, with the GPU's name where known
+    n = metrics.n
 
     row: dict[str, Any] = {
         "model": variant.model, "method": variant.method, "rank": variant.rank,
         "train_task": variant.train_task, "seed": variant.seed, "eval_task": cell.eval_task,
         "label": variant.label, "cell": cell.path,
-        "task_kind": metrics.get("task_kind"),
-        "model_params": model_params(manifest) or model_params(recorded_model),
-        "n": n, "headline_metric": headline["name"], "headline": headline["value"],
-        "headline_ci_low": headline.get("ci_low"), "headline_ci_high": headline.get("ci_high"),
-        "confidence": headline.get("confidence"),
-        "higher_is_better": bool(headline.get("higher_is_better", True)),
+        "task_kind": metrics.task_kind,
+        "model_params": manifest.params,
+        "n": n, "headline_metric": headline.name, "headline": headline.value,
+        "headline_ci_low": headline.ci_low, "headline_ci_high": headline.ci_high,
+        "confidence": headline.confidence,
+        "higher_is_better": headline.higher_is_better,
     }
-    for name, value in (metrics.get("metrics") or {}).items():
+    for name, value in metrics.metrics.items():
         row[METRIC_PREFIX + name] = value
 
-    hit = _number(metrics.get("hit_limit"))
     row.update({
-        "output_tokens_mean": latency.get("output_tokens_mean"),
-        "input_tokens_mean": latency.get("input_tokens_mean"),
-        "output_tokens_timed_mean": latency.get("output_tokens_timed_mean"),
-        "hit_limit": hit,
-        "hit_limit_pct": (100.0 * hit / n) if hit is not None and _number(n) else None,
-        "n_timed": latency.get("n_timed"),
-        "latency_mean_s": latency.get("mean_s"), "latency_median_s": latency.get("median_s"),
-        "latency_p95_s": latency.get("p95_s"), "ttft_mean_s": latency.get("ttft_mean_s"),
-        "ttft_median_s": latency.get("ttft_median_s"), "tpot_mean_s": latency.get("tpot_mean_s"),
-        "eval_wall_time_s": _first(generation, "wall_time_s", "wall_s"),
-        "eval_samples_per_s": generation.get("samples_per_s"),
+        "output_tokens_mean": latency.output_tokens_mean,
+        "input_tokens_mean": latency.input_tokens_mean,
+        "output_tokens_timed_mean": latency.output_tokens_timed_mean,
+        "hit_limit": metrics.hit_limit,
+        "hit_limit_pct": metrics.hit_limit_pct,
+        "n_timed": latency.n_timed,
+        "latency_mean_s": latency.mean_s, "latency_median_s": latency.median_s,
+        "latency_p95_s": latency.p95_s, "ttft_mean_s": latency.ttft_mean_s,
+        "ttft_median_s": latency.ttft_median_s, "tpot_mean_s": latency.tpot_mean_s,
+        "eval_wall_time_s": generation.wall_s,
+        "eval_samples_per_s": generation.samples_per_s,
     })
 
     kind = device_kind(device)
-    hourly = cost.get(f"{kind}_hour_usd")
+    hourly = cost[f"{kind}_hour_usd"]
     row["cost_device_kind"] = kind
     row["cost_hourly_usd"] = hourly
-    row["cost_per_1k_usd"] = _per_1k(latency.get("mean_s"), hourly)
-    rate = _number(generation.get("samples_per_s"))
+    row["cost_per_1k_usd"] = _per_1k(latency.mean_s, hourly)
+    rate = _number(generation.samples_per_s)
     row["cost_per_1k_batched_usd"] = _per_1k(1.0 / rate, hourly) if rate else None
-    api = cost.get("api")
+    api = cost["api"]
     if api:
-        tokens_in = _number(latency.get("input_tokens_mean"))
-        tokens_out = _number(latency.get("output_tokens_mean"))
+        tokens_in = _number(latency.input_tokens_mean)
+        tokens_out = _number(latency.output_tokens_mean)
         row["api_name"] = api["name"]
         row["api_cost_per_1k_usd"] = (
             1000.0 * (tokens_in * api["input_per_million_usd"] + tokens_out * api["output_per_million_usd"]) / 1e6
@@ -282,42 +215,45 @@ def cell_row(metrics: dict, path: Path, *, train: dict | None, task_meta: dict[s
     if variant.is_trained:
         if train is None:
             raise DataError(f"{path}: the cell's variant {variant.path} has no train_metrics.json among the "
-                            f"inputs; run its training (snakemake results/train/{variant.path}/train_metrics.json).")
-        trainable, total = _number(train.get("trainable_params")), _number(train.get("total_params"))
-        train_hourly = cost.get(f"{device_kind(train.get('device'))}_hour_usd")
-        train_wall = _number(train.get("wall_time_s"))
+                            f"inputs; run its training (snakemake --cores all results/<study>/train/"
+                            f"{variant.path}/train_metrics.json, with the study's --configfile).")
+        train_hourly = cost[f"{device_kind(train.hardware)}_hour_usd"]
         row.update({
-            "train_wall_time_s": train_wall,
-            "train_tokens_per_s": train.get("tokens_per_s"),
-            "train_peak_memory_mb": train.get("peak_memory_mb"),
-            "train_cost_usd": train_wall / 3600.0 * train_hourly
-            if train_wall is not None and train_hourly is not None else None,
-            "trainable_params": trainable, "total_params": total,
-            "trainable_pct": 100.0 * trainable / total if trainable is not None and total else None,
-            "train_steps": train.get("steps"), "train_epochs": train.get("epochs"),
-            "train_tokens": train.get("train_tokens"), "learning_rate": train.get("learning_rate"),
-            "train_final_loss": train.get("final_loss"),
-            "heldout_loss_before": train.get("heldout_loss_before"),
-            "heldout_loss_after": train.get("heldout_loss_after"),
-            "train_truncated_examples": train.get("truncated_examples"),
-            "train_peak_memory_kind": train.get("peak_memory_kind"),
+            "train_wall_time_s": train.wall_time_s,
+            "train_tokens_per_s": train.tokens_per_s,
+            "train_peak_memory_mb": train.peak_memory_mb,
+            "train_cost_usd": train.wall_time_s / 3600.0 * train_hourly,
+            "trainable_params": train.trainable_params, "total_params": train.total_params,
+            "trainable_pct": 100.0 * train.trainable_params / train.total_params if train.total_params else None,
+            "train_steps": train.steps, "train_epochs": train.epochs,
+            "train_tokens": train.train_tokens, "learning_rate": train.learning_rate,
+            "train_final_loss": train.final_loss,
+            "heldout_loss_before": train.heldout_loss_before,
+            "heldout_loss_after": train.heldout_loss_after,
+            "train_truncated_examples": train.truncated_examples,
+            "train_peak_memory_kind": train.peak_memory_kind,
         })
 
-    eval_meta = task_meta.get(cell.eval_task) or {}
-    train_meta = (task_meta.get(variant.train_task) or {}) if variant.train_task != NO_TASK else {}
     row.update({
-        "device": device_name(device), "precision": generation.get("precision"),
-        "batch_size": generation.get("batch_size"), "max_new_tokens": generation.get("max_new_tokens"),
-        "enable_thinking": generation.get("enable_thinking"),
-        "merge_lora": generation.get("merge_lora") if variant.method == "lora" else None,
-        "model_revision": _first(manifest, "resolved_revision", "revision")
-        or _first(recorded_model, "resolved_revision", "revision") or generation.get("model_revision"),
-        "eval_data_fingerprint": _task_fingerprints(eval_meta)[1],
-        "train_data_fingerprint": _task_fingerprints(train_meta)[0] if train_meta else None,
-        "git_commit": provenance.get("git_commit"), "git_dirty": provenance.get("git_dirty"),
-        "config_hash": provenance.get("config_hash"),
+        "device": device_name(device), "precision": generation.precision,
+        "batch_size": generation.batch_size, "max_new_tokens": generation.max_new_tokens,
+        "enable_thinking": generation.enable_thinking,
+        "merge_lora": generation.merge_lora if variant.method == "lora" else None,
+        "model_revision": manifest.resolved_revision,
+        "eval_data_fingerprint": eval_meta.eval_fingerprint,
+        "train_data_fingerprint": train_meta.train_fingerprint if train_meta else None,
+        "git_commit": provenance["git_commit"], "git_dirty": provenance["git_dirty"],
+        "config_hash": provenance["config_hash"],
     })
     return row
+
+
+def _need(records: dict, name: str, path: Path, what: str, file: str):
+    if name not in records:
+        raise DataError(f"{path}: no {what} for {name!r} among the inputs ({file}); the aggregation needs "
+                        f"every model's manifest and every task's meta.json — run it through Snakemake "
+                        f"(snakemake --cores all --forcerun aggregate_matrix, with the study's --configfile).")
+    return records[name]
 
 
 # ---------------------------------------------------------------------------- the table
@@ -360,7 +296,7 @@ def build_rows(metrics_files, train_metrics_files, task_meta_files, model_manife
     rows, seen = [], {}
     for path in metrics_files:
         path = Path(path)
-        metrics = _read_json_object(path)
+        metrics = CellMetrics.read(path)
         cell = _check_cell(metrics, path)
         if cell in seen:
             raise DataError(f"{path}: the cell {cell.path} is listed twice (also {seen[cell]}).")
@@ -379,14 +315,11 @@ def aggregate_matrix(metrics_files, train_metrics_files, task_meta_files, model_
     from ftmatrix.io import write_text
 
     log = log or logging.getLogger("ftmatrix")
-    cost = dict(cost or {})
-    cost.setdefault("gpu_hour_usd", None)
-    cost.setdefault("cpu_hour_usd", None)
     rows = build_rows(metrics_files, train_metrics_files, task_meta_files, model_manifests, cost)
     if not rows:
         raise DataError(f"{matrix_file}: no cells to aggregate; the study's grid is empty — check models, "
                         f"tasks and methods in the config.")
-    header = matrix_header(rows, with_api=bool(cost.get("api")))
+    header = matrix_header(rows, with_api=bool(cost["api"]))
     write_text(matrix_file, to_csv(rows, header))
     log.info("matrix: %d cells × %d columns -> %s", len(rows), len(header), matrix_file)
     return rows

@@ -40,6 +40,7 @@ import numpy as np
 
 from ftmatrix.errors import DataError
 from ftmatrix.grid import NO_TASK, cell_from_path
+from ftmatrix.numeric import finite
 
 log = logging.getLogger("ftmatrix")
 
@@ -82,9 +83,12 @@ def resample_indices(n: int, resamples: int, seed: int) -> np.ndarray:
 
 @dataclass
 class BootstrapSettings:
-    resamples: int = 1000
-    seed: int = 0
-    confidence: float = 0.95
+    """The bootstrap's settings: the validated config's evaluate.bootstrap_resamples,
+    evaluate.bootstrap_seed and evaluate.confidence."""
+
+    resamples: int
+    seed: int
+    confidence: float
 
     @property
     def percentiles(self) -> tuple[float, float]:
@@ -96,16 +100,12 @@ def _stable_seed(*parts) -> int:
     return zlib.crc32("|".join(map(str, parts)).encode())
 
 
-def _finite(x) -> bool:
-    return x is not None and isinstance(x, (int, float, np.floating)) and math.isfinite(float(x))
-
-
 def _number(value) -> float:
-    return float(value) if _finite(value) else math.nan
+    return float(value) if finite(value) else math.nan
 
 
 def verdict(low, high) -> str:
-    if not (_finite(low) and _finite(high)):
+    if not (finite(low) and finite(high)):
         return "n/a"
     if low > 0:
         return SIGNIFICANT_UP
@@ -179,7 +179,7 @@ class Study:
 
     def params(self, model: str):
         values = [r["model_params"] for r in self.rows.values() if r["model"] == model]
-        values = [v for v in values if _finite(v)]
+        values = [v for v in values if finite(v)]
         return values[0] if values else None
 
     def statistic(self, cell: str) -> Statistic:
@@ -207,7 +207,7 @@ class Study:
         common = None
         for cell in cells:
             ids = self.by_id(cell)
-            keys = {i for i, p in ids.items() if not timed or _finite(p.get("latency_s"))}
+            keys = {i for i, p in ids.items() if not timed or finite(p.get("latency_s"))}
             common = keys if common is None else common & keys
         return tuple(sorted(common or ()))
 
@@ -292,7 +292,7 @@ class Study:
         low, high = self.interval(a_dist - b_dist)
         result = {f"{prefix}reference": b, f"{prefix}value": a, f"{prefix}diff": diff,
                   f"{prefix}diff_ci_low": low, f"{prefix}diff_ci_high": high}
-        if _finite(b) and b != 0:
+        if finite(b) and b != 0:
             with np.errstate(divide="ignore", invalid="ignore"):
                 rel_dist = (a_dist - b_dist) / np.abs(b_dist) * 100.0
             rel_dist[~np.isfinite(rel_dist)] = np.nan
@@ -453,7 +453,7 @@ def full_vs_lora(study: Study) -> list[dict]:
         # The best rank is chosen on the evaluation scores themselves, which favours LoRA slightly.
         sign = 1.0 if study.higher_is_better(eval_task) else -1.0
         scores = {rank: sign * study.score(g)["value"] for rank, g in loras.items()}
-        best = max(sorted(scores), key=lambda r: (scores[r] if _finite(scores[r]) else -math.inf))
+        best = max(sorted(scores), key=lambda r: (scores[r] if finite(scores[r]) else -math.inf))
         row.update({"best_rank": best, "n_seeds": len(full.cells)})
         row.update(_comparison(study, full, loras[best]))
         rows.append(row)
@@ -566,9 +566,9 @@ def rank_correlation(study: Study) -> list[dict]:
         row.update({"spearman": rho, "ci_low": low, "ci_high": high, "permutation_p": p_value,
                     "undefined_resamples": int(np.isnan(rho_dist).sum()),
                     "significance": NOT_SIGNIFICANT_CORRELATION if few else CORRELATION_WORDS[word]})
-        if not _finite(rho):
+        if not finite(rho):
             row["note"] = "n/a: every rank has the same score"
-        elif not (_finite(low) and _finite(high)):
+        elif not (finite(low) and finite(high)):
             row["note"] = "CI n/a: the scores tie in most resamples"
         elif few:
             row["note"] = (f"the CI excludes zero but {len(ranks)} ranks are too few: a random ordering is this "
@@ -680,18 +680,16 @@ def write_table(table, path: str | Path) -> None:
     write_text(path, table.to_csv(index=False, float_format="%.10g", lineterminator="\n"))
 
 
-def analyse(matrix_file, predictions_files, *, settings: BootstrapSettings | None = None,
+def analyse(matrix_file, predictions_files, *, settings: BootstrapSettings,
             statistic_for: Callable[[str, str], Statistic] = task_statistic) -> dict:
     """Every analysis table as a DataFrame, keyed by table name."""
     from ftmatrix.aggregate import read_matrix
 
-    study = Study(read_matrix(matrix_file), read_predictions(predictions_files), settings or BootstrapSettings(),
-                  statistic_for)
+    study = Study(read_matrix(matrix_file), read_predictions(predictions_files), settings, statistic_for)
     return {name: frame(function(study), TABLES[name]) for name, function in ANALYSES.items()}
 
 
-def analyse_matrix(matrix_file, predictions_files, analysis_dir, *, resamples: int = 1000, seed: int = 0,
-                   confidence: float = 0.95,
+def analyse_matrix(matrix_file, predictions_files, analysis_dir, *, resamples: int, seed: int, confidence: float,
                    statistic_for: Callable[[str, str], Statistic] = task_statistic) -> dict[str, Path]:
     """Write results/analysis/<table>.csv for every analysis; returns the paths."""
     settings = BootstrapSettings(resamples=int(resamples), seed=int(seed), confidence=float(confidence))

@@ -30,7 +30,7 @@ from ftmatrix.analysis import SIGNIFICANT_UP
 from ftmatrix.findings import Finding
 from ftmatrix.findings import records as _records, truthy as _truthy
 from ftmatrix.numeric import finite
-from ftmatrix.train import DEFAULT_ALPHA
+from ftmatrix.records import CellMetrics, ModelManifest, TaskMeta, TrainMetrics
 
 log = logging.getLogger("ftmatrix")
 
@@ -478,87 +478,74 @@ def _merge_versions(blocks: Iterable[dict]) -> dict[str, str]:
     return {name: " / ".join(sorted(v)) for name, v in sorted(seen.items())}
 
 
-def setup_section(config: dict, matrix, metrics_docs: list[dict], task_meta: dict, manifests: dict,
-                  train_docs: list[dict]) -> dict:
+def setup_section(config: dict, matrix, metrics_docs: list[CellMetrics], task_meta: dict[str, TaskMeta],
+                  manifests: dict[str, ModelManifest], train_docs: list[TrainMetrics]) -> dict:
+    """``config`` is the validated study configuration (every default filled in)."""
     models = []
-    for m in config.get("models", []):
-        manifest = manifests.get(m["name"], {})
-        models.append({"name": m["name"], "source": m.get("source"), "id": manifest.get("id") or m.get("id") or "—",
-                       "revision": manifest.get("resolved_revision") or manifest.get("revision") or m.get("revision")
-                       or "—", "params": count(manifest.get("params")), "finetune": m.get("finetune", True),
-                       "trust_remote_code": bool(manifest.get("trust_remote_code", m.get("trust_remote_code")))})
+    for m in config["models"]:
+        manifest = manifests[m["name"]]
+        models.append({"name": m["name"], "source": m["source"], "id": manifest.id,
+                       "revision": manifest.resolved_revision, "params": count(manifest.params),
+                       "finetune": m["finetune"], "trust_remote_code": manifest.trust_remote_code})
     tasks = []
     headline = {r["eval_task"]: r["headline_metric"] for r in matrix.to_dict("records")}
-    for t in config.get("tasks", []):
-        meta = task_meta.get(t["name"], {})
-        counts = meta.get("counts") or {}
-        tasks.append({"name": t["name"], "kind": t["kind"], "source": _source_text(t.get("source", {})),
-                      "revision": meta.get("revision") or t.get("source", {}).get("revision") or "—",
-                      "train": _count_text(counts.get("train")), "eval": _count_text(counts.get("eval")),
-                      "max_new_tokens": t.get("max_new_tokens"), "metric": metric_name(headline.get(t["name"], "")),
-                      "licence": meta.get("licence") or t.get("licence") or "unknown",
-                      "split": _split_text(meta.get("split") or meta.get("split_method"))})
-    train = config.get("train", {})
-    lora = config.get("lora", {})
-    lr = train.get("learning_rate", {})
-    alpha = lora.get("alpha", {})
+    for t in config["tasks"]:
+        meta = task_meta[t["name"]]
+        tasks.append({"name": t["name"], "kind": t["kind"], "source": _source_text(t["source"]),
+                      "revision": meta.revision,
+                      "train": _count_text(meta.counts["train"]), "eval": _count_text(meta.counts["eval"]),
+                      "max_new_tokens": t["max_new_tokens"], "metric": metric_name(headline.get(t["name"], "")),
+                      "licence": meta.licence, "split": _split_text(meta.split)})
+    train = config["train"]
+    lora = config["lora"]
+    lr = train["learning_rate"]
+    alpha = lora["alpha"]
     hyper = [
-        ("methods", ", ".join(config.get("methods", []))),
-        ("seeds", ", ".join(map(str, config.get("seeds", [])))),
-        ("learning rate", f"full {_v(lr.get('full'))}, LoRA {_v(lr.get('lora'))} (as recorded per run below)"),
-        ("epochs / max steps", f"{train.get('epochs')} / "
-                               f"{train.get('max_steps') if (train.get('max_steps') or -1) > 0 else 'no limit'}"),
-        ("batch size", f"{train.get('per_device_batch_size')} × {train.get('gradient_accumulation_steps')} "
+        ("methods", ", ".join(config["methods"])),
+        ("seeds", ", ".join(map(str, config["seeds"]))),
+        ("learning rate", f"full {lr['full']}, LoRA {lr['lora']} (as recorded per run below)"),
+        ("epochs / max steps", f"{train['epochs']} / {train['max_steps'] if train['max_steps'] > 0 else 'no limit'}"),
+        ("batch size", f"{train['per_device_batch_size']} × {train['gradient_accumulation_steps']} "
                        f"accumulation steps"),
-        ("max length (tokens)", train.get("max_length")),
-        ("schedule", f"{train.get('lr_scheduler')}, warm-up ratio {train.get('warmup_ratio')}, weight decay "
-                     f"{train.get('weight_decay')}"),
-        ("precision (training)", train.get("precision")),
-        ("LoRA ranks", ", ".join(map(str, lora.get("ranks", [])))),
-        ("LoRA alpha", f"{alpha.get('value') or DEFAULT_ALPHA['proportional']} × r"
-                       if alpha.get("rule") == "proportional"
-                       else f"{alpha.get('value') or DEFAULT_ALPHA['fixed']} (fixed)"),
-        ("LoRA dropout / targets", f"{lora.get('dropout')} / {lora.get('target_modules')}"
-                                   f"{' (rsLoRA)' if lora.get('use_rslora') else ''}"),
+        ("max length (tokens)", train["max_length"]),
+        ("schedule", f"{train['lr_scheduler']}, warm-up ratio {train['warmup_ratio']}, weight decay "
+                     f"{train['weight_decay']}"),
+        ("precision (training)", train["precision"]),
+        ("LoRA ranks", ", ".join(map(str, lora["ranks"]))),
+        ("LoRA alpha", f"{alpha['value']} × r" if alpha["rule"] == "proportional" else f"{alpha['value']} (fixed)"),
+        ("LoRA dropout / targets", f"{lora['dropout']} / {lora['target_modules']}"
+                                   f"{' (rsLoRA)' if lora['use_rslora'] else ''}"),
     ]
     hyper = [(key, _v(value)) for key, value in hyper]
-    evaluate = config.get("evaluate", {})
-    generations = [d.get("generation") or {} for d in metrics_docs]
-    stops = sorted({s for g in generations for s in ((g.get("decoding") or {}).get("stop_tokens") or [])})
+    evaluate = config["evaluate"]
+    stops = sorted({s for d in metrics_docs for s in d.generation.decoding.stop_tokens})
     decoding = [
         ("decoding", "greedy (no sampling, one beam)"),
-        ("max new tokens", ", ".join(f"{t['name']}: {t.get('max_new_tokens')}" for t in config.get("tasks", []))),
+        ("max new tokens", ", ".join(f"{t['name']}: {t['max_new_tokens']}" for t in config["tasks"])),
         ("stop tokens", ", ".join(stops) or "the model's end of turn"),
-        ("quality batch size", evaluate.get("batch_size")),
-        ("latency", f"batch size 1, {evaluate.get('latency_samples') or 'all'} samples per cell after "
-                    f"{evaluate.get('warmup')} warm-up generations"),
-        ("LoRA at inference", "merged into the weights" if evaluate.get("merge_lora", True) else "adapter kept"),
+        ("quality batch size", evaluate["batch_size"]),
+        ("latency", f"batch size 1, {evaluate['latency_samples'] or 'all'} samples per cell after "
+                    f"{evaluate['warmup']} warm-up generations"),
+        ("LoRA at inference", "merged into the weights" if evaluate["merge_lora"] else "adapter kept"),
         ("precision (inference)", ", ".join(sorted({str(p) for p in matrix["precision"].dropna()})) or "n/a"),
-        ("thinking mode", "on (enable_thinking: true)" if config.get("enable_thinking") else
+        ("thinking mode", "on (enable_thinking: true)" if config["enable_thinking"] else
                           "off (enable_thinking: false)"),
-        ("confidence intervals", f"{evaluate.get('confidence', 0.95):.0%}, percentile bootstrap, "
-                                 f"{evaluate.get('bootstrap_resamples')} resamples, seed "
-                                 f"{evaluate.get('bootstrap_seed')}"),
+        ("confidence intervals", f"{evaluate['confidence']:.0%}, percentile bootstrap, "
+                                 f"{evaluate['bootstrap_resamples']} resamples, seed {evaluate['bootstrap_seed']}"),
     ]
     decoding = [(key, _v(value)) for key, value in decoding]
     hardware = []
     seen = set()
-    for doc in metrics_docs + train_docs:
-        prov = doc.get("provenance") or {}
-        device = (prov.get("generation") or {}).get("device") or prov.get("device")
-        if isinstance(device, dict):
-            key = (device.get("device"), device.get("gpu"), device.get("platform"), device.get("cpu_count"),
-                   device.get("torch_threads"))
-            if key not in seen:
-                seen.add(key)
-                hardware.append({"device": device.get("device"), "gpu": device.get("gpu") or "—",
-                                 "platform": device.get("platform") or "—", "cpus": device.get("cpu_count"),
-                                 "threads": device.get("torch_threads")})
-    if not hardware:
-        for device in sorted({str(d) for d in matrix["device"].dropna()}):
-            hardware.append({"device": device, "gpu": "—", "platform": "—", "cpus": "—", "threads": "—"})
+    for device in [d.generation.hardware for d in metrics_docs] + [d.hardware for d in train_docs]:
+        key = (device["device"], device["gpu"], device.get("platform"), device.get("cpu_count"),
+               device.get("torch_threads"))
+        if key not in seen:
+            seen.add(key)
+            hardware.append({"device": device["device"], "gpu": device["gpu"] or "—",
+                             "platform": device.get("platform") or "—", "cpus": device.get("cpu_count"),
+                             "threads": device.get("torch_threads")})
     return {"models": models, "tasks": tasks, "hyper": hyper, "decoding": decoding, "hardware": hardware,
-            "thinking": bool(config.get("enable_thinking")), "training": training_rows(matrix)}
+            "thinking": config["enable_thinking"], "training": training_rows(matrix)}
 
 
 def _count_text(value) -> str:
@@ -625,24 +612,20 @@ def reproducibility_section(config: dict, config_hash: str | None, matrix, metri
         ("Snakemake's report (figures and tables with captions)",
          f"snakemake --report {results}/report.html{selects}"),
     ]
-    libraries = _merge_versions([(d.get("provenance") or {}).get("libraries") for d in metrics_docs + train_docs])
+    libraries = _merge_versions([d.provenance["libraries"] for d in metrics_docs + train_docs])
     report_libs = library_versions(REPORT_LIBRARIES)
-    data = []
-    for name, meta in sorted(task_meta.items()):
-        prints = meta.get("fingerprints") or meta.get("fingerprint")
-        data.append({"task": name, "revision": meta.get("revision") or "—",
-                     "fingerprint": ", ".join(f"{k}: {v}" for k, v in sorted(prints.items()))
-                     if isinstance(prints, dict) else (prints or "—"),
-                     "seed": meta.get("data_seed", "—")})
-    models = [{"name": name, "revision": m.get("resolved_revision") or m.get("revision") or "—",
-               "trust_remote_code": bool(m.get("trust_remote_code"))} for name, m in sorted(manifests.items())]
+    data = [{"task": name, "revision": meta.revision,
+             "fingerprint": ", ".join(f"{k}: {v}" for k, v in sorted(meta.fingerprints.items())),
+             "seed": meta.data_seed} for name, meta in sorted(task_meta.items())]
+    models = [{"name": name, "revision": m.resolved_revision, "trust_remote_code": m.trust_remote_code}
+              for name, m in sorted(manifests.items())]
     return {"commits": [{"commit": c, "dirty": d == "True"} for c, d in states],
             "mixed_commits": len({c for c, _ in states}) > 1,
             "config_hash": config_hash, "cell_config_hashes": configs,
             "stale_config": bool(config_hash) and configs != [config_hash],
             "configfiles": files, "commands": commands, "libraries": libraries,
             "report_libraries": {k: v for k, v in report_libs.items() if v},
-            "data": data, "models": models, "thinking": bool(config.get("enable_thinking")),
+            "data": data, "models": models, "thinking": config["enable_thinking"],
             "config_json": json.dumps(config, indent=1, sort_keys=True, default=str)}
 
 
@@ -676,17 +659,6 @@ def render(context: dict) -> str:
     return env.get_template(TEMPLATE).render(css=css, **context)
 
 
-def _read_docs(files) -> list[dict]:
-    from ftmatrix.io import read_json
-
-    docs = []
-    for path in files or []:
-        doc = read_json(path)
-        if isinstance(doc, dict):
-            docs.append(doc)
-    return docs
-
-
 def journal_context(*, matrix_file, analysis_dir, figures_dir, metrics_files, predictions_files, task_meta_files,
                     model_manifests, train_metrics_files, config: dict, config_hash: str | None = None,
                     configfiles=(), config_args=()) -> dict:
@@ -702,15 +674,15 @@ def journal_context(*, matrix_file, analysis_dir, figures_dir, metrics_files, pr
         if not path.is_file():
             raise DataError(f"{path}: figure missing; run `snakemake {path}`.")
         figures[name] = figure_uri(path)
-    confidence = float(matrix["confidence"].dropna().iloc[0]) if matrix["confidence"].notna().any() else 0.95
-    report = config.get("report", {})
-    metrics_docs = _read_docs(metrics_files)
-    train_docs = _read_docs(train_metrics_files)
-    task_meta = read_task_meta(task_meta_files or [])
-    manifests = read_manifests(model_manifests or [])
+    confidence = float(matrix["confidence"].iloc[0])
+    report = config["report"]
+    metrics_docs = [CellMetrics.read(path) for path in metrics_files]
+    train_docs = [TrainMetrics.read(path) for path in train_metrics_files]
+    task_meta = read_task_meta(task_meta_files)
+    manifests = read_manifests(model_manifests)
     predictions = read_predictions(predictions_files or [])
     return {
-        "study": {"name": config.get("study", "study"), "description": config.get("description", "").strip(),
+        "study": {"name": config["study"], "description": config["description"].strip(),
                   "cells": len(matrix), "variants": len(matrix.drop_duplicates(
                       ["model", "method", "rank", "train_task", "seed"])),
                   "eval_tasks": sorted(matrix["eval_task"].unique()), "confidence": confidence},
@@ -725,9 +697,9 @@ def journal_context(*, matrix_file, analysis_dir, figures_dir, metrics_files, pr
         "rank_correlation": _records(tables["rank_correlation"]),
         "lora_rank": _records(tables["lora_rank"]),
         "seeds": _records(tables["seeds"]),
-        "several_seeds": bool(len(config.get("seeds", [0])) > 1),
-        "samples": sample_predictions(matrix, tables, predictions, int(report.get("samples_per_task", 3)),
-                                      int(report.get("max_sample_chars", 600))),
+        "several_seeds": len(config["seeds"]) > 1,
+        "samples": sample_predictions(matrix, tables, predictions, report["samples_per_task"],
+                                      report["max_sample_chars"]),
         "figures": figures,
         "repro": reproducibility_section(config, config_hash, matrix, metrics_docs, train_docs, task_meta,
                                          manifests, configfiles, config_args),

@@ -46,7 +46,7 @@ def toy_study(tmp_path) -> dict:
     # relative to the project root, as README says, while Snakemake works in another folder
     entries["task_modules"] = [os.path.relpath(kinds, ROOT)]
     task = entries["tasks"][0]
-    task["source"]["train"] = str(write_rows(tmp_path / "my-data" / "yesno-train.jsonl", 40))
+    task["source"]["train"] = str(write_rows(tmp_path / "my-data" / "yesno-train.jsonl", 200))
     task["source"]["eval"] = str(write_rows(tmp_path / "my-data" / "yesno-eval.jsonl", 8, offset=1000))
     task.update(train_size=24, eval_size=8)
     corpus = tmp_path / "corpus.txt"

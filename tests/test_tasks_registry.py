@@ -180,6 +180,17 @@ def test_a_kind_from_the_study_folder_is_accepted(tmp_path):
         cfg.validate(bad)
 
 
+LOCAL = {"type": "local", "format": "hub_jsonl", "train": "train.jsonl", "eval": "eval.jsonl"}
+
+
+def filled_entry(tmp_path, entry: dict) -> dict:
+    """A task entry as the data stage gets it: validated, every default filled in."""
+    config = demo_study()
+    config["task_modules"] = [str(tmp_path / "kinds")]
+    config["tasks"] = [entry]
+    return cfg.validate(config)["tasks"][0]
+
+
 def test_a_demo_source_names_the_demo_worlds_kinds(tmp_path):
     write_kind(tmp_path / "kinds")
     config = demo_study()
@@ -191,19 +202,17 @@ def test_a_demo_source_names_the_demo_worlds_kinds(tmp_path):
     assert all(kind in str(info.value) for kind in DEMO_KINDS)
     # and the data stage says the same when it gets such a task anyway
     tasks.use_config({"task_modules": [str(tmp_path / "kinds")]})
-    entry = {"name": "yesno", "kind": "yesno", "source": {"type": "demo", "seed": 0}, "train_size": 4,
-             "eval_size": 2}
+    entry = {**filled_entry(tmp_path, {"name": "yesno", "kind": "yesno", "source": LOCAL}), "source": {"type": "demo", "seed": 0}}
     with pytest.raises(DataError, match="the demo world has no task of kind 'yesno'; it has " + ", ".join(DEMO_KINDS)):
         prepare_task(entry, tmp_path / "out", data_seed=0, root=tmp_path, demo_dir=tmp_path / "demo")
 
 
 def test_the_data_stage_reads_a_study_kind(tmp_path):
     write_kind(tmp_path / "kinds")
-    write_rows(tmp_path / "train.jsonl", 12)
-    write_rows(tmp_path / "eval.jsonl", 4, offset=100)
+    write_rows(tmp_path / "train.jsonl", 200)      # room for the training rows and a validation set
+    write_rows(tmp_path / "eval.jsonl", 4, offset=1000)
     tasks.use_config({"task_modules": [str(tmp_path / "kinds")]})
-    entry = {"name": "yesno", "kind": "yesno", "train_size": 8, "eval_size": 4,
-             "source": {"type": "local", "format": "hub_jsonl", "train": "train.jsonl", "eval": "eval.jsonl"}}
+    entry = filled_entry(tmp_path, {"name": "yesno", "kind": "yesno", "train_size": 8, "eval_size": 4, "source": LOCAL})
     prepare_task(entry, tmp_path / "out", data_seed=0, root=tmp_path)
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     assert meta["kind"] == "yesno" and meta["counts"]["eval"]["written"] == 4
