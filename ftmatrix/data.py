@@ -35,7 +35,8 @@ from typing import Any, Iterable, Sequence
 
 from ftmatrix.config import config_hash, resolve_path
 from ftmatrix.errors import DataError, SourceUnreachable
-from ftmatrix.io import write_json, write_jsonl
+from ftmatrix.io import file_sha256, write_jsonl
+from ftmatrix.records import TaskMeta
 
 log = logging.getLogger("ftmatrix.data")
 
@@ -329,14 +330,6 @@ def _as_list(value) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _local_sources(task, name: str, source: dict, root: Path):
     fmt = source["format"]
     if fmt not in task.formats:
@@ -510,26 +503,26 @@ def prepare_task(task_cfg: dict, out_dir: str | Path, data_seed: int, root: str 
     licence = task_cfg.get("licence", "unknown")
     if licence == "unknown" and task_cfg["source"]["type"] == "demo":
         licence = "synthetic (ftmatrix demo world)"
-    meta = {
-        "task": name,
-        "kind": task.kind,
-        "source": source_info,
-        "revision": source_info.get("resolved_revision") or source_info.get("revision"),
-        "licence": licence,
-        "data_seed": data_seed,
-        "counts": {
+    meta = TaskMeta(
+        task=name,
+        kind=task.kind,
+        source=source_info,
+        revision=source_info.get("resolved_revision") or source_info["revision"],
+        licence=licence,
+        data_seed=data_seed,
+        counts={
             "train": {"available": train_scan.available, "usable": len(train_scan.rows),
                       "requested": task_cfg["train_size"], "written": len(train_examples)},
             "eval": {"available": (eval_scan or train_scan).available,
                      "usable": len(eval_scan.rows) if eval_scan else None,
                      "requested": task_cfg["eval_size"], "written": len(eval_examples)},
         },
-        "dropped": {"train": train_scan.dropped, "eval": eval_scan.dropped if eval_scan else {}},
-        "split": _split_description(task, source, split_info, data_seed),
-        "fingerprints": {"train.jsonl": file_sha256(train_path), "eval.jsonl": file_sha256(eval_path)},
-        "provenance": record(config_hash=config_hash(task_cfg)),
-    }
-    write_json(out_dir / "meta.json", meta)
+        dropped={"train": train_scan.dropped, "eval": eval_scan.dropped if eval_scan else {}},
+        split=_split_description(task, source, split_info, data_seed),
+        fingerprints={"train.jsonl": file_sha256(train_path), "eval.jsonl": file_sha256(eval_path)},
+        provenance=record(config_hash=config_hash(task_cfg)),
+    )
+    meta.write(out_dir / "meta.json")
     log.info("task %s (%s, %s): %d train / %d eval examples written to %s", name, task.kind, kind,
              len(train_examples), len(eval_examples), out_dir)
     return meta

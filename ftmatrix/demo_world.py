@@ -319,7 +319,7 @@ def _span(sentences: list[str], index: int, text: str) -> tuple[str, int]:
 
 def _squad_questions(world: World, person: dict, sentences: list[str], where: dict[str, int]) -> tuple[list, list]:
     """(answerable, unanswerable) questions about one passage; answers as (text, start) lists."""
-    name, first = person["name"], person["first"]
+    name = person["name"]
     profession = person["profession"]
     item = person["item"]
     friend = world.people[person["friend"]]
@@ -521,10 +521,6 @@ def examples_for(kind: str, rows: list[dict]) -> list[dict]:
 # Writing it all
 # ---------------------------------------------------------------------------------------
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def write_world(out_dir: str | Path, seed: int) -> dict:
     """Write the demo world for ``seed`` into ``out_dir``; world.json is written last."""
     out_dir = Path(out_dir)
@@ -539,11 +535,11 @@ def write_world(out_dir: str | Path, seed: int) -> dict:
             counts.setdefault(kind, {})[split] = len(rows)
             if kind == "squad_v2":
                 counts[kind][f"{split}_unanswerable"] = sum(not r["answers"]["text"] for r in rows)
-            files[relative] = _sha256(out_dir / relative)
+            files[relative] = io.file_sha256(out_dir / relative)
     documents, corpus_counts = corpus_documents(world, seed)
     corpus_text = "".join(doc + DOCUMENT_END + "\n" for doc in documents)
     io.write_text(out_dir / "corpus.txt", corpus_text)
-    files["corpus.txt"] = _sha256(out_dir / "corpus.txt")
+    files["corpus.txt"] = io.file_sha256(out_dir / "corpus.txt")
     corpus_counts["characters"] = len(corpus_text)
     counts["corpus"] = corpus_counts
     summary = {
@@ -570,7 +566,7 @@ def corpus_path(world_json: str | Path) -> Path:
     if not corpus.is_file():
         raise DataError(f"{corpus}: the demo corpus is missing beside {world_json}; delete {world_json} "
                         f"and run the workflow again to rebuild the demo world.")
-    if expected and _sha256(corpus) != expected:
+    if expected and io.file_sha256(corpus) != expected:
         raise DataError(f"{corpus}: its sha256 differs from the one recorded in {world_json} (the file was "
                         f"changed after the world was written); delete {world_json} and run again.")
     return corpus

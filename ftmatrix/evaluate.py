@@ -51,12 +51,13 @@ import logging
 import os
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from ftmatrix import io, provenance
 from ftmatrix.errors import DataError, ModelError
+from ftmatrix.records import Decoding, GenerationRecord, GenerationRow, ModelManifest
 
 log = logging.getLogger("ftmatrix.evaluate")
 
@@ -68,48 +69,49 @@ KEY_SUFFIX = ".partial.key"
 
 @dataclass
 class EvalSettings:
-    """The parts of ``rules/evaluate.smk``'s ``evaluate_settings`` that decide a generation run."""
+    """The parts of the evaluation rule's settings (slices of the validated config) that decide
+    a generation run."""
 
     cell: str
     model: dict
     method: str
     task: dict
     max_new_tokens: int
-    batch_size: int = 16
-    latency_samples: int | None = None
-    warmup: int = 3
-    merge_lora: bool = True
-    precision: str = "auto"
-    enable_thinking: bool = False
+    batch_size: int
+    latency_samples: int | None
+    warmup: int
+    merge_lora: bool
+    precision: str
+    enable_thinking: bool
 
     @classmethod
     def from_settings(cls, settings: dict) -> "EvalSettings":
-        ev = settings.get("evaluate", {}) or {}
+        ev = settings["evaluate"]
         task = settings["task"]
         return cls(
             cell=settings["cell"],
             model=settings["model"],
             method=settings["method"],
             task=task,
-            max_new_tokens=int(task.get("max_new_tokens", 64)),
-            batch_size=int(ev.get("batch_size", 16)),
-            latency_samples=ev.get("latency_samples"),
-            warmup=int(ev.get("warmup", 3)),
-            merge_lora=bool(ev.get("merge_lora", True)),
-            precision=ev.get("precision", "auto"),
-            enable_thinking=bool(settings.get("enable_thinking", False)),
+            max_new_tokens=int(task["max_new_tokens"]),
+            batch_size=int(ev["batch_size"]),
+            latency_samples=ev["latency_samples"],
+            warmup=int(ev["warmup"]),
+            merge_lora=bool(ev["merge_lora"]),
+            precision=ev["precision"],
+            enable_thinking=bool(settings["enable_thinking"]),
         )
 
 
 # --------------------------------------------------------------------------- loading
 
-def read_manifest(path: str | Path) -> dict:
+def read_manifest(path: str | Path) -> ModelManifest:
     """The model manifest written by the data stage, with ``path`` resolved to the model folder."""
+    import dataclasses
+
     from ftmatrix.models import load_manifest, model_path
 
-    manifest = dict(load_manifest(path))
-    manifest["path"] = str(model_path(path))
-    return manifest
+    return dataclasses.replace(load_manifest(path), path=str(model_path(path)))
 
 
 def _check_safetensors(folder: Path, what: str, pattern: str = "*.safetensors") -> None:
@@ -144,15 +146,15 @@ def resolve_precision(precision: str, device: str) -> str:
 _DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
-def load_variant(manifest: dict, method: str, trained_dir: str | Path | None, *, merge_lora: bool = True,
+def load_variant(manifest: ModelManifest, method: str, trained_dir: str | Path | None, *, merge_lora: bool = True,
                  precision: str = "fp32", device: str = "cpu", manifest_file: str | Path = "manifest.json"):
     """Load the model and tokenizer of a variant; returns (model, tokenizer, details)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dtype = getattr(torch, _DTYPES[precision])
-    trust = bool(manifest.get("trust_remote_code", False))
-    base_path = Path(manifest["path"])
+    trust = manifest.trust_remote_code
+    base_path = Path(manifest.path)
     if method == "full":
         weights = Path(trained_dir) if trained_dir else None
         if weights is None:
@@ -352,17 +354,18 @@ def _folder_fingerprint(folder: str | Path | None) -> list | None:
                   for p in folder.rglob("*") if p.is_file())
 
 
-def run_key(cfg: EvalSettings, manifest: dict, trained_dir, eval_file, device: str, precision: str) -> str:
+def run_key(cfg: EvalSettings, manifest: ModelManifest, trained_dir, eval_file, device: str, precision: str) -> str:
     """A fingerprint of everything that decides the generated text and the timing protocol."""
     blob = json.dumps({
         "cell": cfg.cell, "method": cfg.method, "max_new_tokens": cfg.max_new_tokens,
         "batch_size": cfg.batch_size, "latency_samples": cfg.latency_samples, "warmup": cfg.warmup,
         "merge_lora": cfg.merge_lora, "precision": precision, "device": device,
         "enable_thinking": cfg.enable_thinking,
-        "model": {k: manifest.get(k) for k in ("name", "path", "id", "resolved_revision", "revision")},
-        "model_files": _folder_fingerprint(manifest.get("path")),
+        "model": {"name": manifest.name, "path": manifest.path, "id": manifest.id,
+                  "resolved_revision": manifest.resolved_revision, "revision": manifest.revision},
+        "model_files": _folder_fingerprint(manifest.path),
         "trained_files": _folder_fingerprint(trained_dir),
-        "eval_file": provenance.read_file_fingerprint(eval_file),
+        "eval_file": io.file_sha256(eval_file, 16),
     }, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
@@ -406,19 +409,19 @@ def timed_indices(n: int, latency_samples: int | None) -> set[int]:
 
 
 def _row(sample: Sample, out: Output, timed: Output | None) -> dict:
-    row = {"id": sample.id, "prompt": sample.prompt, "generated": out.text,
-           "input_tokens": len(sample.input_ids), "output_tokens": len(out.tokens), "hit_limit": out.hit_limit,
-           "latency_s": None, "ttft_s": None, "tpot_s": None, "timed_matches": None}
+    row = GenerationRow(id=sample.id, prompt=sample.prompt, generated=out.text, input_tokens=len(sample.input_ids),
+                        output_tokens=len(out.tokens), hit_limit=out.hit_limit, latency_s=None, ttft_s=None,
+                        tpot_s=None, timed_matches=None)
     if timed is not None:
         n_out = len(timed.tokens)
-        row["latency_s"] = timed.latency_s
-        row["ttft_s"] = timed.ttft_s
-        row["tpot_s"] = (timed.latency_s - timed.ttft_s) / (n_out - 1) if n_out > 1 else None
-        row["timed_matches"] = timed.tokens == out.tokens
-        if not row["timed_matches"]:
-            row["timed_generated"] = timed.text
-            row["timed_output_tokens"] = n_out
-    return row
+        row.latency_s = timed.latency_s
+        row.ttft_s = timed.ttft_s
+        row.tpot_s = (timed.latency_s - timed.ttft_s) / (n_out - 1) if n_out > 1 else None
+        row.timed_matches = timed.tokens == out.tokens
+        if not row.timed_matches:
+            row.timed_generated = timed.text
+            row.timed_output_tokens = n_out
+    return row.to_json()
 
 
 def evaluate_cell(settings: dict, model_manifest, trained_dir, eval_file, generations_file, info_file,
@@ -516,57 +519,57 @@ def evaluate_cell(settings: dict, model_manifest, trained_dir, eval_file, genera
                        generated_now=generated_now, resumed=resumed,
                        threads=threads, config_hash=config_hash, eval_file=eval_file,
                        model_manifest=model_manifest, trained_dir=trained_dir)
-    io.write_json(info_file, summary)
+    summary.write(info_file)
     partial.unlink(missing_ok=True)
     key_file.unlink(missing_ok=True)
     lat = [r["latency_s"] for r in ordered if r["latency_s"] is not None]
     log.info("%s: %d samples (%d generated now, %d resumed) in %.1f s, %.2f samples/s; %d timed, "
              "median latency %s; %d hit the %d-token limit", cfg.cell, len(ordered), generated_now, resumed,
-             gen_s, summary["samples_per_s"] or 0.0, len(lat),
-             f"{statistics.median(lat):.3f} s" if lat else "n/a", summary["hit_limit"], cfg.max_new_tokens)
+             gen_s, summary.samples_per_s or 0.0, len(lat),
+             f"{statistics.median(lat):.3f} s" if lat else "n/a", summary.hit_limit, cfg.max_new_tokens)
     return summary
 
 
-def _summary(cfg: EvalSettings, manifest: dict, details: dict, rows: list[dict], precision: str, device: str,
-             stop_ids: list[int], tokenizer, *, load_s: float, tokenize_s: float, gen_s: float, quality_s: float,
-             timed_s: float, generated_now: int, resumed: int,
-             threads: int, config_hash, eval_file, model_manifest, trained_dir) -> dict:
+def _summary(cfg: EvalSettings, manifest: ModelManifest, details: dict, rows: list[dict], precision: str,
+             device: str, stop_ids: list[int], tokenizer, *, load_s: float, tokenize_s: float, gen_s: float,
+             quality_s: float, timed_s: float, generated_now: int, resumed: int,
+             threads: int, config_hash, eval_file, model_manifest, trained_dir) -> GenerationRecord:
     timed_rows = [r for r in rows if r["latency_s"] is not None]
-    return {
-        "cell": cfg.cell,
-        "model": {"name": manifest.get("name"), "id": manifest.get("id"), "revision": manifest.get("revision"),
-                  "resolved_revision": manifest.get("resolved_revision"), "path": manifest.get("path"),
-                  "params": manifest.get("params"), "trust_remote_code": bool(manifest.get("trust_remote_code"))},
-        "method": cfg.method,
-        "trained_dir": str(trained_dir) if trained_dir else None,
-        "adapter": details.get("adapter"),
-        "merge_lora": details.get("merged") if cfg.method == "lora" else None,
-        "enable_thinking": cfg.enable_thinking,
-        "precision": precision,
-        "precision_requested": cfg.precision,
-        "device": device,
-        "threads": int(threads),
-        "batch_size": cfg.batch_size,
-        "max_new_tokens": cfg.max_new_tokens,
-        "decoding": {"do_sample": False, "num_beams": 1,
-                     "stop_tokens": [tokenizer.convert_ids_to_tokens(i) for i in stop_ids],
-                     "stop_token_ids": stop_ids},
-        "n": len(rows),
-        "n_timed": len(timed_rows),
-        "latency_samples": cfg.latency_samples,
-        "warmup": cfg.warmup,
-        "timed_mismatches": sum(1 for r in timed_rows if r.get("timed_matches") is False),
-        "hit_limit": sum(1 for r in rows if r["hit_limit"]),
-        "generated_this_run": generated_now,
-        "resumed_samples": resumed,
-        "load_s": round(load_s, 4),
-        "tokenize_s": round(tokenize_s, 4),
-        "wall_s": round(gen_s, 4),
-        "quality_pass_s": round(quality_s, 4),
-        "timed_pass_s": round(timed_s, 4),
-        "samples_per_s": (generated_now / gen_s) if gen_s > 0 and generated_now else None,
-        "provenance": provenance.record(
+    return GenerationRecord(
+        cell=cfg.cell,
+        model={"name": manifest.name, "id": manifest.id, "revision": manifest.revision,
+               "resolved_revision": manifest.resolved_revision, "path": manifest.path,
+               "params": manifest.params, "trust_remote_code": manifest.trust_remote_code},
+        method=cfg.method,
+        trained_dir=str(trained_dir) if trained_dir else None,
+        adapter=details.get("adapter"),
+        merge_lora=details.get("merged") if cfg.method == "lora" else None,
+        enable_thinking=cfg.enable_thinking,
+        precision=precision,
+        precision_requested=cfg.precision,
+        device=device,
+        threads=int(threads),
+        batch_size=cfg.batch_size,
+        max_new_tokens=cfg.max_new_tokens,
+        decoding=Decoding(do_sample=False, num_beams=1,
+                          stop_tokens=[tokenizer.convert_ids_to_tokens(i) for i in stop_ids],
+                          stop_token_ids=stop_ids),
+        n=len(rows),
+        n_timed=len(timed_rows),
+        latency_samples=cfg.latency_samples,
+        warmup=cfg.warmup,
+        timed_mismatches=sum(1 for r in timed_rows if r["timed_matches"] is False),
+        hit_limit=sum(1 for r in rows if r["hit_limit"]),
+        generated_this_run=generated_now,
+        resumed_samples=resumed,
+        load_s=round(load_s, 4),
+        tokenize_s=round(tokenize_s, 4),
+        wall_s=round(gen_s, 4),
+        quality_pass_s=round(quality_s, 4),
+        timed_pass_s=round(timed_s, 4),
+        samples_per_s=(generated_now / gen_s) if gen_s > 0 and generated_now else None,
+        provenance=provenance.record(
             config_hash, device=provenance.device_info(),
-            eval_file={"path": str(eval_file), "fingerprint": provenance.read_file_fingerprint(eval_file)},
+            eval_file={"path": str(eval_file), "fingerprint": io.file_sha256(eval_file, 16)},
             model_manifest=str(model_manifest)),
-    }
+    )

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ftmatrix.numeric import finite
+
 log = logging.getLogger("ftmatrix")
 
 FIGURES = ("transfer_heatmap", "quality_vs_latency", "lora_rank", "full_vs_lora", "latency_split")
@@ -44,13 +46,6 @@ def _pyplot():
         "figure.dpi": DPI,
     })
     return plt
-
-
-def _finite(value) -> bool:
-    try:
-        return value is not None and math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
 
 
 def _save(fig, out_dir: Path, name: str) -> list[Path]:
@@ -210,7 +205,7 @@ def quality_vs_latency(plt, matrix, tables):
     title = "Quality against latency (Pareto front: no other variant is both better and faster)"
     fig, axes = _grid(plt, len(tasks))
     for ax, task in zip(axes, tasks):
-        points = [p for p in variant_points(matrix, task) if _finite(p["latency"]) and _finite(p["quality"])]
+        points = [p for p in variant_points(matrix, task) if finite(p["latency"]) and finite(p["quality"])]
         if not points:
             ax.set_axis_off()
             ax.text(0.5, 0.5, f"{task}: no timed samples", ha="center", transform=ax.transAxes)
@@ -220,8 +215,8 @@ def quality_vs_latency(plt, matrix, tables):
             mine = [p for p in points if p["method"] == method]
             if not mine:
                 continue
-            yerr = np.array([[p["quality"] - p["ci_low"] if _finite(p["ci_low"]) else 0 for p in mine],
-                             [p["ci_high"] - p["quality"] if _finite(p["ci_high"]) else 0 for p in mine]])
+            yerr = np.array([[p["quality"] - p["ci_low"] if finite(p["ci_low"]) else 0 for p in mine],
+                             [p["ci_high"] - p["quality"] if finite(p["ci_high"]) else 0 for p in mine]])
             ax.errorbar([p["latency"] for p in mine], [p["quality"] for p in mine], yerr=np.clip(yerr, 0, None),
                         fmt=marker, color=color, ecolor=color, alpha=0.8, elinewidth=0.8, capsize=2,
                         markersize=5, label=method, linestyle="none")
@@ -264,7 +259,7 @@ def lora_rank(plt, matrix, tables):
         if not full.empty:
             f = full.iloc[0]
             ax.axhline(f["value"], color=METHOD_STYLE["full"][0], lw=1.2, label="full FT")
-            if _finite(f["ci_low"]) and _finite(f["ci_high"]):
+            if finite(f["ci_low"]) and finite(f["ci_high"]):
                 ax.axhspan(f["ci_low"], f["ci_high"], color=METHOD_STYLE["full"][0], alpha=0.08, linewidth=0)
         base = matrix[(matrix["model"] == model) & (matrix["method"] == "base") & (matrix["eval_task"] == eval_task)]
         if not base.empty:

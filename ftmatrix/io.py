@@ -3,6 +3,7 @@ and JSON-lines reading whose errors name the file, the line and what to do."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -124,6 +125,16 @@ def read_jsonl(path: str | Path, *, allow_truncated_tail: bool = False) -> list[
             raise DataError(f"{path}, line {number}: expected a JSON object per line, got {type(row).__name__}.")
         rows.append(row)
     return rows
+
+
+def file_sha256(path: str | Path, length: int = 64) -> str:
+    """The sha256 of a file's bytes in hex, read in chunks; ``length`` keeps its first characters
+    (16 for the short fingerprints written into provenance)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:length]
 
 
 def replace_dir(src: str | Path, dst: str | Path) -> None:

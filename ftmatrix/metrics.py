@@ -958,11 +958,3 @@ class MacroF1Statistic:
             f1 = np.where(present, 2 * tp / np.maximum(gold_n + pred_n, 1), 0.0)
             counts = present.sum(axis=1)
             return np.where(counts > 0, 100.0 * f1.sum(axis=1) / np.maximum(counts, 1), np.nan)
-
-
-def finite_or_none(value) -> float | None:
-    """A float for JSON, or None for an undefined value (None, NaN, ±inf)."""
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None

@@ -1,11 +1,12 @@
 """Models: download from the hub, build a tiny Qwen3, or link a local folder.
 
-Every model ends up described by ``data/models/{model}/manifest.json``, written last
-(atomically): the rule's declared output. Other stages read it with ``load_manifest``
-and find the weights with ``model_path``, then load them with::
+Every model ends up described by ``data/<study>/models/{model}/manifest.json``
+(``ftmatrix.records.ModelManifest``), written last (atomically): the rule's declared output.
+Other stages read it with ``load_manifest`` and find the weights with ``model_path``, then
+load them with::
 
     AutoModelForCausalLM.from_pretrained(path, use_safetensors=True,
-                                         trust_remote_code=manifest["trust_remote_code"])
+                                         trust_remote_code=manifest.trust_remote_code)
 
 Safety rules, enforced here for every source:
 - only safetensors weights are accepted: a folder holding only pickle files (``*.bin``,
@@ -29,11 +30,11 @@ from pathlib import Path
 
 from ftmatrix import io, provenance
 from ftmatrix.config import resolve_path
-from ftmatrix.errors import FtmatrixError, ModelError, SourceUnreachable
+from ftmatrix.errors import ModelError, SourceUnreachable
+from ftmatrix.records import ModelManifest
 
 log = logging.getLogger("ftmatrix.models")
 
-MANIFEST_KEYS = ("name", "source", "path", "id", "revision", "resolved_revision", "params", "trust_remote_code")
 # What snapshot_download may fetch: weights as safetensors, configs, tokenizer files, templates.
 ALLOW_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "*.json", "*.txt", "*.jinja", "*.model",
                   "*.tiktoken"]
@@ -48,40 +49,26 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tok
 # Manifests
 # ---------------------------------------------------------------------------------------
 
-def load_manifest(path: str | Path) -> dict:
-    """Read a model manifest; raise ModelError naming the file if it is missing or incomplete."""
-    path = Path(path)
-    try:
-        manifest = io.read_json(path)
-    except FtmatrixError as exc:
-        raise ModelError(f"model manifest {exc} Rebuild it with: snakemake {path}") from None
-    if not isinstance(manifest, dict):
-        raise ModelError(f"{path}: a model manifest must be a JSON object; delete it and run the workflow again.")
-    missing = [k for k in MANIFEST_KEYS if k not in manifest]
-    if missing:
-        raise ModelError(f"{path}: the manifest lacks {', '.join(missing)}; delete it and run the workflow again.")
-    return manifest
+def load_manifest(path: str | Path) -> ModelManifest:
+    """Read a model manifest; a DataError names the file, the key and the command that rebuilds it."""
+    return ModelManifest.read(path)
 
 
 def model_path(manifest_path: str | Path) -> Path:
     """The folder of the model a manifest describes (config.json, *.safetensors, tokenizer)."""
     manifest_path = Path(manifest_path)
     manifest = load_manifest(manifest_path)
-    candidates = []
-    if manifest.get("path_from_manifest"):
-        candidates.append(manifest_path.parent / manifest["path_from_manifest"])
-    candidates.append(Path(manifest["path"]))
-    for candidate in candidates:
+    # The relative path first: it still holds when the whole tree was moved.
+    for candidate in (manifest_path.parent / manifest.path_from_manifest, Path(manifest.path)):
         if (candidate / "config.json").is_file():
             return Path(os.path.normpath(candidate))
-    raise ModelError(f"{manifest_path}: the model folder {manifest['path']} it points at has no config.json "
-                     f"(moved or deleted?); delete the manifest and run the workflow again.")
+    raise ModelError(f"{manifest_path}: the model folder {manifest.path} it points at has no config.json "
+                     f"(moved or deleted?); rebuild it with `snakemake --cores all --force {manifest_path}` "
+                     f"(with the study's --configfile).")
 
 
-def _write_manifest(out_dir: Path, manifest: dict) -> dict:
-    for key in MANIFEST_KEYS:
-        assert key in manifest, key
-    io.write_json(out_dir / "manifest.json", manifest)
+def _write_manifest(out_dir: Path, manifest: ModelManifest) -> ModelManifest:
+    manifest.write(out_dir / "manifest.json")
     return manifest
 
 
@@ -198,7 +185,7 @@ def _has_chat_template(folder: Path) -> bool:
 
 
 def _warn_remote_code(model_cfg: dict) -> bool:
-    trust = bool(model_cfg.get("trust_remote_code", False))
+    trust = model_cfg["trust_remote_code"]
     if trust:
         log.warning("models: trust_remote_code is ON for %s: Python code shipped with this model will run when "
                     "it loads. Recorded in its manifest and every result.", model_cfg["name"])
@@ -219,15 +206,14 @@ def link_model(model_cfg: dict, out_dir: str | Path, root: str | Path) -> dict:
     trust = _warn_remote_code(model_cfg)
     facts = check_model_folder(folder, where, trust_remote_code=trust)
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = {
-        "name": name, "source": "local", "path": str(folder),
-        "path_from_manifest": os.path.relpath(folder, out_dir.resolve()),
-        "id": model_cfg.get("id") or str(folder), "revision": model_cfg.get("revision") or "local",
-        "resolved_revision": f"local-{facts['fingerprint']}", "params": facts["params"],
-        "trust_remote_code": trust, "use_safetensors": True,
-        "model_type": facts["model_type"], "architectures": facts["architectures"],
-        "weights": facts["weights"], "provenance": provenance.record(),
-    }
+    manifest = ModelManifest(
+        name=name, source="local", path=str(folder), path_from_manifest=os.path.relpath(folder, out_dir.resolve()),
+        id=model_cfg.get("id") or str(folder), revision=model_cfg.get("revision") or "local",
+        resolved_revision=f"local-{facts['fingerprint']}", params=facts["params"],
+        trust_remote_code=trust, use_safetensors=True,
+        model_type=facts["model_type"], architectures=facts["architectures"],
+        weights=facts["weights"], provenance=provenance.record(),
+    )
     log.info("linked %s: %s (%s parameters, %s)", name, folder, f"{facts['params']:,}", facts["model_type"])
     return _write_manifest(out_dir, manifest)
 
@@ -260,8 +246,8 @@ def download_model(model_cfg: dict, out_dir: str | Path, hf_home: str | None = N
     token = hub_token()
     cache_dir = Path(hf_home).expanduser() / "hub" if hf_home else None
     where = f"models[{name}] ({repo_id} @ {revision})"
-    local_hint = (f"To use a copy you already have, set this model's source: local and path: <folder with "
-                  f"config.json, *.safetensors and the tokenizer> in the study config.")
+    local_hint = ("To use a copy you already have, set this model's source: local and path: <folder with "
+                  "config.json, *.safetensors and the tokenizer> in the study config.")
     allow = ALLOW_PATTERNS + (["*.py"] if trust else [])
     log.info("downloading %s @ %s (safetensors only)%s", repo_id, revision, " with HF_TOKEN" if token else "")
     started = time.perf_counter()
@@ -287,15 +273,14 @@ def download_model(model_cfg: dict, out_dir: str | Path, hf_home: str | None = N
         raise SourceUnreachable(f"{where}: the hub could not be reached ({scrub(str(exc))}). {local_hint}") from None
     facts = check_model_folder(folder, where, trust_remote_code=trust)
     resolved = folder.name if len(folder.name) == 40 else facts["fingerprint"]
-    manifest = {
-        "name": name, "source": "hub", "path": str(folder),
-        "path_from_manifest": os.path.relpath(folder, out_dir.resolve()),
-        "id": repo_id, "revision": revision, "resolved_revision": resolved, "params": facts["params"],
-        "trust_remote_code": trust, "use_safetensors": True,
-        "model_type": facts["model_type"], "architectures": facts["architectures"], "weights": facts["weights"],
-        "authenticated": token is not None, "download_s": round(time.perf_counter() - started, 2),
-        "provenance": provenance.record(),
-    }
+    manifest = ModelManifest(
+        name=name, source="hub", path=str(folder), path_from_manifest=os.path.relpath(folder, out_dir.resolve()),
+        id=repo_id, revision=revision, resolved_revision=resolved, params=facts["params"],
+        trust_remote_code=trust, use_safetensors=True,
+        model_type=facts["model_type"], architectures=facts["architectures"], weights=facts["weights"],
+        authenticated=token is not None, download_s=round(time.perf_counter() - started, 2),
+        provenance=provenance.record(),
+    )
     log.info("downloaded %s @ %s -> %s (%s parameters)", repo_id, resolved, folder, f"{facts['params']:,}")
     return _write_manifest(out_dir, manifest)
 
@@ -501,8 +486,8 @@ def build_model(model_cfg: dict, out_dir: str | Path, corpus: str | Path | None,
         corpus = None
     text, corpus_info = corpus_text(corpus)
 
-    tok_cfg = build.get("tokenizer", {})
-    if tok_cfg.get("source", "train") == "path":
+    tok_cfg = build["tokenizer"]
+    if tok_cfg["source"] == "path":
         tok_path = resolve_path(tok_cfg["path"], root) if root else Path(tok_cfg["path"])
         tokenizer = load_tokenizer(tok_path, f"{where}.tokenizer")
         tokenizer_info = {"source": "path", "path": str(tok_path)}
@@ -511,8 +496,8 @@ def build_model(model_cfg: dict, out_dir: str | Path, corpus: str | Path | None,
             raise ModelError(f"{where}.tokenizer: source 'train' needs a corpus to train on, but corpus is "
                              f"'none'; set build.tokenizer.source: path (e.g. ../shared/data/qwen3-tokenizer) "
                              f"or give a corpus.")
-        tokenizer = train_tokenizer(text, tok_cfg.get("vocab_size", 2048))
-        tokenizer_info = {"source": "train", "trained_vocab_size": tok_cfg.get("vocab_size", 2048),
+        tokenizer = train_tokenizer(text, tok_cfg["vocab_size"])
+        tokenizer_info = {"source": "train", "trained_vocab_size": tok_cfg["vocab_size"],
                           "kind": "byte-level BPE", "pre_tokenizer": PRE_TOKENIZER_PATTERN}
     tokenizer_info.update({"vocab_size": len(tokenizer), "eos_token": tokenizer.eos_token,
                            "pad_token": tokenizer.pad_token,
@@ -550,20 +535,20 @@ def build_model(model_cfg: dict, out_dir: str | Path, corpus: str | Path | None,
         os.replace(path, out_dir / path.name)
     staging.rmdir()
     facts = check_model_folder(out_dir, where)
-    weights_sha = hashlib.sha256((out_dir / "model.safetensors").read_bytes()).hexdigest()
-    manifest = {
-        "name": name, "source": "build", "path": str(out_dir), "path_from_manifest": ".",
-        "id": f"ftmatrix-build/{name}", "revision": "build", "resolved_revision": weights_sha[:16],
-        "params": facts["params"], "trust_remote_code": False, "use_safetensors": True,
-        "model_type": "qwen3", "architectures": ["Qwen3ForCausalLM"], "weights": facts["weights"],
-        "weights_sha256": weights_sha, "seed": build["seed"], "build": build,
-        "sizes": {k: getattr(config, k) for k in ("vocab_size", "hidden_size", "intermediate_size",
-                                                   "num_hidden_layers", "num_attention_heads",
-                                                   "num_key_value_heads", "head_dim")},
-        "tokenizer": tokenizer_info, **corpus_info, "pretraining": pretraining, "threads": torch.get_num_threads(),
-        "wall_s": round(time.perf_counter() - started, 2),
-        "provenance": provenance.record(device=provenance.device_info()),
-    }
+    weights_sha = io.file_sha256(out_dir / "model.safetensors")
+    manifest = ModelManifest(
+        name=name, source="build", path=str(out_dir), path_from_manifest=".",
+        id=f"ftmatrix-build/{name}", revision="build", resolved_revision=weights_sha[:16],
+        params=facts["params"], trust_remote_code=False, use_safetensors=True,
+        model_type="qwen3", architectures=["Qwen3ForCausalLM"], weights=facts["weights"],
+        weights_sha256=weights_sha, seed=build["seed"], build=build,
+        sizes={k: getattr(config, k) for k in ("vocab_size", "hidden_size", "intermediate_size",
+                                                "num_hidden_layers", "num_attention_heads",
+                                                "num_key_value_heads", "head_dim")},
+        tokenizer=tokenizer_info, **corpus_info, pretraining=pretraining, threads=torch.get_num_threads(),
+        wall_s=round(time.perf_counter() - started, 2),
+        provenance=provenance.record(device=provenance.device_info()),
+    )
     log.info("built %s: %s parameters, held-out loss %s, %.1f s", name, f"{facts['params']:,}",
-             pretraining.get("heldout_loss"), manifest["wall_s"])
+             pretraining.get("heldout_loss"), manifest.wall_s)
     return _write_manifest(out_dir, manifest)

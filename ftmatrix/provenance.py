@@ -7,7 +7,6 @@ import importlib.metadata
 import os
 import platform
 import subprocess
-from pathlib import Path
 
 from ftmatrix.config import PROJECT_ROOT
 
@@ -68,13 +67,3 @@ def record(config_hash: str | None = None, **extra) -> dict:
              "libraries": library_versions()}
     block.update(extra)
     return block
-
-
-def read_file_fingerprint(path: str | Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]

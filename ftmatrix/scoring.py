@@ -19,16 +19,14 @@ answer's own units, times in seconds.
 from __future__ import annotations
 
 import logging
-import math
-from pathlib import Path
 from typing import Callable, Sequence
 
 from ftmatrix import grid, io, provenance
 from ftmatrix.errors import DataError
+from ftmatrix.numeric import finite
+from ftmatrix.records import CellMetrics, GenerationRecord, GenerationRow, Headline, LatencySummary
 
 log = logging.getLogger("ftmatrix.scoring")
-
-GENERATION_KEYS = ("id", "generated", "output_tokens", "hit_limit")
 
 
 def _is_count(name: str, value) -> bool:
@@ -37,13 +35,9 @@ def _is_count(name: str, value) -> bool:
             or isinstance(value, bool))
 
 
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _clean(value):
     """JSON has no NaN: undefined numbers become null."""
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, float) and not finite(value):
         return None
     return value
 
@@ -52,10 +46,7 @@ def join_rows(generations: Sequence[dict], eval_rows: Sequence[dict], generation
     """Pair each generation with its gold reference, in the eval file's order; every id exactly once."""
     by_id: dict[str, dict] = {}
     for number, row in enumerate(generations, start=1):
-        missing = [k for k in GENERATION_KEYS if k not in row]
-        if missing:
-            raise DataError(f"{generations_file}, line {number}: missing {', '.join(missing)}; the file was not "
-                            f"written by this version of the evaluation stage — rerun evaluate_cell for the cell.")
+        GenerationRow.from_json(row, f"{generations_file}, line {number}", file=generations_file)
         if row["id"] in by_id:
             raise DataError(f"{generations_file}, line {number}: the id {row['id']!r} appears twice; "
                             f"rerun evaluate_cell for the cell.")
@@ -123,38 +114,38 @@ def confidence_intervals(task, rows: Sequence[dict], names: Sequence[str], *, re
         if statistic is None:
             def statistic(sample, name=name):
                 value = memo(sample).get(name)
-                return value if _finite(value) else float("nan")
+                return value if finite(value) else float("nan")
 
         value, low, high = bootstrap_ci(rows, statistic, resamples, seed, confidence)
         out[name] = (_clean(value), _clean(low), _clean(high))
     return out
 
 
-def latency_summary(rows: Sequence[dict]) -> dict:
+def latency_summary(rows: Sequence[dict]) -> LatencySummary:
     """Latency over the timed samples; token counts over all samples."""
     import numpy as np
 
-    timed = [r for r in rows if _finite(r.get("latency_s"))]
+    timed = [r for r in rows if finite(r["latency_s"])]
     lat = np.array([r["latency_s"] for r in timed], dtype=float)
-    ttft = np.array([r["ttft_s"] for r in timed if _finite(r.get("ttft_s"))], dtype=float)
-    tpot = np.array([r["tpot_s"] for r in timed if _finite(r.get("tpot_s"))], dtype=float)
+    ttft = np.array([r["ttft_s"] for r in timed if finite(r["ttft_s"])], dtype=float)
+    tpot = np.array([r["tpot_s"] for r in timed if finite(r["tpot_s"])], dtype=float)
 
     def stat(fn, values):
         return float(fn(values)) if len(values) else None
 
-    return {
-        "n_timed": len(timed),
-        "mean_s": stat(np.mean, lat),
-        "median_s": stat(np.median, lat),
-        "p95_s": stat(lambda v: np.percentile(v, 95), lat),
-        "ttft_mean_s": stat(np.mean, ttft),
-        "ttft_median_s": stat(np.median, ttft),
-        "tpot_mean_s": stat(np.mean, tpot),
-        "tpot_median_s": stat(np.median, tpot),
-        "output_tokens_mean": stat(np.mean, np.array([r["output_tokens"] for r in rows], dtype=float)),
-        "input_tokens_mean": stat(np.mean, np.array([r.get("input_tokens", 0) for r in rows], dtype=float)),
-        "output_tokens_timed_mean": stat(np.mean, np.array([r["output_tokens"] for r in timed], dtype=float)),
-    }
+    return LatencySummary(
+        n_timed=len(timed),
+        mean_s=stat(np.mean, lat),
+        median_s=stat(np.median, lat),
+        p95_s=stat(lambda v: np.percentile(v, 95), lat),
+        ttft_mean_s=stat(np.mean, ttft),
+        ttft_median_s=stat(np.median, ttft),
+        tpot_mean_s=stat(np.mean, tpot),
+        tpot_median_s=stat(np.median, tpot),
+        output_tokens_mean=stat(np.mean, np.array([r["output_tokens"] for r in rows], dtype=float)),
+        input_tokens_mean=stat(np.mean, np.array([r["input_tokens"] for r in rows], dtype=float)),
+        output_tokens_timed_mean=stat(np.mean, np.array([r["output_tokens"] for r in timed], dtype=float)),
+    )
 
 
 def cell_columns(cell_path: str) -> dict:
@@ -165,17 +156,20 @@ def cell_columns(cell_path: str) -> dict:
 
 
 def score_cell(settings: dict, generations_file, info_file, eval_file, predictions_file, metrics_file,
-               config_hash: str | None) -> dict:
-    """Score one cell; write predictions_file and metrics_file. Returns the metrics document."""
+               config_hash: str | None) -> CellMetrics:
+    """Score one cell; write predictions_file and metrics_file. Returns the metrics record.
+
+    ``settings``: ``task`` (the task's entry) and the bootstrap's ``bootstrap_resamples``,
+    ``bootstrap_seed`` and ``confidence`` (from the validated config's ``evaluate``)."""
     from ftmatrix.tasks import get_task
 
     task_entry = settings["task"]
     task = get_task(task_entry["kind"])
-    resamples = int(settings.get("bootstrap_resamples", 1000))
-    seed = int(settings.get("bootstrap_seed", 0))
-    confidence = float(settings.get("confidence", 0.95))
+    resamples = int(settings["bootstrap_resamples"])
+    seed = int(settings["bootstrap_seed"])
+    confidence = float(settings["confidence"])
 
-    info = io.read_json(info_file)
+    info = GenerationRecord.read(info_file)
     generations = io.read_jsonl(generations_file)
     eval_rows = io.read_jsonl(eval_file)
     if not eval_rows:
@@ -186,37 +180,35 @@ def score_cell(settings: dict, generations_file, info_file, eval_file, predictio
     if task.headline not in metrics:
         raise DataError(f"task kind {task.kind!r}: its metrics lack the headline {task.headline!r}.")
     ci_names = [task.headline] + [k for k, v in metrics.items()
-                                  if k != task.headline and _finite(v) and not _is_count(k, v)]
+                                  if k != task.headline and finite(v) and not _is_count(k, v)]
     cis = confidence_intervals(task, rows, ci_names, resamples=resamples, seed=seed, confidence=confidence)
     value, low, high = cis[task.headline]
 
     io.write_jsonl(predictions_file, rows)
-    generation = {k: v for k, v in info.items() if k != "provenance"}
     hit_limit = sum(1 for r in rows if r["hit_limit"])
-    document = {
-        "cell": cell_columns(info.get("cell") or str(Path(metrics_file).parent)),
-        "task": task_entry["name"],
-        "task_kind": task.kind,
-        "n": len(rows),
-        "headline": {"name": task.headline, "value": metrics[task.headline], "ci_low": low, "ci_high": high,
-                     "confidence": confidence, "resamples": resamples, "seed": seed,
-                     "higher_is_better": task.higher_is_better},
-        "metrics": metrics,
-        "ci": {name: [lo, hi] for name, (_, lo, hi) in cis.items()},
-        "latency": latency_summary(rows),
-        "hit_limit": hit_limit,
-        "hit_limit_pct": 100.0 * hit_limit / len(rows),
-        "generation": generation,
-        "provenance": provenance.record(
+    document = CellMetrics(
+        cell=cell_columns(info.cell),
+        task=task_entry["name"],
+        task_kind=task.kind,
+        n=len(rows),
+        headline=Headline(name=task.headline, value=metrics[task.headline], ci_low=low, ci_high=high,
+                          confidence=confidence, resamples=resamples, seed=seed,
+                          higher_is_better=task.higher_is_better),
+        metrics=metrics,
+        ci={name: [lo, hi] for name, (_, lo, hi) in cis.items()},
+        latency=latency_summary(rows),
+        hit_limit=hit_limit,
+        hit_limit_pct=100.0 * hit_limit / len(rows),
+        generation=info,
+        provenance=provenance.record(
             config_hash,
-            generation=info.get("provenance"),
-            eval_file={"path": str(eval_file), "fingerprint": provenance.read_file_fingerprint(eval_file)},
-            generations_file={"path": str(generations_file),
-                              "fingerprint": provenance.read_file_fingerprint(generations_file)}),
-    }
-    io.write_json(metrics_file, document)
+            generation=info.provenance,
+            eval_file={"path": str(eval_file), "fingerprint": io.file_sha256(eval_file, 16)},
+            generations_file={"path": str(generations_file), "fingerprint": io.file_sha256(generations_file, 16)}),
+    )
+    document.write(metrics_file)
     log.info("%s: %s = %s (%.0f%% CI %s–%s) over %d samples; %d hit the length limit",
-             info.get("cell") or metrics_file, task.headline, _fmt(metrics[task.headline]), 100 * confidence, _fmt(low),
+             info.cell, task.headline, _fmt(metrics[task.headline]), 100 * confidence, _fmt(low),
              _fmt(high), len(rows), hit_limit)
     return document
 

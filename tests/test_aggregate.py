@@ -90,7 +90,7 @@ def test_quality_columns_are_byte_identical_when_only_timing_differs(tmp_path):
         data = json.loads(path.read_text())
         for key in ("mean_s", "median_s", "p95_s", "ttft_mean_s"):
             data["latency"][key] *= 1.37
-        data["generation"]["wall_time_s"] += 0.5
+        data["generation"]["wall_s"] += 0.5
         path.write_text(json.dumps(data))
     second = aggregate(tree, tmp_path / "two.csv")
     one, two = read_rows(first), read_rows(second)
@@ -166,10 +166,22 @@ def test_read_matrix_refuses_a_foreign_csv(tmp_path):
         read_matrix(path)
 
 
-def test_fingerprints_in_every_form_meta_json_uses():
-    from ftmatrix.aggregate import _task_fingerprints
+@pytest.mark.parametrize("kind, key", [("metrics", "latency"), ("train_metrics", "wall_time_s"),
+                                       ("task_meta", "fingerprints"), ("manifests", "resolved_revision")])
+def test_a_record_without_a_key_its_writer_produces_is_refused(tree, kind, key):
+    """No reader falls back on another key: a record missing one names the file, the key and the fix."""
+    path = getattr(tree, kind)[0]
+    data = json.loads(path.read_text())
+    del data[key]
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError) as info:
+        aggregate(tree)
+    message = str(info.value)
+    assert str(path) in message and repr(key) in message and f"--force {path}" in message
+    assert not (tree.root / "results" / "matrix.csv").exists()
 
-    assert _task_fingerprints({"fingerprints": {"train.jsonl": "a", "eval.jsonl": "b"}}) == ("a", "b")
-    assert _task_fingerprints({"fingerprints": {"train": "a", "eval": "b"}}) == ("a", "b")
-    assert _task_fingerprints({"fingerprint": "c"}) == ("c", "c")
-    assert _task_fingerprints({}) == (None, None)
+
+def test_every_cell_needs_its_model_manifest_and_task_meta(tree):
+    tree.manifests.pop(0)
+    with pytest.raises(DataError, match="no model manifest for 'demo-small'.*aggregate_matrix"):
+        aggregate(tree)

@@ -22,6 +22,9 @@ import pytest
 
 from ftmatrix import config as cfg
 from ftmatrix import grid
+from ftmatrix.records import CellMetrics, GenerationRow, Headline, ModelManifest, TaskMeta, TrainMetrics
+from ftmatrix.scoring import latency_summary
+from tests.helpers import PROVENANCE, device_block, generation_record, train_metrics_record
 
 HEADLINES = {"arc": "accuracy", "openmath": "exact_match", "squad_v2": "f1"}
 BASE_SKILL = {"demo-small": {"arc": 0.30, "openmath": 0.10, "squad_v2": 0.45},
@@ -105,48 +108,42 @@ def write_results_tree(root: Path, config: dict, *, seed: int = 0, hostile: bool
     tasks = {t["name"]: t for t in config["tasks"]}
     n_eval = {name: t["eval_size"] for name, t in tasks.items()}
     difficulty = {name: rng.random(n) for name, n in n_eval.items()}
-    provenance = {"git_commit": "0123456789abcdef0123456789abcdef01234567", "git_dirty": False,
-                  "config_hash": cfg.config_hash(config), "libraries": {"ftmatrix": "0.1.0", "torch": "2.13.0"}}
+    provenance = {**PROVENANCE, "config_hash": cfg.config_hash(config)}
     out = Tree(root, config, [], [], [], [], [])
 
     for name, task in tasks.items():
-        meta = {"task": name, "kind": task["kind"], "source": task["source"], "revision": "demo-seed0",
-                "counts": {"train": {"available": 500, "usable": 480, "requested": task["train_size"],
-                                     "written": task["train_size"]},
-                           "eval": {"available": 100, "usable": 90, "requested": task["eval_size"],
-                                    "written": task["eval_size"]}},
-                "fingerprints": {"train.jsonl": f"tr{name[:4]}0123456789", "eval.jsonl": f"ev{name[:4]}0123456789"},
-                "licence": "CC0", "split": {"method": "given", "how": "rows in hash order"}, "data_seed": 0,
-                "provenance": provenance}
+        meta = TaskMeta(task=name, kind=task["kind"], source={"type": "demo", "seed": 0, "revision": "demo-seed0",
+                                                                "files": {}},
+                        revision="demo-seed0", licence="CC0", data_seed=0,
+                        counts={"train": {"available": 500, "usable": 480, "requested": task["train_size"],
+                                          "written": task["train_size"]},
+                                "eval": {"available": 100, "usable": 90, "requested": task["eval_size"],
+                                         "written": task["eval_size"]}},
+                        dropped={"train": {}, "eval": {}},
+                        split={"method": "given", "description": "rows in hash order", "disjoint_by": "id",
+                               "order": "sha256", "seed": 0, "excluded_from_train": 0},
+                        fingerprints={"train.jsonl": f"tr{name[:4]}0123456789",
+                                      "eval.jsonl": f"ev{name[:4]}0123456789"},
+                        provenance=provenance)
         path = root / "data" / "tasks" / name / "meta.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(meta))
+        meta.write(path)
         out.task_meta.append(path)
     for model in config["models"]:
         params = 1_000_000 if model["name"] == "demo-small" else 4_000_000
-        manifest = {"name": model["name"], "source": "build", "path": f"data/models/{model['name']}",
-                    "id": None, "revision": "built", "resolved_revision": f"sha-{model['name']}",
-                    "params": params, "trust_remote_code": False}
+        manifest = ModelManifest(
+            name=model["name"], source="build", path=f"data/models/{model['name']}", path_from_manifest=".",
+            id=f"ftmatrix-build/{model['name']}", revision="build", resolved_revision=f"sha-{model['name']}",
+            params=params, trust_remote_code=False, use_safetensors=True, model_type="qwen3",
+            architectures=["Qwen3ForCausalLM"], weights=["model.safetensors"], provenance=provenance)
         path = root / "data" / "models" / model["name"] / "manifest.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(manifest))
+        manifest.write(path)
         out.manifests.append(path)
 
     for variant in grid.trained_variants(config):
-        total = 1_000_000
-        trainable = total if variant.method == "full" else variant.rank * 2_000
-        train = {"variant": {"model": variant.model, "method": variant.method, "rank": variant.rank,
-                             "train_task": variant.train_task, "seed": variant.seed},
-                 "wall_time_s": 10.0 + rng.random(), "train_tokens": 12000, "tokens_per_s": 1100.0,
-                 "steps": 14, "epochs": 2, "loss_curve": [[1, 3.0], [14, 1.0]], "final_loss": 1.0,
-                 "heldout_loss_before": 3.1, "heldout_loss_after": 1.2, "peak_memory_mb": 512.0,
-                 "peak_memory_kind": "rss", "trainable_params": trainable, "total_params": total,
-                 "device": device, "precision": "fp32",
-                 "learning_rate": 1e-3 if variant.method == "full" else 1e-2, "truncated_examples": 0,
-                 "settings_hash": "abc", "provenance": provenance}
+        train = train_metrics_record(variant, provenance=provenance, device=device,
+                                     wall_time_s=10.0 + rng.random())
         path = root / "results" / "train" / variant.path / "train_metrics.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(train))
+        train.write(path)
         out.train_metrics.append(path)
 
     for cell in grid.cells(config):
@@ -180,37 +177,28 @@ def write_results_tree(root: Path, config: dict, *, seed: int = 0, hostile: bool
         value = statistic(rows)
         boots = sorted(statistic([rows[j] for j in rng.integers(0, len(rows), len(rows))]) for _ in range(200))
         timed = [r for r in rows if r["latency_s"] is not None]
-        lat = sorted(r["latency_s"] for r in timed)
-        metrics = {
-            "cell": cell.as_dict(), "task": cell.eval_task, "task_kind": task["kind"], "n": len(rows),
-            "headline": {"name": headline, "value": value, "ci_low": boots[4], "ci_high": boots[195],
-                         "confidence": 0.95, "resamples": 200},
-            "metrics": {headline: value, "no_answer_pct": 0.0},
-            "ci": {headline: [boots[4], boots[195]]},
-            "latency": {"n_timed": len(timed), "mean_s": sum(lat) / len(lat), "median_s": lat[len(lat) // 2],
-                        "p95_s": lat[int(0.95 * (len(lat) - 1))],
-                        "ttft_mean_s": sum(r["ttft_s"] for r in timed) / len(timed),
-                        "ttft_median_s": sorted(r["ttft_s"] for r in timed)[len(timed) // 2],
-                        "tpot_mean_s": sum(r["tpot_s"] for r in timed) / len(timed),
-                        "output_tokens_mean": sum(r["output_tokens"] for r in rows) / len(rows),
-                        "input_tokens_mean": sum(r["input_tokens"] for r in rows) / len(rows)},
-            "hit_limit": sum(r["hit_limit"] for r in rows),
-            "generation": {"cell": cell.path, "model": cell.variant.model, "model_revision": "built",
-                           "method": cell.variant.method, "enable_thinking": False, "merge_lora": True,
-                           "precision": "fp32", "device": device, "batch_size": 16,
-                           "max_new_tokens": task["max_new_tokens"], "n": len(rows), "n_timed": len(timed),
-                           "warmup": 2, "wall_time_s": 1.5, "samples_per_s": len(rows) / 1.5,
-                           "provenance": provenance},
-            "provenance": provenance,
-        }
+        generation = generation_record(cell.path, len(rows), n_timed=len(timed), device=device,
+                                       max_new_tokens=task["max_new_tokens"],
+                                       provenance={**provenance, "device": device_block(device)})
+        hit = sum(r["hit_limit"] for r in rows)
+        metrics = CellMetrics(
+            cell=cell.as_dict(), task=cell.eval_task, task_kind=task["kind"], n=len(rows),
+            headline=Headline(name=headline, value=value, ci_low=boots[4], ci_high=boots[195], confidence=0.95,
+                              resamples=200, seed=0, higher_is_better=True),
+            metrics={headline: value, "no_answer_pct": 0.0},
+            ci={headline: [boots[4], boots[195]]},
+            latency=latency_summary(rows),
+            hit_limit=hit, hit_limit_pct=100.0 * hit / len(rows),
+            generation=generation,
+            provenance={**provenance, "generation": generation.provenance})
         folder = root / "results" / "eval" / cell.path
         folder.mkdir(parents=True, exist_ok=True)
         if realistic:
-            _score_for_real(folder, root, cell, task, rows, metrics["generation"])
+            _score_for_real(folder, root, cell, task, rows, generation)
             out.metrics.append(folder / "metrics.json")
             out.predictions.append(folder / "predictions.jsonl")
             continue
-        (folder / "metrics.json").write_text(json.dumps(metrics))
+        metrics.write(folder / "metrics.json")
         with open(folder / "predictions.jsonl", "w", encoding="utf-8") as fh:
             for row in rows:
                 fh.write(json.dumps(row) + "\n")
@@ -220,7 +208,7 @@ def write_results_tree(root: Path, config: dict, *, seed: int = 0, hostile: bool
     return out
 
 
-def _score_for_real(folder: Path, root: Path, cell, task: dict, rows: list[dict], generation: dict) -> None:
+def _score_for_real(folder: Path, root: Path, cell, task: dict, rows: list[dict], generation) -> None:
     from ftmatrix.scoring import score_cell
 
     eval_file = root / "data" / "tasks" / task["name"] / "eval.jsonl"
@@ -228,9 +216,11 @@ def _score_for_real(folder: Path, root: Path, cell, task: dict, rows: list[dict]
         eval_file.write_text("".join(json.dumps({"id": r["id"], "prompt": [{"role": "user", "content": r["prompt"]}],
                                                  "reference": r["reference"]}) + "\n" for r in rows))
     keep = ("id", "prompt", "generated", "input_tokens", "output_tokens", "hit_limit", "latency_s", "ttft_s", "tpot_s")
-    (folder / "generations.jsonl").write_text("".join(json.dumps({k: r[k] for k in keep}) + "\n" for r in rows))
-    (folder / "generation.json").write_text(json.dumps({**generation, "cell": cell.path, "wall_s": 1.5,
-                                                        "provenance": {"device": {"device": "cpu", "gpu": None}}}))
+    (folder / "generations.jsonl").write_text(
+        "".join(json.dumps(GenerationRow(**{k: r[k] for k in keep},
+                                         timed_matches=True if r["latency_s"] is not None else None).to_json()) + "\n"
+                for r in rows))
+    generation.write(folder / "generation.json")
     score_cell({"task": {"name": task["name"], "kind": task["kind"]}, "bootstrap_resamples": 200,
                 "bootstrap_seed": 0, "confidence": 0.95},
                generations_file=folder / "generations.jsonl", info_file=folder / "generation.json",

@@ -149,7 +149,7 @@ def test_partial_grids_say_na_and_never_crash(tmp_path):
     }
     for name, config in grids.items():
         tree = write_results_tree(tmp_path / name, config)
-        tables = run(tree, BootstrapSettings(resamples=100))
+        tables = run(tree, BootstrapSettings(resamples=100, seed=0, confidence=0.95))
         for table, columns in TABLES.items():
             assert list(tables[table].columns) == columns, (name, table)
         if name == "no_base":
@@ -195,7 +195,7 @@ def test_identical_inputs_give_identical_files(tmp_path):
     matrix = aggregate(tree)
     outputs = []
     for name in ("a", "b"):
-        paths = analyse_matrix(matrix, tree.predictions, tmp_path / name, resamples=200,
+        paths = analyse_matrix(matrix, tree.predictions, tmp_path / name, resamples=200, seed=0, confidence=0.95,
                                statistic_for=mean_score_statistic)
         outputs.append({k: p.read_bytes() for k, p in paths.items()})
     assert outputs[0] == outputs[1]

@@ -8,6 +8,7 @@ import pytest
 from ftmatrix import io
 from ftmatrix.data import prepare_task
 from ftmatrix.errors import DataError, SourceUnreachable
+from ftmatrix.records import TaskMeta
 from ftmatrix.tasks import get_task
 
 
@@ -37,6 +38,7 @@ def read(path):
 
 def test_arc_from_release_files(shared_data, tmp_path):
     meta = prepare_task(arc_cfg(shared_data), tmp_path / "arc", data_seed=0, root=tmp_path)
+    assert TaskMeta.read(tmp_path / "arc" / "meta.json") == meta     # what readers get is what was written
     train, evaluation = read(tmp_path / "arc/train.jsonl"), read(tmp_path / "arc/eval.jsonl")
     assert len(train) == 40 and len(evaluation) == 20
     assert not {r["id"] for r in train} & {r["id"] for r in evaluation}
@@ -44,7 +46,7 @@ def test_arc_from_release_files(shared_data, tmp_path):
         assert set(row) == {"id", "prompt", "completion", "reference"}
         assert row["completion"][0]["content"] == row["reference"]["label"]
     written = json.loads((tmp_path / "arc/meta.json").read_text())
-    assert written == json.loads(json.dumps(meta))
+    assert written == meta.to_json()
     assert written["task"] == "arc" and written["kind"] == "arc" and written["licence"] == "CC BY-SA 4.0"
     assert written["counts"]["train"] == {"available": 1119, "usable": 1119, "requested": 40, "written": 40}
     assert written["counts"]["eval"]["available"] == 1172 and written["counts"]["eval"]["written"] == 20
@@ -77,7 +79,8 @@ def test_openmath_eval_is_carved_disjoint_by_problem_and_independent_of_train_si
     from ftmatrix.data import normalise_text
 
     prepare_task(openmath_cfg(shared_data, train_size=60), tmp_path / "small", data_seed=0, root=tmp_path)
-    meta = prepare_task(openmath_cfg(shared_data, train_size=900), tmp_path / "big", data_seed=0, root=tmp_path)
+    meta = prepare_task(openmath_cfg(shared_data, train_size=900), tmp_path / "big", data_seed=0,
+                        root=tmp_path).to_json()
     assert (tmp_path / "small/eval.jsonl").read_bytes() == (tmp_path / "big/eval.jsonl").read_bytes()
     problems = lambda rows: {normalise_text(r["prompt"][0]["content"]) for r in rows}
     assert not problems(read(tmp_path / "big/train.jsonl")) & problems(read(tmp_path / "big/eval.jsonl"))
@@ -86,7 +89,8 @@ def test_openmath_eval_is_carved_disjoint_by_problem_and_independent_of_train_si
 
 
 def test_squad_carving_keeps_paragraphs_on_one_side(shared_data, tmp_path):
-    meta = prepare_task(squad_cfg(shared_data, train_size=3000, eval_size=40), tmp_path, data_seed=0, root=tmp_path)
+    meta = prepare_task(squad_cfg(shared_data, train_size=3000, eval_size=40), tmp_path, data_seed=0,
+                        root=tmp_path).to_json()
     context = lambda row: row["prompt"][0]["content"].split("\n\nQuestion:")[0]
     train_contexts = {context(r) for r in read(tmp_path / "train.jsonl")}
     evaluation = read(tmp_path / "eval.jsonl")
@@ -105,7 +109,7 @@ def test_eval_rows_also_in_training_are_dropped_and_recorded(tmp_path):
                           + json.dumps(row("e2", "other?")) + "\n")
     cfg = {"name": "arc", "kind": "arc", "train_size": 10, "eval_size": 10,
            "source": {"type": "local", "format": "hub_jsonl", "train": "train.jsonl", "eval": "eval.jsonl"}}
-    meta = prepare_task(cfg, tmp_path / "out", data_seed=0, root=tmp_path)   # relative paths from root
+    meta = prepare_task(cfg, tmp_path / "out", data_seed=0, root=tmp_path).to_json()   # relative paths from root
     assert [r["id"] for r in read(tmp_path / "out/eval.jsonl")] == ["e2"]
     dropped = meta["dropped"]["eval"]["also in the training split (same id or normalised text)"]
     assert dropped["count"] == 2 and set(dropped["examples"]) == {"e1", "t0"}
@@ -123,7 +127,7 @@ def test_demo_source_reads_the_demo_world_files(tmp_path):
              "expected_answer": str(2 * i), "problem_source": "demo"} for i in range(30)]
     write_demo(tmp_path / "demo/seed4", "openmath", rows[:20], rows[20:])
     cfg = {"name": "sums", "kind": "openmath", "train_size": 8, "eval_size": 5, "source": {"type": "demo", "seed": 4}}
-    meta = prepare_task(cfg, tmp_path / "out", data_seed=0, root=tmp_path, demo_dir=tmp_path / "demo")
+    meta = prepare_task(cfg, tmp_path / "out", data_seed=0, root=tmp_path, demo_dir=tmp_path / "demo").to_json()
     assert len(read(tmp_path / "out/train.jsonl")) == 8 and len(read(tmp_path / "out/eval.jsonl")) == 5
     assert meta["source"]["type"] == "demo" and meta["source"]["revision"] == "demo-seed4"
     with pytest.raises(DataError, match="demo world has no .*seed5/openmath/train.jsonl"):
@@ -148,7 +152,7 @@ def test_hub_source_through_datasets(tmp_path, monkeypatch):
     cfg = {"name": "squad_v2", "kind": "squad_v2", "train_size": 20, "eval_size": 10,
            "source": {"type": "hub", "id": "rajpurkar/squad_v2", "subset": None, "revision": "abc123",
                       "train_split": "train", "eval_split": None}}
-    meta = prepare_task(cfg, tmp_path, data_seed=0, root=tmp_path)
+    meta = prepare_task(cfg, tmp_path, data_seed=0, root=tmp_path).to_json()
     assert calls == [("rajpurkar/squad_v2", None, "abc123", "train")]
     assert meta["source"]["id"] == "rajpurkar/squad_v2" and meta["revision"] == "abc123"
     train, evaluation = read(tmp_path / "train.jsonl"), read(tmp_path / "eval.jsonl")
@@ -238,7 +242,7 @@ def test_identical_openmath_rows_are_dropped_not_errors(tmp_path):
     (tmp_path / "om.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = {"name": "om", "kind": "openmath", "train_size": 5, "eval_size": 1,
            "source": {"type": "local", "format": "hub_jsonl", "train": "om.jsonl"}}
-    meta = prepare_task(cfg, tmp_path / "out", data_seed=0, root=tmp_path)
+    meta = prepare_task(cfg, tmp_path / "out", data_seed=0, root=tmp_path).to_json()
     assert meta["dropped"]["train"]["identical to an earlier row"]["count"] == 1
     assert meta["counts"]["train"]["written"] + meta["counts"]["eval"]["written"] == 2
 

@@ -32,9 +32,12 @@ def arc_eval_rows(shared_data: Path, n: int) -> list[dict]:
 
 
 def write_manifest(path: Path, model_dir: Path, name: str = "tiny") -> Path:
-    io.write_json(path, {"name": name, "source": "local", "path": str(model_dir), "id": None, "revision": None,
-                         "resolved_revision": None, "params": 1, "trust_remote_code": False})
-    return path
+    """The model's manifest, written by the data stage's own writer (link_model) into ``path``'s folder."""
+    from ftmatrix.models import link_model
+
+    link_model({"name": name, "source": "local", "path": str(model_dir), "trust_remote_code": False},
+               path.with_suffix(""), root=path.parent)
+    return path.with_suffix("") / "manifest.json"
 
 
 def settings(method="base", *, cell=None, max_new_tokens=8, batch_size=4, latency_samples=None, warmup=1,
@@ -71,9 +74,16 @@ def run(tmp_path, cfg, manifest, eval_file, trained=None, name="out"):
     from ftmatrix.evaluate import evaluate_cell
 
     out = tmp_path / name
+    from ftmatrix.records import GenerationRecord, GenerationRow
+
     summary = evaluate_cell(cfg, manifest, trained, eval_file, out / "generations.jsonl", out / "generation.json",
                             "hash0", 1, progress=False)
-    return io.read_jsonl(out / "generations.jsonl"), summary, out
+    # what was written reads back through the records every reader uses
+    assert GenerationRecord.read(out / "generation.json") == summary
+    rows = io.read_jsonl(out / "generations.jsonl")
+    for number, row in enumerate(rows, start=1):
+        assert GenerationRow.from_json(row, f"line {number}").to_json() == row
+    return rows, summary.to_json(), out
 
 
 # --------------------------------------------------------------------------- tests
@@ -227,7 +237,7 @@ def test_refuses_pickle_weights_and_missing_folders(tmp_path, arc_eval, tiny_qwe
     (adapter / "adapter_model.bin").write_bytes(b"x")
     with pytest.raises(ModelError, match="adapter_model.safetensors"):
         run(tmp_path, settings("lora"), good, arc_eval, trained=adapter)
-    with pytest.raises(ModelError, match="manifest"):
+    with pytest.raises(DataError, match=r"bad.json: the model manifest key 'name' is missing.*--force .*bad.json"):
         (tmp_path / "bad.json").write_text("{}")
         evaluate_cell(settings(), tmp_path / "bad.json", None, arc_eval, tmp_path / "o/g.jsonl",
                       tmp_path / "o/g.json", None, 1, progress=False)

@@ -33,7 +33,7 @@ def evaluate_in_process(args: dict) -> dict:
     from ftmatrix.evaluate import evaluate_cell
 
     a = dict(args)
-    return evaluate_cell(a.pop("settings"), **a, progress=False)
+    return evaluate_cell(a.pop("settings"), **a, progress=False).to_json()
 
 
 def lines(path: Path) -> int:

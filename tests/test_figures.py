@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def figures_for(root: Path, config: dict) -> dict:
     tree = write_results_tree(root, config)
     matrix = aggregate(tree)
-    analyse_matrix(matrix, tree.predictions, root / "analysis", resamples=100, statistic_for=mean_score_statistic)
+    analyse_matrix(matrix, tree.predictions, root / "analysis", resamples=100, seed=0, confidence=0.95,
+                   statistic_for=mean_score_statistic)
     return draw_figures(matrix, root / "analysis", root / "figures")
 
 

@@ -196,7 +196,7 @@ def journal(tmp_path_factory):
         tree = write_results_tree(root, config, hostile=True, realistic=True)
         results = root / "results"
         matrix = aggregate(tree)
-        analyse_matrix(matrix, tree.predictions, results / "analysis", resamples=300)
+        analyse_matrix(matrix, tree.predictions, results / "analysis", resamples=300, seed=0, confidence=0.95)
         draw_figures(matrix, results / "analysis", results / "figures")
         html = build_journal(matrix_file=matrix, analysis_dir=results / "analysis", figures_dir=results / "figures",
                              metrics_files=tree.metrics, predictions_files=tree.predictions,

@@ -10,7 +10,7 @@ import pytest
 
 from ftmatrix import models
 from ftmatrix.chat_template import render_chat
-from ftmatrix.errors import ModelError, SourceUnreachable
+from ftmatrix.errors import DataError, ModelError, SourceUnreachable
 
 CONVERSATIONS = [
     [{"role": "user", "content": "What is 2 + 3?"}],
@@ -95,7 +95,7 @@ def test_trained_tokenizer_has_chatml_tokens_and_the_template_after_save_and_loa
         assert len(ids) == 1 and tokenizer.convert_ids_to_tokens(ids) == [token]
     assert tokenizer.eos_token == "<|im_end|>" and tokenizer.pad_token == "<|endoftext|>"
     # At most the configured size (a tiny corpus may not have enough pairs to merge).
-    assert 260 < len(tokenizer) <= 320 and len(tokenizer) == manifest["tokenizer"]["vocab_size"]
+    assert 260 < len(tokenizer) <= 320 and len(tokenizer) == manifest.tokenizer["vocab_size"]
     messages = [{"role": "user", "content": "A glorb is a fruit?"}]
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, enable_thinking=False)
     assert text == render_chat(messages, add_generation_prompt=True, enable_thinking=False)
@@ -123,17 +123,16 @@ def test_build_writes_a_loadable_qwen3_and_a_complete_manifest(built):
     assert (out / "manifest.json").is_file() and (out / "model.safetensors").is_file()
     assert not list(out.glob("*.bin")) and not (out / ".staging").exists()
     on_disk = models.load_manifest(out / "manifest.json")
-    assert on_disk == json.loads(json.dumps(manifest, default=str))
-    for key in models.MANIFEST_KEYS:
-        assert key in on_disk
-    assert on_disk["trust_remote_code"] is False and on_disk["source"] == "build"
+    assert on_disk == manifest      # what the builder wrote reads back through ModelManifest
+    assert json.loads((out / "manifest.json").read_text()) == manifest.to_json()
+    assert on_disk.trust_remote_code is False and on_disk.source == "build"
     assert models.model_path(out / "manifest.json") == out
-    pre = on_disk["pretraining"]
+    pre = on_disk.pretraining
     assert pre["steps"] == 4 and len(pre["loss_curve"]) >= 2 and pre["heldout_loss"] > 0
     model = AutoModelForCausalLM.from_pretrained(out, use_safetensors=True, trust_remote_code=False)
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert type(model).__name__ == "Qwen3ForCausalLM"
-    assert model.num_parameters() == on_disk["params"]
+    assert model.num_parameters() == on_disk.params
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     assert model.generation_config.eos_token_id == im_end == model.config.eos_token_id
     assert model.generation_config.pad_token_id == tokenizer.pad_token_id
@@ -147,25 +146,25 @@ def test_build_writes_a_loadable_qwen3_and_a_complete_manifest(built):
 def test_same_seed_same_weights_other_seed_other_weights(built, corpus_file, tmp_path):
     out, manifest = built
     again = models.build_model(tiny_build(), tmp_path / "again", corpus=corpus_file, threads=1)
-    assert again["weights_sha256"] == manifest["weights_sha256"]
+    assert again.weights_sha256 == manifest.weights_sha256
     assert (tmp_path / "again" / "tokenizer.json").read_bytes() == (out / "tokenizer.json").read_bytes()
-    assert again["pretraining"]["loss_curve"] == manifest["pretraining"]["loss_curve"]
+    assert again.pretraining["loss_curve"] == manifest.pretraining["loss_curve"]
     other = models.build_model(tiny_build(seed=1), tmp_path / "other", corpus=corpus_file, threads=1)
-    assert other["weights_sha256"] != manifest["weights_sha256"]
+    assert other.weights_sha256 != manifest.weights_sha256
 
 
 def test_pretraining_lowers_the_loss(corpus_file, tmp_path):
     manifest = models.build_model(tiny_build(pretrain_steps=30, pretrain_lr=0.01), tmp_path / "m",
                                   corpus=corpus_file, threads=1)
-    curve = manifest["pretraining"]["loss_curve"]
+    curve = manifest.pretraining["loss_curve"]
     assert curve[-1][1] < 0.6 * curve[0][1]
 
 
 def test_build_with_a_tokenizer_folder_and_no_corpus_gives_random_weights(qwen_tokenizer_dir, tmp_path):
     cfg = tiny_build(corpus="none", tokenizer={"source": "path", "path": str(qwen_tokenizer_dir)})
     manifest = models.build_model(cfg, tmp_path / "m", corpus=None, threads=1)
-    assert manifest["pretraining"]["steps"] == 0
-    assert manifest["tokenizer"]["source"] == "path" and manifest["sizes"]["vocab_size"] > 150_000
+    assert manifest.pretraining["steps"] == 0
+    assert manifest.tokenizer["source"] == "path" and manifest.sizes["vocab_size"] > 150_000
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "m")
@@ -201,15 +200,15 @@ def copy_model(src: Path, dst: Path) -> Path:
 
 def test_link_records_a_good_folder(tiny_qwen3, tmp_path):
     manifest = models.link_model(local_cfg(tiny_qwen3), tmp_path / "out", root=tmp_path)
-    assert manifest["source"] == "local" and manifest["trust_remote_code"] is False
-    assert manifest["params"] > 0 and manifest["resolved_revision"].startswith("local-")
+    assert manifest.source == "local" and manifest.trust_remote_code is False
+    assert manifest.params > 0 and manifest.resolved_revision.startswith("local-")
     assert models.model_path(tmp_path / "out" / "manifest.json") == Path(tiny_qwen3).resolve()
 
 
 def test_link_resolves_relative_paths_from_the_project_root(tiny_qwen3, tmp_path):
     copy_model(tiny_qwen3, tmp_path / "weights" / "m")
     manifest = models.link_model(local_cfg("weights/m"), tmp_path / "data" / "models" / "x", root=tmp_path)
-    assert Path(manifest["path"]) == (tmp_path / "weights" / "m").resolve()
+    assert Path(manifest.path) == (tmp_path / "weights" / "m").resolve()
 
 
 def test_link_refuses_pickle_only_weights(tiny_qwen3, tmp_path):
@@ -265,15 +264,15 @@ def test_link_explains_other_broken_folders(tiny_qwen3, tmp_path, damage, messag
 def test_trust_remote_code_is_off_by_default_and_recorded_with_a_warning_when_on(tiny_qwen3, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="ftmatrix"):
         off = models.link_model(local_cfg(tiny_qwen3), tmp_path / "off", root=tmp_path)
-    assert off["trust_remote_code"] is False and "trust_remote_code" not in caplog.text
+    assert off.trust_remote_code is False and "trust_remote_code" not in caplog.text
     with caplog.at_level(logging.WARNING, logger="ftmatrix"):
         on = models.link_model(local_cfg(tiny_qwen3, trust_remote_code=True), tmp_path / "on", root=tmp_path)
-    assert on["trust_remote_code"] is True
+    assert on.trust_remote_code is True
     assert "trust_remote_code is ON" in caplog.text
 
 
 def test_model_path_of_a_missing_manifest_says_how_to_rebuild(tmp_path):
-    with pytest.raises(ModelError, match="snakemake"):
+    with pytest.raises(DataError, match=r"file not found.*snakemake --cores all --force .*x/manifest.json"):
         models.model_path(tmp_path / "data" / "models" / "x" / "manifest.json")
 
 
@@ -331,9 +330,9 @@ def test_download_from_the_cache_records_the_commit_and_keeps_the_token_secret(t
     out = tmp_path / "data" / "models" / "qwen3-0.6b"
     with caplog.at_level(logging.DEBUG):
         manifest = models.download_model(hub_cfg(revision="main"), out, hf_home=str(tmp_path / "hf"))
-    assert manifest["resolved_revision"] == commit and manifest["revision"] == "main"
+    assert manifest.resolved_revision == commit and manifest.revision == "main"
     assert models.model_path(out / "manifest.json") == snapshot
-    assert manifest["trust_remote_code"] is False and manifest["authenticated"] is True
+    assert manifest.trust_remote_code is False and manifest.authenticated is True
     written = (out / "manifest.json").read_text()
     assert "hf_PlantedSecretToken1234567890" not in written + caplog.text
 

@@ -77,12 +77,12 @@ def greedy_answers(folder, kind, rows, max_new_tokens) -> tuple[list[str], list[
 def test_both_demo_models_are_pretrained_and_the_larger_has_more_parameters(demo):
     _, built, _ = demo
     small, large = built["demo-small"], built["demo-large"]
-    assert large["params"] > 2 * small["params"]
+    assert large.params > 2 * small.params
     for manifest in (small, large):
-        curve = manifest["pretraining"]["loss_curve"]
+        curve = manifest.pretraining["loss_curve"]
         assert curve[-1][1] < 0.5 * curve[0][1]
-    print({name: (m["params"], m["wall_s"], m["pretraining"]["heldout_loss"]) for name, m in built.items()})
-    assert large["pretraining"]["heldout_loss"] < small["pretraining"]["heldout_loss"]
+    print({name: (m.params, m.wall_s, m.pretraining["heldout_loss"]) for name, m in built.items()})
+    assert large.pretraining["heldout_loss"] < small.pretraining["heldout_loss"]
 
 
 def test_the_larger_demo_model_predicts_the_eval_answers_better(demo):

@@ -10,7 +10,9 @@ import pytest
 
 from ftmatrix import io
 from ftmatrix.errors import DataError
+from ftmatrix.records import CellMetrics
 from ftmatrix.scoring import score_cell
+from tests.helpers import generation_record
 from ftmatrix.tasks import get_task, registry
 
 CELLS = {"arc": "tiny/full/r0/arc/seed1/arc", "openmath": "tiny/lora/r8/arc/seed0/openmath",
@@ -53,8 +55,8 @@ def write_cell(tmp_path: Path, kind: str, examples: list[dict], generated: list[
     io.write_jsonl(d / "eval.jsonl", examples)
     io.write_jsonl(d / "generations.jsonl",
                    [generation_row(ex, g, i, i < timed) for i, (ex, g) in enumerate(zip(examples, generated))])
-    io.write_json(d / "generation.json", {"cell": CELLS.get(kind, f"tiny/base/r0/none/seed0/{kind}"), "n": len(examples), "batch_size": 4,
-                                          "provenance": {"git_commit": "abc"}})
+    generation_record(CELLS.get(kind, f"tiny/base/r0/none/seed0/{kind}"), len(examples), n_timed=timed, batch_size=4,
+                      provenance={"git_commit": "abc"}).write(d / "generation.json")
     return {"eval": d / "eval.jsonl", "generations": d / "generations.jsonl", "info": d / "generation.json",
             "predictions": d / "predictions.jsonl", "metrics": d / "metrics.json"}
 
@@ -62,8 +64,10 @@ def write_cell(tmp_path: Path, kind: str, examples: list[dict], generated: list[
 def score(files: dict, kind: str, resamples: int = 1000, seed: int = 0) -> dict:
     settings = {"task": {"name": kind, "kind": kind}, "bootstrap_resamples": resamples, "bootstrap_seed": seed,
                 "confidence": 0.95}
-    return score_cell(settings, files["generations"], files["info"], files["eval"], files["predictions"],
-                      files["metrics"], "cfg123")
+    record = score_cell(settings, files["generations"], files["info"], files["eval"], files["predictions"],
+                        files["metrics"], "cfg123")
+    assert CellMetrics.read(files["metrics"]) == record     # what readers get is what was written
+    return record.to_json()
 
 
 def test_arc_predictions_and_hand_computed_metrics(tmp_path, shared_data):
@@ -96,7 +100,8 @@ def test_arc_predictions_and_hand_computed_metrics(tmp_path, shared_data):
     lo, hi = doc["ci"]["accuracy"]
     assert 0 <= lo < 50 < hi <= 100
     assert doc["hit_limit"] == 3 and doc["hit_limit_pct"] == pytest.approx(37.5)      # rows 0, 3, 6
-    assert doc["generation"] == {"cell": CELLS["arc"], "n": 8, "batch_size": 4}
+    assert doc["generation"]["cell"] == CELLS["arc"] and doc["generation"]["batch_size"] == 4
+    assert "provenance" not in doc["generation"]        # it is provenance.generation
     assert doc["provenance"]["config_hash"] == "cfg123"
     assert doc["provenance"]["generation"] == {"git_commit": "abc"}
     assert json.loads(files["metrics"].read_text()) == doc
@@ -176,6 +181,7 @@ def test_generations_that_do_not_match_the_eval_file_are_refused(tmp_path, share
     with pytest.raises(DataError, match="appears twice"):
         score(files, "arc")
     io.write_jsonl(files["generations"], [{"id": r["id"], "generated": "A"} for r in rows])
-    with pytest.raises(DataError, match=r"generations.jsonl, line 1: missing output_tokens, hit_limit"):
+    with pytest.raises(DataError, match=r"generations.jsonl, line 1: the generation row key 'prompt' is missing"
+                                         r".*--force .*generations.jsonl"):
         score(files, "arc")
     assert not files["predictions"].exists() and not files["metrics"].exists()

@@ -87,7 +87,7 @@ def test_sigkilled_training_resumes_from_its_checkpoint_and_ends_with_the_same_w
                                                  "save_total_limit": 2, "logging_steps": 2})
 
     # Uninterrupted reference, in this process.
-    reference = train_variant(**job(tmp_path / "reference", settings, setup))
+    reference = train_variant(**job(tmp_path / "reference", settings, setup)).to_json()
 
     # The same job in a subprocess, killed with SIGKILL at a random step after a checkpoint.
     root = tmp_path / "killed"
@@ -141,7 +141,7 @@ def test_checkpoints_of_other_settings_are_not_resumed(setup, tmp_path):
     stale = Path(paths["checkpoint_dir"]) / "checkpoint-6"
     stale.mkdir(parents=True)
     (Path(paths["checkpoint_dir"]) / "run.json").write_text(json.dumps({"resume_key": "another job"}))
-    metrics = train_variant(**job(tmp_path, settings, setup))
+    metrics = train_variant(**job(tmp_path, settings, setup)).to_json()
     assert metrics["resumed_from_step"] is None and metrics["steps"] == 8
 
 
