@@ -34,7 +34,10 @@ from ftmatrix.records import CellMetrics, ModelManifest, TaskMeta, TrainMetrics
 IDENTITY_COLUMNS = ["model", "method", "rank", "train_task", "seed", "eval_task", "label", "cell",
                     "task_kind", "model_params"]
 QUALITY_COLUMNS = ["n", "headline_metric", "headline", "headline_ci_low", "headline_ci_high",
-                   "confidence", "higher_is_better"]
+                   "confidence", "higher_is_better", "grading",
+                   "headline_lenient", "headline_lenient_ci_low", "headline_lenient_ci_high",
+                   "headline_strict", "headline_strict_ci_low", "headline_strict_ci_high",
+                   "format_rate", "format_rate_ci_low", "format_rate_ci_high"]
 # metric_<name> columns (one per metric of any task, sorted) follow QUALITY_COLUMNS.
 TOKEN_COLUMNS = ["output_tokens_mean", "input_tokens_mean", "output_tokens_timed_mean", "hit_limit",
                  "hit_limit_pct"]
@@ -179,6 +182,7 @@ def cell_row(metrics: CellMetrics, path: Path, *, train: TrainMetrics | None, ta
         "confidence": headline.confidence,
         "higher_is_better": headline.higher_is_better,
     }
+    row.update(grading_columns(metrics))
     for name, value in metrics.metrics.items():
         row[METRIC_PREFIX + name] = value
 
@@ -245,6 +249,21 @@ def cell_row(metrics: CellMetrics, path: Path, *, train: TrainMetrics | None, ta
         "git_commit": provenance["git_commit"], "git_dirty": provenance["git_dirty"],
         "config_hash": provenance["config_hash"],
     })
+    return row
+
+
+def grading_columns(metrics: CellMetrics) -> dict:
+    """The headline under each reading of the answers (lenient, strict) with its interval, the
+    reading the ``headline`` column uses, and the format-compliance rate with its interval."""
+    readings = metrics.readings or {}
+    row = {"grading": metrics.grading}
+    for reading in ("lenient", "strict"):
+        scored = readings.get(reading) or {}
+        low, high = (scored.get("ci") or {}).get(metrics.headline.name) or (None, None)
+        row[f"headline_{reading}"] = (scored.get("metrics") or {}).get(metrics.headline.name)
+        row[f"headline_{reading}_ci_low"], row[f"headline_{reading}_ci_high"] = low, high
+    row["format_rate"] = metrics.format_rate
+    row["format_rate_ci_low"], row["format_rate_ci_high"] = metrics.format_rate_ci or (None, None)
     return row
 
 

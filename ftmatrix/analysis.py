@@ -313,6 +313,21 @@ class Study:
         low, high = self.interval(dist)
         return {"value": value, "ci_low": low, "ci_high": high, "n": len(ids)}
 
+    def reading(self, grading: str) -> "Study":
+        """The same study with every prediction's ``extracted`` and ``scores`` taken from its
+        ``grading`` reading ('lenient' or 'strict'); built once."""
+        cache = self.__dict__.setdefault("_readings", {})
+        if grading not in cache:
+            predictions = {}
+            for cell, rows in self.predictions.items():
+                if any(grading not in row for row in rows):
+                    raise DataError(f"results/eval/{cell}/predictions.jsonl: no {grading!r} reading of the answers; "
+                                    f"it was scored by an older version — re-score from the saved generations: "
+                                    f"snakemake --cores all --forcerun score_cell (with the study's --configfile).")
+                predictions[cell] = [{**row, **row[grading]} for row in rows]
+            cache[grading] = Study(self.matrix, predictions, self.settings, self._statistic_for)
+        return cache[grading]
+
     # -- helpers over the grid ----------------------------------------------------------
 
     def base_group(self, model: str, eval_task: str) -> Group | None:
@@ -332,8 +347,13 @@ COMPARISON_COLUMNS = ["n_paired", "reference", "value", "diff", "diff_ci_low", "
                       "latency_value", "latency_diff", "latency_diff_ci_low", "latency_diff_ci_high",
                       "latency_rel_pct", "latency_rel_ci_low", "latency_rel_ci_high", "latency_significance"]
 
+# How much of a gain is format: the same comparison under the other reading of the answers
+# (strict where the headline is lenient, and the reverse), and the share of the gain left.
+GRADING_COLUMNS = ["grading", "other_grading", "other_reference", "other_value", "other_diff",
+                   "other_diff_ci_low", "other_diff_ci_high", "survives_pct", "format_rate_reference",
+                   "format_rate_value"]
 VS_BASE_COLUMNS = (["model", "method", "rank", "train_task", "seed", "eval_task", "label", "in_task",
-                    "headline_metric"] + COMPARISON_COLUMNS + ["note"])
+                    "headline_metric"] + COMPARISON_COLUMNS + GRADING_COLUMNS + ["note"])
 VS_LARGER_COLUMNS = (["model", "method", "rank", "train_task", "eval_task", "label", "n_seeds", "in_task",
                       "larger_model", "model_params", "larger_model_params", "headline_metric"]
                      + COMPARISON_COLUMNS + ["note"])
@@ -397,9 +417,37 @@ def vs_base(study: Study) -> list[dict]:
             if base is None:
                 row["note"] = f"n/a: the study has no base variant of {group.model} on {group.eval_task}"
             else:
-                row.update(_comparison(study, _seed_group(study, group, seed, cell), base))
+                treatment = _seed_group(study, group, seed, cell)
+                row.update(_comparison(study, treatment, base))
+                row.update(other_grading(study, treatment, base, row.get("diff")))
             rows.append(row)
     return rows
+
+
+def other_grading(study: Study, treatment: Group, reference: Group, diff) -> dict:
+    """treatment − reference under the other reading of the answers, on the same samples, and
+    the percentage of the headline's difference that it keeps (``survives_pct``)."""
+    gradings = {study.row(c).get("grading") for c in treatment.cells + reference.cells}
+    if len(gradings) != 1 or not isinstance(next(iter(gradings)), str):
+        return {}
+    grading = next(iter(gradings))
+    other = "strict" if grading == "lenient" else "lenient"
+    out = {"grading": grading, "other_grading": other,
+           "format_rate_value": float(np.mean([_number(study.row(c).get("format_rate")) for c in treatment.cells])),
+           "format_rate_reference": float(np.mean([_number(study.row(c).get("format_rate"))
+                                                   for c in reference.cells]))}
+    ids = study.common_ids(treatment.cells + reference.cells)
+    if not ids:
+        return out
+    view = study.reading(other)
+    a, a_dist = view.group_distribution(treatment, ids)
+    b, b_dist = view.group_distribution(reference, ids)
+    low, high = view.interval(a_dist - b_dist)
+    out.update({"other_reference": b, "other_value": a, "other_diff": a - b, "other_diff_ci_low": low,
+                "other_diff_ci_high": high})
+    if finite(diff) and diff != 0:
+        out["survives_pct"] = (a - b) / diff * 100.0
+    return out
 
 
 def vs_larger_base(study: Study) -> list[dict]:

@@ -401,6 +401,31 @@ def training_rows(matrix) -> list[dict]:
     return out
 
 
+def _grading_text(kind: str) -> str:
+    """How the task kind extracts an answer and what counts as correct (its ``grading``)."""
+    from ftmatrix.tasks import get_task
+
+    return get_task(kind).grading or "n/a: the task kind does not describe its grading"
+
+
+def format_share_rows(table, confidence: float) -> list[dict]:
+    """Each in-task fine-tuning gain under the headline's reading of the answers and under the
+    other one, with the share of the gain that survives (from the vs_base table)."""
+    out = []
+    for r in _records(table):
+        if not _truthy(r.get("in_task")) or not isinstance(r.get("other_grading"), str):
+            continue
+        out.append({**r, "how": how(r.get("method", "full"), r.get("rank") or 0),
+                    "metric": metric_name(r.get("headline_metric", "")),
+                    "diff_text": signed(r.get("diff")),
+                    "ci_text": ci_text(r.get("diff_ci_low"), r.get("diff_ci_high"), confidence),
+                    "other_text": signed(r.get("other_diff")),
+                    "other_ci_text": ci_text(r.get("other_diff_ci_low"), r.get("other_diff_ci_high"), confidence),
+                    "survives_text": f"{num(r.get('survives_pct'), 0)}%" if finite(r.get("survives_pct")) else "n/a",
+                    "format_text": f"{num(r.get('format_rate_reference'), 0)}% → {num(r.get('format_rate_value'), 0)}%"})
+    return out
+
+
 def comparison_rows(table, confidence: float, *, only_in_task: bool = False, with_effect: bool = False) -> list[dict]:
     out = []
     for r in _records(table):
@@ -495,7 +520,7 @@ def setup_section(config: dict, matrix, metrics_docs: list[CellMetrics], task_me
                       "revision": meta.revision,
                       "train": _count_text(meta.counts["train"]), "eval": _count_text(meta.counts["eval"]),
                       "max_new_tokens": t["max_new_tokens"], "metric": metric_name(headline.get(t["name"], "")),
-                      "licence": meta.licence, "split": _split_text(meta.split)})
+                      "licence": meta.licence, "split": _split_text(meta.split), "grading": _grading_text(t["kind"])})
     train = config["train"]
     lora = config["lora"]
     lr = train["learning_rate"]
@@ -530,6 +555,8 @@ def setup_section(config: dict, matrix, metrics_docs: list[CellMetrics], task_me
         ("precision (inference)", ", ".join(sorted({str(p) for p in matrix["precision"].dropna()})) or "n/a"),
         ("thinking mode", "on (enable_thinking: true)" if config["enable_thinking"] else
                           "off (enable_thinking: false)"),
+        ("answers graded", f"{evaluate['grading']} for the headline (evaluate.grading); both readings and the share "
+                           f"of answers in the asked form are in the matrix"),
         ("confidence intervals", f"{evaluate['confidence']:.0%}, percentile bootstrap, "
                                  f"{evaluate['bootstrap_resamples']} resamples, seed {evaluate['bootstrap_seed']}"),
     ]
@@ -692,6 +719,7 @@ def journal_context(*, matrix_file, analysis_dir, figures_dir, metrics_files, pr
         "setup": setup_section(config, matrix, metrics_docs, task_meta, manifests, train_docs),
         "results": results_tables(matrix),
         "transfer": comparison_rows(tables["transfer"], confidence),
+        "format_share": format_share_rows(tables["vs_base"], confidence),
         "vs_larger": comparison_rows(tables["vs_larger_base"], confidence),
         "full_vs_lora": comparison_rows(tables["full_vs_lora"], confidence),
         "rank_correlation": _records(tables["rank_correlation"]),

@@ -437,6 +437,13 @@ class CellMetrics(Record):
     hit_limit_pct: float
     generation: GenerationRecord
     provenance: dict             # ftmatrix.provenance.record(…, generation=…, eval_file=…, …)
+    # The reading of the answers that headline, metrics and ci use (evaluate.grading), both
+    # readings' {metrics, ci} ({'lenient': …, 'strict': …}), and the percentage of responses
+    # in the form the prompt asked for, with its interval.
+    grading: str | None = optional()
+    readings: dict | None = optional()
+    format_rate: float | None = optional()
+    format_rate_ci: list | None = optional()
 
     def to_json(self) -> dict:
         out = super().to_json()

@@ -4,12 +4,15 @@
 ``generation.json`` (how it was generated) and the eval file (the gold references),
 and writes:
 
-* ``predictions.jsonl``: each generation row plus ``reference``, ``extracted`` and
-  ``scores`` (per-sample, from the task module);
-* ``metrics.json``: the task's corpus metrics, the headline with a seeded bootstrap
-  confidence interval, intervals for the other rate metrics, a latency summary over the
-  timed samples, the number of outputs that hit the length limit, the generation
-  summary and provenance.
+* ``predictions.jsonl``: each generation row plus ``reference``, both readings of the
+  answer — ``lenient`` and ``strict``, each ``{extracted, scores}`` (per-sample, from the
+  task module) — ``follows_format`` (the response is in the form the prompt asked for), and
+  ``extracted``/``scores`` of the reading the headline uses (``evaluate.grading``);
+* ``metrics.json``: the task's corpus metrics under that reading, the headline with a
+  seeded bootstrap confidence interval, intervals for the other rate metrics, both readings'
+  metrics and intervals (``readings``), the format-compliance rate with its interval, a
+  latency summary over the timed samples, the number of outputs that hit the length limit,
+  the generation summary and provenance.
 
 Nothing here generates, so a change to answer extraction or a metric re-scores every
 cell without running a model again. Rate metrics are in percent (0–100), errors in the
@@ -70,15 +73,41 @@ def join_rows(generations: Sequence[dict], eval_rows: Sequence[dict], generation
     return joined
 
 
-def score_rows(task, rows: Sequence[dict]) -> list[dict]:
-    """Add ``extracted`` and ``scores`` to each joined row (task.extract and task.score never raise)."""
+GRADINGS = ("lenient", "strict")
+
+
+def score_rows(task, rows: Sequence[dict], grading: str = "lenient") -> list[dict]:
+    """Add both readings of the answer to each joined row — ``lenient`` (task.extract) and
+    ``strict`` (task.read_strict), each ``{extracted, scores}`` — ``follows_format``, and the
+    ``extracted`` and ``scores`` of the reading ``grading`` names (what the headline uses).
+    The task's extraction and scoring never raise."""
+    if grading not in GRADINGS:
+        raise ValueError(f"grading is {grading!r}; use one of {', '.join(GRADINGS)} (evaluate.grading)")
     out = []
     for row in rows:
         text = row["generated"] if isinstance(row["generated"], str) else ""
-        extracted = task.extract(text, row["reference"])
-        scores = task.score(extracted, row["reference"])
-        out.append({**row, "extracted": extracted, "scores": {k: _clean(v) for k, v in scores.items()}})
+        reference = row["reference"]
+        readings = {}
+        for name, extract in (("lenient", task.extract), ("strict", task.read_strict)):
+            extracted = extract(text, reference)
+            scores = task.score(extracted, reference)
+            readings[name] = {"extracted": extracted, "scores": {k: _clean(v) for k, v in scores.items()}}
+        out.append({**row, **readings[grading], **readings, "follows_format": task.in_format(text, reference)})
     return out
+
+
+def reading_rows(rows: Sequence[dict], grading: str) -> list[dict]:
+    """The scored rows with ``extracted`` and ``scores`` of the reading ``grading``."""
+    return [{**row, **row[grading]} for row in rows]
+
+
+def format_rate(rows: Sequence[dict], *, resamples: int, seed: int, confidence: float):
+    """(percentage of responses in the asked form, CI low, CI high)."""
+    from ftmatrix.bootstrap import bootstrap_ci, mean_of
+
+    value, low, high = bootstrap_ci(list(rows), mean_of(lambda row: 100.0 * bool(row["follows_format"])),
+                                    resamples, seed, confidence)
+    return _clean(value), _clean(low), _clean(high)
 
 
 class _Memo:
@@ -159,8 +188,9 @@ def score_cell(settings: dict, generations_file, info_file, eval_file, predictio
                config_hash: str | None) -> CellMetrics:
     """Score one cell; write predictions_file and metrics_file. Returns the metrics record.
 
-    ``settings``: ``task`` (the task's entry) and the bootstrap's ``bootstrap_resamples``,
-    ``bootstrap_seed`` and ``confidence`` (from the validated config's ``evaluate``)."""
+    ``settings``: ``task`` (the task's entry), the bootstrap's ``bootstrap_resamples``,
+    ``bootstrap_seed`` and ``confidence``, and ``grading`` (from the validated config's
+    ``evaluate``)."""
     from ftmatrix.tasks import get_task
 
     task_entry = settings["task"]
@@ -174,15 +204,25 @@ def score_cell(settings: dict, generations_file, info_file, eval_file, predictio
     eval_rows = io.read_jsonl(eval_file)
     if not eval_rows:
         raise DataError(f"{eval_file}: no evaluation rows; rerun the data stage for this task.")
-    rows = score_rows(task, join_rows(generations, eval_rows, generations_file, eval_file))
+    grading = settings.get("grading", "lenient")   # evaluate.grading (the schema's default: lenient)
+    rows = score_rows(task, join_rows(generations, eval_rows, generations_file, eval_file), grading)
 
-    metrics = {k: _clean(v) for k, v in task.metrics(rows).items()}
-    if task.headline not in metrics:
-        raise DataError(f"task kind {task.kind!r}: its metrics lack the headline {task.headline!r}.")
-    ci_names = [task.headline] + [k for k, v in metrics.items()
-                                  if k != task.headline and finite(v) and not _is_count(k, v)]
-    cis = confidence_intervals(task, rows, ci_names, resamples=resamples, seed=seed, confidence=confidence)
-    value, low, high = cis[task.headline]
+    readings = {}
+    for reading in (grading, *[g for g in GRADINGS if g != grading]):
+        view = rows if reading == grading else reading_rows(rows, reading)
+        reading_metrics = {k: _clean(v) for k, v in task.metrics(view).items()}
+        if task.headline not in reading_metrics:
+            raise DataError(f"task kind {task.kind!r}: its metrics lack the headline {task.headline!r}.")
+        ci_names = [task.headline] + [k for k, v in reading_metrics.items()
+                                      if k != task.headline and finite(v) and not _is_count(k, v)]
+        reading_cis = confidence_intervals(task, view, ci_names, resamples=resamples, seed=seed,
+                                           confidence=confidence)
+        readings[reading] = {"metrics": reading_metrics,
+                             "ci": {name: [lo, hi] for name, (_, lo, hi) in reading_cis.items()}}
+    metrics = readings[grading]["metrics"]
+    low, high = readings[grading]["ci"][task.headline]
+    in_format, in_format_low, in_format_high = format_rate(rows, resamples=resamples, seed=seed,
+                                                           confidence=confidence)
 
     io.write_jsonl(predictions_file, rows)
     hit_limit = sum(1 for r in rows if r["hit_limit"])
@@ -195,7 +235,11 @@ def score_cell(settings: dict, generations_file, info_file, eval_file, predictio
                           confidence=confidence, resamples=resamples, seed=seed,
                           higher_is_better=task.higher_is_better),
         metrics=metrics,
-        ci={name: [lo, hi] for name, (_, lo, hi) in cis.items()},
+        ci=readings[grading]["ci"],
+        grading=grading,
+        readings={name: readings[name] for name in GRADINGS},
+        format_rate=in_format,
+        format_rate_ci=[in_format_low, in_format_high],
         latency=latency_summary(rows),
         hit_limit=hit_limit,
         hit_limit_pct=100.0 * hit_limit / len(rows),
@@ -207,9 +251,11 @@ def score_cell(settings: dict, generations_file, info_file, eval_file, predictio
             generations_file={"path": str(generations_file), "fingerprint": io.file_sha256(generations_file, 16)}),
     )
     document.write(metrics_file)
-    log.info("%s: %s = %s (%.0f%% CI %s–%s) over %d samples; %d hit the length limit",
-             info.cell, task.headline, _fmt(metrics[task.headline]), 100 * confidence, _fmt(low),
-             _fmt(high), len(rows), hit_limit)
+    other = next(g for g in GRADINGS if g != grading)
+    log.info("%s: %s = %s (%.0f%% CI %s–%s; %s %s) over %d samples, %s%% in the asked form; %d hit the "
+             "length limit", info.cell, task.headline, _fmt(metrics[task.headline]), 100 * confidence, _fmt(low),
+             _fmt(high), other, _fmt(readings[other]["metrics"][task.headline]), len(rows), _fmt(in_format),
+             hit_limit)
     return document
 
 
