@@ -174,7 +174,7 @@ class Study:
         return sorted(names)[0] if names else ""
 
     def higher_is_better(self, eval_task: str) -> bool:
-        values = {bool(r.get("higher_is_better", True)) for r in self.rows.values() if r["eval_task"] == eval_task}
+        values = {bool(r["higher_is_better"]) for r in self.rows.values() if r["eval_task"] == eval_task}
         return values != {False}
 
     def params(self, model: str):
