@@ -102,3 +102,24 @@ def test_vs_base_shows_how_much_of_a_gain_is_format(shared_data):
     assert row["survives_pct"] == pytest.approx(row["other_diff"] / row["diff"] * 100)
     assert row["other_diff_ci_low"] > 0
     assert (row["format_rate_reference"], row["format_rate_value"]) == (0.0, 100.0)
+
+
+def test_journal_table_of_how_much_of_each_gain_is_format():
+    import pandas as pd
+
+    from ftmatrix.journal import format_share_rows
+
+    table = pd.DataFrame([
+        {"model": "m", "method": "full", "rank": 0, "seed": 0, "eval_task": "squad", "in_task": True,
+         "headline_metric": "f1", "diff": 40.0, "diff_ci_low": 30.0, "diff_ci_high": 50.0, "grading": "lenient",
+         "other_grading": "strict", "other_diff": 10.0, "other_diff_ci_low": 2.0, "other_diff_ci_high": 18.0,
+         "survives_pct": 25.0, "format_rate_reference": 5.0, "format_rate_value": 97.0},
+        {"model": "m", "method": "full", "rank": 0, "seed": 0, "eval_task": "arc", "in_task": False,
+         "headline_metric": "macro_f1", "diff": 1.0, "grading": "lenient", "other_grading": "strict"},
+        {"model": "m", "method": "full", "rank": 0, "seed": 0, "eval_task": "old", "in_task": True,
+         "headline_metric": "f1", "diff": 1.0},                      # scored before both readings existed
+    ])
+    (row,) = format_share_rows(table, 0.95)
+    assert (row["diff_text"], row["other_text"], row["survives_text"], row["format_text"]) == (
+        "+40.0", "+10.0", "25%", "5% → 97%")
+    assert row["grading"] == "lenient" and row["other_grading"] == "strict"
