@@ -39,10 +39,12 @@ QUALITY_COLUMNS = ["n", "headline_metric", "headline", "headline_ci_low", "headl
                    "headline_strict", "headline_strict_ci_low", "headline_strict_ci_high",
                    "format_rate", "format_rate_ci_low", "format_rate_ci_high"]
 # metric_<name> columns (one per metric of any task, sorted) follow QUALITY_COLUMNS.
-TOKEN_COLUMNS = ["output_tokens_mean", "input_tokens_mean", "output_tokens_timed_mean", "hit_limit",
-                 "hit_limit_pct"]
-TIMING_COLUMNS = ["n_timed", "latency_mean_s", "latency_median_s", "latency_p95_s", "ttft_mean_s",
-                  "ttft_median_s", "tpot_mean_s", "eval_wall_time_s", "eval_samples_per_s",
+TOKEN_COLUMNS = ["output_tokens_mean", "output_tokens_ci_low", "output_tokens_ci_high", "input_tokens_mean",
+                 "output_tokens_timed_mean", "hit_limit", "hit_limit_pct", "timed_mismatches"]
+TIMING_COLUMNS = ["n_timed", "timing_rounds", "latency_mean_s", "latency_mean_ci_low", "latency_mean_ci_high",
+                  "latency_median_s", "latency_round_medians_s", "latency_p95_s", "ttft_mean_s",
+                  "ttft_mean_ci_low", "ttft_mean_ci_high", "ttft_median_s", "tpot_mean_s", "tpot_s", "tpot_ci_low",
+                  "tpot_ci_high", "eval_wall_time_s", "eval_samples_per_s",
                   "train_wall_time_s", "train_tokens_per_s", "train_peak_memory_mb",
                   "cost_per_1k_usd", "cost_per_1k_batched_usd", "train_cost_usd"]
 TRAINING_COLUMNS = ["trainable_params", "total_params", "trainable_pct", "train_steps", "train_epochs",
@@ -188,20 +190,31 @@ def cell_row(metrics: CellMetrics, path: Path, *, train: TrainMetrics | None, ta
 
     row.update({
         "output_tokens_mean": latency.output_tokens_mean,
+        "output_tokens_ci_low": latency.output_tokens_ci_low, "output_tokens_ci_high": latency.output_tokens_ci_high,
         "input_tokens_mean": latency.input_tokens_mean,
         "output_tokens_timed_mean": latency.output_tokens_timed_mean,
         "hit_limit": metrics.hit_limit,
         "hit_limit_pct": metrics.hit_limit_pct,
+        "timed_mismatches": latency.timed_mismatches if latency.n_timed else None,
         "n_timed": latency.n_timed,
-        "latency_mean_s": latency.mean_s, "latency_median_s": latency.median_s,
+        "timing_rounds": latency.rounds if latency.n_timed else None,
+        "latency_mean_s": latency.mean_s, "latency_mean_ci_low": latency.mean_ci_low_s,
+        "latency_mean_ci_high": latency.mean_ci_high_s, "latency_median_s": latency.median_s,
+        "latency_round_medians_s": (" ".join(f"{m:.6g}" for m in latency.round_medians_s)
+                                    if latency.round_medians_s else None),
         "latency_p95_s": latency.p95_s, "ttft_mean_s": latency.ttft_mean_s,
+        "ttft_mean_ci_low": latency.ttft_mean_ci_low_s, "ttft_mean_ci_high": latency.ttft_mean_ci_high_s,
         "ttft_median_s": latency.ttft_median_s, "tpot_mean_s": latency.tpot_mean_s,
+        "tpot_s": latency.tpot_s, "tpot_ci_low": latency.tpot_ci_low_s, "tpot_ci_high": latency.tpot_ci_high_s,
         "eval_wall_time_s": generation.wall_s,
         "eval_samples_per_s": generation.samples_per_s,
     })
 
-    kind = device_kind(device)
-    hourly = cost[f"{kind}_hour_usd"]
+    # Inference is priced by the device the cell was timed on (the quality pass's where untimed),
+    # or by the model's own hour_usd (cost settings' model_hour_usd) where the study sets one.
+    kind = device_kind(latency.device or device)
+    override = (cost.get("model_hour_usd") or {}).get(variant.model)
+    hourly = override if override is not None else cost[f"{kind}_hour_usd"]
     row["cost_device_kind"] = kind
     row["cost_hourly_usd"] = hourly
     row["cost_per_1k_usd"] = _per_1k(latency.mean_s, hourly)

@@ -238,26 +238,71 @@ class Study:
             self._cell_cache[key] = (_number(point), dist)
         return self._cell_cache[key]
 
-    def latency_distribution(self, cell: str, ids: tuple[str, ...]) -> tuple[float, np.ndarray]:
+    def timing_distribution(self, cell: str, ids: tuple[str, ...]) -> dict:
+        """A cell's timing over the timed samples ``ids``: {part: (mean, its value on every
+        resample)} for ``latency``, ``ttft`` (time to first token), ``decode`` (latency − TTFT)
+        and ``further`` (output tokens after the first), and ``rounds`` (mean latency of each
+        timing round). A resample draws the samples (the same positions for every cell: paired)
+        and this cell's rounds with replacement (a slow spell hits one cell's round, so rounds
+        are drawn per cell), so the intervals cover round-to-round variation too."""
         key = (cell, ids)
         if key not in self._latency_cache:
+            from ftmatrix.bootstrap import hierarchical_means, round_weights
+
             table = self.by_id(cell)
-            values = np.array([float(table[i]["latency_s"]) for i in ids])
-            self._latency_cache[key] = (float(values.mean()), values[self.indices(len(ids))].mean(axis=1))
+            rows = [table[i] for i in ids]
+            latency = np.array([p.get("latency_rounds_s") or [p["latency_s"]] for p in rows], dtype=float).T
+            ttft = np.array([p.get("ttft_rounds_s") or [p.get("ttft_s", math.nan)] for p in rows], dtype=float).T
+            further = np.array([max(int(p.get("timed_output_tokens") or p["output_tokens"]) - 1, 0) for p in rows],
+                               dtype=float)
+            idx = self.indices(len(ids))
+            rng = np.random.default_rng(_stable_seed(self.settings.seed, "rounds", cell))
+            weights = round_weights(rng, latency.shape[0], idx.shape[0])
+            lat_dist = hierarchical_means(latency, idx, weights)
+            ttft_dist = hierarchical_means(ttft, idx, weights)
+            self._latency_cache[key] = {
+                "latency": (float(latency.mean()), lat_dist),
+                "ttft": (float(ttft.mean()), ttft_dist),
+                "decode": (float(latency.mean() - ttft.mean()), lat_dist - ttft_dist),
+                "further": (float(further.mean()), further[idx].mean(axis=1)),
+                "rounds": latency.mean(axis=1),
+            }
         return self._latency_cache[key]
+
+    def latency_distribution(self, cell: str, ids: tuple[str, ...]) -> tuple[float, np.ndarray]:
+        return self.timing_distribution(cell, ids)["latency"]
+
+    def _seed_draws(self, group: Group, resamples: int, tag) -> np.ndarray | None:
+        if len(group.cells) == 1:
+            return None
+        rng = np.random.default_rng(_stable_seed(self.settings.seed, "seeds", *group.key, tag))
+        return rng.integers(0, len(group.cells), size=(len(group.cells), resamples))
+
+    @staticmethod
+    def _over_seeds(parts, draws):
+        points = np.array([p for p, _ in parts])
+        if draws is None:
+            return float(points[0]), parts[0][1]
+        stacked = np.stack([d for _, d in parts])            # seeds × resamples
+        return float(points.mean()), stacked[draws, np.arange(stacked.shape[1])].mean(axis=0)
 
     def group_distribution(self, group: Group, ids: tuple[str, ...], latency: bool = False):
         """(mean over seeds, distribution that resamples samples and, with several seeds, seeds)."""
-        pick = self.latency_distribution if latency else self.cell_distribution
-        parts = [pick(cell, ids) for cell in group.cells]
-        points = np.array([p for p, _ in parts])
-        if len(parts) == 1:
-            return float(points[0]), parts[0][1]
-        stacked = np.stack([d for _, d in parts])            # seeds × resamples
-        rng = np.random.default_rng(_stable_seed(self.settings.seed, "seeds", *group.key, latency))
-        draws = rng.integers(0, len(parts), size=(len(parts), stacked.shape[1]))
-        columns = np.arange(stacked.shape[1])
-        return float(points.mean()), stacked[draws, columns].mean(axis=0)
+        if latency:
+            return self.group_timing(group, ids)["latency"]
+        parts = [self.cell_distribution(cell, ids) for cell in group.cells]
+        return self._over_seeds(parts, self._seed_draws(group, len(parts[0][1]), False))
+
+    def group_timing(self, group: Group, ids: tuple[str, ...]) -> dict:
+        """``timing_distribution`` of a group: every part averaged over its seeds, the seeds drawn
+        with replacement (the same draws for every part, so the parts stay consistent)."""
+        cells = [self.timing_distribution(cell, ids) for cell in group.cells]
+        draws = self._seed_draws(group, len(cells[0]["latency"][1]), True)
+        out = {part: self._over_seeds([c[part] for c in cells], draws)
+               for part in ("latency", "ttft", "decode", "further")}
+        rounds = min(len(c["rounds"]) for c in cells)
+        out["rounds"] = np.mean([c["rounds"][:rounds] for c in cells], axis=0)
+        return out
 
     def interval(self, dist: np.ndarray) -> tuple[float, float]:
         dist = dist[np.isfinite(dist)]
@@ -282,9 +327,14 @@ class Study:
         timed = self.common_ids(treatment.cells + reference.cells, timed=True)
         out["n_timed_paired"] = len(timed)
         if timed:
-            la, la_dist = self.group_distribution(treatment, timed, latency=True)
-            lb, lb_dist = self.group_distribution(reference, timed, latency=True)
-            out.update(self._difference("latency_", la, la_dist, lb, lb_dist))
+            ta, tb = self.group_timing(treatment, timed), self.group_timing(reference, timed)
+            out.update(self._difference("latency_", *ta["latency"], *tb["latency"]))
+            out.update(latency_split(ta, tb, self.interval))
+            # Does the difference hold in every round? Round r of one against round r of the other.
+            rounds = min(len(ta["rounds"]), len(tb["rounds"]))
+            per_round = ta["rounds"][:rounds] - tb["rounds"][:rounds]
+            out["latency_rounds"] = rounds
+            out["latency_rounds_agree"] = bool(np.all(np.sign(per_round) == np.sign(out["latency_diff"])))
         return out
 
     def _difference(self, prefix: str, a: float, a_dist, b: float, b_dist) -> dict:
@@ -340,12 +390,57 @@ class Study:
         return sorted({g.eval_task for g in self.groups.values()})
 
 
+def _log_latency(further, ttft, decode, further_own):
+    """log(TTFT + further tokens × time per further token), the per-token time being
+    decode / further_own (NaN where a side generated no further token)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_token = np.where(further_own > 0, decode / np.where(further_own > 0, further_own, 1), np.nan)
+        return np.log(ttft + further * per_token)
+
+
+def latency_split(treatment: dict, reference: dict, interval) -> dict:
+    """Why one is faster: the ratio of mean latencies split into *fewer output tokens* and
+    *faster per token*, from mean latency = mean TTFT + mean further tokens × time per further
+    token (exact; ``Study.timing_distribution``). The log-ratio is split by the Shapley rule
+    over the two factors — tokens, and the speed pair (TTFT, time per further token): each
+    factor's share is the change of log latency when that factor alone takes the treatment's
+    value, averaged over the two orders of substitution — so the shares add up exactly to
+    the log-ratio, and as percentages ((e^share − 1) × 100) they multiply up to the latency
+    change. Intervals from the same resamples as the latency's (samples, rounds, seeds)."""
+    def shares(a_further, a_ttft, a_decode, b_further, b_ttft, b_decode):
+        a = _log_latency(a_further, a_ttft, a_decode, a_further)
+        b = _log_latency(b_further, b_ttft, b_decode, b_further)
+        a_tokens_b_speed = _log_latency(a_further, b_ttft, b_decode, b_further)
+        b_tokens_a_speed = _log_latency(b_further, a_ttft, a_decode, a_further)
+        tokens = 0.5 * ((a_tokens_b_speed - b) + (a - b_tokens_a_speed))
+        return tokens, (a - b) - tokens
+
+    def pct(value):
+        with np.errstate(over="ignore", invalid="ignore"):
+            return (np.exp(value) - 1.0) * 100.0
+
+    parts = ("further", "ttft", "decode")
+    points = shares(*(np.array(treatment[p][0]) for p in parts), *(np.array(reference[p][0]) for p in parts))
+    dists = shares(*(treatment[p][1] for p in parts), *(reference[p][1] for p in parts))
+    out = {}
+    for name, point, dist in zip(("tokens", "per_token"), points, dists):
+        dist = pct(dist)
+        dist[~np.isfinite(dist)] = np.nan
+        low, high = interval(dist)
+        out.update({f"latency_{name}_pct": float(pct(point)), f"latency_{name}_ci_low": low,
+                    f"latency_{name}_ci_high": high})
+    return out
+
+
 # ---------------------------------------------------------------------------- the tables
 
 COMPARISON_COLUMNS = ["n_paired", "reference", "value", "diff", "diff_ci_low", "diff_ci_high", "rel_pct",
                       "rel_ci_low", "rel_ci_high", "significance", "n_timed_paired", "latency_reference",
                       "latency_value", "latency_diff", "latency_diff_ci_low", "latency_diff_ci_high",
-                      "latency_rel_pct", "latency_rel_ci_low", "latency_rel_ci_high", "latency_significance"]
+                      "latency_rel_pct", "latency_rel_ci_low", "latency_rel_ci_high", "latency_rounds",
+                      "latency_rounds_agree", "latency_significance", "latency_tokens_pct", "latency_tokens_ci_low",
+                      "latency_tokens_ci_high", "latency_per_token_pct", "latency_per_token_ci_low",
+                      "latency_per_token_ci_high"]
 
 # How much of a gain is format: the same comparison under the other reading of the answers
 # (strict where the headline is lenient, and the reverse), and the share of the gain left.
@@ -389,13 +484,26 @@ def quality_verdict(low, high, higher_is_better: bool = True) -> str:
     return result
 
 
+def latency_verdict(low, high, rounds_agree: bool = True) -> str:
+    """'faster' / 'slower' / 'no significant change' for a latency difference (lower is better):
+    significant only when its interval (samples and timing rounds resampled) excludes zero and
+    it has the same sign in every timing round."""
+    result = verdict(low, high)
+    if result in (SIGNIFICANT_UP, SIGNIFICANT_DOWN) and not rounds_agree:
+        return NOT_SIGNIFICANT
+    return {SIGNIFICANT_UP: SLOWER, SIGNIFICANT_DOWN: FASTER}.get(result, result)
+
+
 def _comparison(study: Study, treatment: Group, reference: Group) -> dict:
     result = study.compare(treatment, reference)
     result["significance"] = quality_verdict(result.get("diff_ci_low"), result.get("diff_ci_high"),
                                              study.higher_is_better(treatment.eval_task))
-    # Lower latency is better: "better" when the latency difference is significantly negative.
-    lat = verdict(result.get("latency_diff_ci_low"), result.get("latency_diff_ci_high"))
-    result["latency_significance"] = {SIGNIFICANT_UP: SLOWER, SIGNIFICANT_DOWN: FASTER}.get(lat, lat)
+    result["latency_significance"] = latency_verdict(result.get("latency_diff_ci_low"),
+                                                     result.get("latency_diff_ci_high"),
+                                                     result.get("latency_rounds_agree", True))
+    if result["latency_significance"] == NOT_SIGNIFICANT and \
+            verdict(result.get("latency_diff_ci_low"), result.get("latency_diff_ci_high")) != NOT_SIGNIFICANT:
+        result.setdefault("note", "latency: the CI excludes zero but the timing rounds disagree on the sign")
     if "n_timed_paired" in result and not result["n_timed_paired"]:
         result.setdefault("note", "latency n/a: no timed samples in common")
     return result
@@ -707,7 +815,8 @@ def read_predictions(files: Iterable[str | Path]) -> dict[str, list[dict]]:
     return out
 
 
-INTEGER_COLUMNS = ("rank", "seed", "n_seeds", "n_paired", "n_timed_paired", "best_rank", "n_ranks", "n",
+INTEGER_COLUMNS = ("rank", "seed", "n_seeds", "n_paired", "n_timed_paired", "latency_rounds", "best_rank",
+                   "n_ranks", "n",
                    "undefined_resamples", "smallest_sufficient_rank")
 
 

@@ -259,3 +259,41 @@ def paired_metric_diff(task, rows_a: Sequence[dict], rows_b: Sequence[dict], nam
     rows_a, rows_b = align_by_id(rows_a, rows_b)
     return paired_bootstrap_diff(rows_a, rows_b, metric_statistic(task, name), resamples=resamples,
                                  seed=seed, confidence=confidence)
+
+
+# ---------------------------------------------------------------------------- rounds × samples
+
+
+def round_weights(rng: np.random.Generator, rounds: int, resamples: int) -> np.ndarray:
+    """(resamples × rounds) weights of a resample of the rounds drawn with replacement: how
+    often each round was drawn, over the number of rounds (each row sums to 1)."""
+    draws = rng.integers(0, rounds, size=(resamples, rounds))
+    counts = np.zeros((resamples, rounds))
+    np.add.at(counts, (np.arange(resamples)[:, None], draws), 1.0)
+    return counts / rounds
+
+
+def hierarchical_means(values: np.ndarray, sample_idx: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The mean of a (rounds × samples) table on each two-stage resample: the rounds drawn with
+    replacement (``weights``, one row per resample), then the samples (``sample_idx``, one row
+    of positions per resample). A sample's value is its mean over the drawn rounds."""
+    per_sample = weights @ values                            # resamples × samples
+    return np.take_along_axis(per_sample, sample_idx, axis=1).mean(axis=1)
+
+
+def hierarchical_ci(values, resamples: int = 1000, seed: int = 0, confidence: float = 0.95
+                    ) -> tuple[float | None, float | None, float | None]:
+    """(mean, low, high) of a (rounds × samples) table — each sample timed once per round — by
+    the percentile bootstrap over rounds and samples: every resample draws the rounds with
+    replacement, then the samples, so the interval covers round-to-round variation (a slow
+    spell of the machine during one round) as well as sample-to-sample variation."""
+    _check(resamples, confidence)
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 2 or values.size == 0:
+        return None, None, None
+    rng = np.random.default_rng(seed)
+    rounds, n = values.shape
+    sample_idx = np.concatenate(list(_index_chunks(rng, n, resamples)))
+    weights = round_weights(rng, rounds, resamples)
+    low, high = _interval(hierarchical_means(values, sample_idx, weights), confidence)
+    return float(values.mean()), low, high

@@ -229,6 +229,9 @@ TRAIN_BOOKKEEPING_KEYS = ("save_steps", "save_total_limit", "report_to")
 # Evaluation settings read by scoring and analysis (the bootstrap, the grading the headline
 # uses); a change to them re-scores without generating again.
 SCORING_KEYS = ("bootstrap_resamples", "bootstrap_seed", "confidence", "grading")
+# Evaluation settings read only by the timing rounds (ftmatrix.timing); a change to them re-times
+# without generating the quality pass again, and a quality setting re-times nothing.
+TIMING_KEYS = ("latency_samples", "warmup", "timing_rounds")
 
 
 def study_hash(config: dict) -> str:

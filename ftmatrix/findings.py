@@ -32,6 +32,8 @@ from ftmatrix.numeric import finite
 # What an interval covers.
 SAMPLES = "evaluation samples"
 SAMPLES_AND_SEEDS = "evaluation samples and seeds"
+SAMPLES_AND_ROUNDS = "evaluation samples and timing rounds"
+SAMPLES_ROUNDS_AND_SEEDS = "evaluation samples, timing rounds and seeds"
 
 # Units of an effect.
 POINTS = "points"               # the headline metric's own scale (0–100)
@@ -199,13 +201,25 @@ def quality(topic: str, subject: Subject, row: dict, confidence: float) -> Findi
 
 
 def latency(topic: str, subject: Subject, row: dict, confidence: float) -> Finding | None:
-    """The relative change of mean latency per sample in a comparison row, when it was timed."""
+    """The relative change of mean latency per sample in a comparison row, when it was timed;
+    ``facts`` split it into fewer output tokens and faster per token (``tokens`` and
+    ``per_token``: relative changes that multiply up to the latency's, each with its interval)
+    and say in how many timing rounds it was measured and whether they agree."""
     if not finite(row.get("latency_rel_pct")):
         return None
+    seeds = _covers(row) == SAMPLES_AND_SEEDS
+    rounds = int(row["latency_rounds"]) if finite(row.get("latency_rounds")) else None
+    covers = (SAMPLES_ROUNDS_AND_SEEDS if seeds else SAMPLES_AND_ROUNDS) if rounds and rounds > 1 else _covers(row)
+    facts = {"rounds": rounds, "rounds_agree": truthy(row.get("latency_rounds_agree"))}
+    for part in ("tokens", "per_token"):
+        value = _number(row.get(f"latency_{part}_pct"))
+        facts[part] = Effect(value, PERCENT) if value is not None else None
+        facts[f"{part}_interval"] = _interval(row.get(f"latency_{part}_ci_low"), row.get(f"latency_{part}_ci_high"),
+                                              confidence)
     return Finding(topic, subject, LATENCY, row.get("latency_significance") or "n/a",
                    effect=Effect(float(row["latency_rel_pct"]), PERCENT),
                    interval=_interval(row.get("latency_rel_ci_low"), row.get("latency_rel_ci_high"), confidence),
-                   covers=_covers(row))
+                   covers=covers, facts=facts)
 
 
 def _best_in_task(rows: list[dict]) -> dict | None:

@@ -26,7 +26,7 @@ from typing import Iterable
 from ftmatrix.config import PROJECT_ROOT
 from ftmatrix.errors import DataError, FtmatrixError
 from ftmatrix import findings
-from ftmatrix.analysis import SIGNIFICANT_UP
+from ftmatrix.analysis import FASTER, SIGNIFICANT_UP, SLOWER
 from ftmatrix.findings import Finding
 from ftmatrix.findings import records as _records, truthy as _truthy
 from ftmatrix.numeric import finite
@@ -155,9 +155,36 @@ def quality_part(finding: Finding) -> dict:
             "significant": _significant(finding.interval)}
 
 
+def latency_split_text(finding: Finding) -> str:
+    """'fewer output tokens ↓ 95.0% (95% CI …), faster per token ↓ 40.0% (…)': the two parts a
+    latency change splits into (ftmatrix.analysis.latency_split), or '' where not measured."""
+    facts = finding.facts or {}
+    words = {"tokens": ("fewer output tokens", "more output tokens"),
+             "per_token": ("faster per token", "slower per token")}
+    parts = []
+    for part, (down, up) in words.items():
+        effect = facts.get(part)
+        if effect is None or not finite(effect.value):
+            continue
+        interval = facts.get(f"{part}_interval")
+        parts.append(f"{down if effect.value < 0 else up} {arrow(effect.value)} [{_arrow_ci(interval)}]")
+    return ", ".join(parts)
+
+
 def latency_part(finding: Finding) -> dict:
-    return {"text": f"latency {arrow(finding.effect.value)}", "ci": _arrow_ci(finding.interval),
-            "significant": _significant(finding.interval)}
+    """'latency ↓ 97.0%' with its CI (samples and timing rounds), the rounds, and its split into
+    fewer output tokens and faster per token. Significant only as the analysis called it: the
+    CI excludes zero and every timing round agrees."""
+    facts = finding.facts or {}
+    ci = _arrow_ci(finding.interval)
+    if facts.get("rounds"):
+        agree = "" if facts.get("rounds_agree") else ", rounds disagree"
+        ci += f", {facts['rounds']} timing rounds{agree}"
+    split = latency_split_text(finding)
+    if split:
+        ci += f"; {split}"
+    return {"text": f"latency {arrow(finding.effect.value)}", "ci": ci,
+            "significant": finding.verdict in (FASTER, SLOWER) if finding.verdict != "n/a" else None}
 
 
 def rank_part(finding: Finding) -> dict:
@@ -549,8 +576,11 @@ def setup_section(config: dict, matrix, metrics_docs: list[CellMetrics], task_me
         ("max new tokens", ", ".join(f"{t['name']}: {t['max_new_tokens']}" for t in config["tasks"])),
         ("stop tokens", ", ".join(stops) or "the model's end of turn"),
         ("quality batch size", evaluate["batch_size"]),
-        ("latency", f"batch size 1, {evaluate['latency_samples'] or 'all'} samples per cell after "
-                    f"{evaluate['warmup']} warm-up generations"),
+        ("latency", "not timed" if evaluate["latency_samples"] == 0 else
+                    f"batch size 1, {evaluate['latency_samples'] or 'all'} samples per cell, each timed in "
+                    f"{evaluate['timing_rounds']} rounds (one job per round holding the whole machine, the cells' "
+                    f"order turned each round), after {evaluate['warmup']} warm-up generations per cell and round; "
+                    f"intervals resample rounds and samples"),
         ("LoRA at inference", "merged into the weights" if evaluate["merge_lora"] else "adapter kept"),
         ("precision (inference)", ", ".join(sorted({str(p) for p in matrix["precision"].dropna()})) or "n/a"),
         ("thinking mode", "on (enable_thinking: true)" if config["enable_thinking"] else

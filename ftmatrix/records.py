@@ -11,6 +11,7 @@ record                   file                                                   
 ``TrainMetrics``         ``results/<study>/train/<variant>/train_metrics.json``      train_variant
 ``GenerationRecord``     ``results/<study>/eval/<cell>/generation.json``             evaluate_cell
 ``GenerationRow``        one line of ``results/<study>/eval/<cell>/generations.jsonl`` evaluate_cell
+``TimingRecord``         ``results/<study>/eval/<cell>/timing/round<r>.json``        time_round
 ``CellMetrics``          ``results/<study>/eval/<cell>/metrics.json``                score_cell
 =======================  ==========================================================  ===============
 
@@ -379,6 +380,63 @@ class GenerationRecord(Record):
         return {"device": self.device, "gpu": None, **(self.provenance.get("device") or {})}
 
 
+# --------------------------------------------------------------------------- timing
+
+
+@dataclass
+class TimedSample(Record):
+    """One sample timed at batch size 1 in one round (ftmatrix.timing; definitions in ftmatrix.evaluate)."""
+
+    WHAT: ClassVar[str] = "timed sample"
+    WRITTEN_BY: ClassVar[str] = "time_round"
+
+    id: str
+    output_tokens: int
+    hit_limit: bool
+    latency_s: float
+    ttft_s: float
+    tpot_s: float | None         # null when only one token was generated
+    generated: str               # compared with the quality pass's text by score_cell
+
+
+@dataclass
+class TimingRecord(Record):
+    """One cell timed in one round (ftmatrix.timing.time_round)."""
+
+    WHAT: ClassVar[str] = "timing record"
+    WRITTEN_BY: ClassVar[str] = "time_round"
+
+    cell: str
+    round: int                   # 1-based
+    rounds: int                  # evaluate.timing_rounds
+    position: int                # the cell's place in this round's order (1-based)
+    cells_in_round: int
+    model: dict                  # the manifest's name, id, resolved_revision, params
+    method: str
+    adapter: str | None
+    merge_lora: bool | None      # LoRA cells only
+    enable_thinking: bool
+    precision: str
+    device: str
+    threads: int
+    max_new_tokens: int
+    latency_samples: int | None
+    warmup: int
+    load_s: float                # loading the variant (0 for its second and later cells in the round)
+    timed_s: float               # the timed generations, warm-up excluded
+    started_at: float            # Unix time
+    finished_at: float
+    load_average: list           # the machine's 1-minute load average before and after the cell
+    samples: list                # TimedSample objects, in the eval file's order
+    provenance: dict
+
+    def _check(self, prefix: str) -> None:
+        for number, sample in enumerate(self.samples):
+            if not isinstance(sample, dict):
+                raise _Problem(f"{prefix}samples[{number}]", "must be a JSON object")
+            TimedSample._from_json(sample, prefix=f"{prefix}samples[{number}].")
+
+
 # --------------------------------------------------------------------------- scoring
 
 
@@ -413,6 +471,20 @@ class LatencySummary(Record):
     output_tokens_mean: float | None
     input_tokens_mean: float | None
     output_tokens_timed_mean: float | None
+    # Timing rounds (ftmatrix.timing): intervals over rounds and samples (hierarchical bootstrap).
+    rounds: int                  # rounds each timed sample was timed in
+    round_medians_s: list        # the median latency of each round
+    mean_ci_low_s: float | None
+    mean_ci_high_s: float | None
+    ttft_mean_ci_low_s: float | None
+    ttft_mean_ci_high_s: float | None
+    tpot_s: float | None         # Σ(latency − TTFT) / Σ(output tokens − 1) over the timed samples
+    tpot_ci_low_s: float | None
+    tpot_ci_high_s: float | None
+    output_tokens_ci_low: float | None    # of output_tokens_mean, over all samples
+    output_tokens_ci_high: float | None
+    timed_mismatches: int        # timed samples whose text differs from the quality pass's in some round
+    device: str | None           # where the rounds ran
 
 
 @dataclass
@@ -465,4 +537,4 @@ class CellMetrics(Record):
 
 
 __all__ = ["Record", "TaskMeta", "ModelManifest", "TrainMetrics", "GenerationRow", "GenerationRecord",
-           "Decoding", "Headline", "LatencySummary", "CellMetrics", "optional"]
+           "Decoding", "Headline", "LatencySummary", "CellMetrics", "TimedSample", "TimingRecord", "optional"]

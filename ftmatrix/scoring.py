@@ -150,17 +150,53 @@ def confidence_intervals(task, rows: Sequence[dict], names: Sequence[str], *, re
     return out
 
 
-def latency_summary(rows: Sequence[dict]) -> LatencySummary:
-    """Latency over the timed samples; token counts over all samples."""
+def latency_summary(rows: Sequence[dict], *, rounds: int = 0, resamples: int = 1000, seed: int = 0,
+                    confidence: float = 0.95, device: str | None = None) -> LatencySummary:
+    """Latency over the timed samples (each timed in ``rounds`` rounds: intervals by the
+    bootstrap over rounds and samples); token counts over all samples."""
     import numpy as np
 
-    timed = [r for r in rows if finite(r["latency_s"])]
+    from ftmatrix.bootstrap import bootstrap_ci, hierarchical_ci, mean_of
+    from ftmatrix.timing import round_medians
+
+    # A sample timed without rounds (ftmatrix.evaluate's own timed pass) counts as one round.
+    timed = [{**r, "latency_rounds_s": r.get("latency_rounds_s") or [r["latency_s"]],
+              "ttft_rounds_s": r.get("ttft_rounds_s") or [r["ttft_s"]],
+              "timed_output_tokens": r.get("timed_output_tokens") or r["output_tokens"]}
+             for r in rows if finite(r.get("latency_s"))]
+    rounds = max(rounds, 1) if timed else 0
     lat = np.array([r["latency_s"] for r in timed], dtype=float)
-    ttft = np.array([r["ttft_s"] for r in timed if finite(r["ttft_s"])], dtype=float)
+    ttft = np.array([r["ttft_s"] for r in timed], dtype=float)
     tpot = np.array([r["tpot_s"] for r in timed if finite(r["tpot_s"])], dtype=float)
 
     def stat(fn, values):
         return float(fn(values)) if len(values) else None
+
+    def ci(table):
+        if not len(timed):
+            return None, None
+        _, low, high = hierarchical_ci(np.array(table, dtype=float).T, resamples, seed, confidence)
+        return low, high
+
+    lat_low, lat_high = ci([r["latency_rounds_s"] for r in timed])
+    ttft_low, ttft_high = ci([r["ttft_rounds_s"] for r in timed])
+    # Time per further token, weighted by tokens: Σ(latency − TTFT) / Σ(tokens − 1), so that
+    # mean latency = mean TTFT + mean further tokens × tpot_s exactly.
+    further = np.array([max(r["timed_output_tokens"] - 1, 0) for r in timed], dtype=float)
+    decode = np.array([[a - b for a, b in zip(r["latency_rounds_s"], r["ttft_rounds_s"])] for r in timed],
+                      dtype=float)
+    tpot_s = tpot_low = tpot_high = None
+    if len(timed) and further.sum() > 0:
+        from ftmatrix.bootstrap import _index_chunks, _interval, hierarchical_means, round_weights
+
+        tpot_s = float(decode.sum() / decode.shape[1] / further.sum())
+        rng = np.random.default_rng(seed)
+        idx = np.concatenate(list(_index_chunks(rng, len(timed), resamples)))
+        weights = round_weights(rng, decode.shape[1], resamples)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dist = hierarchical_means(decode.T, idx, weights) / further[idx].mean(axis=1)
+        tpot_low, tpot_high = _interval(dist, confidence)
+    _, tok_low, tok_high = bootstrap_ci(list(rows), mean_of("output_tokens"), resamples, seed, confidence)
 
     return LatencySummary(
         n_timed=len(timed),
@@ -174,6 +210,14 @@ def latency_summary(rows: Sequence[dict]) -> LatencySummary:
         output_tokens_mean=stat(np.mean, np.array([r["output_tokens"] for r in rows], dtype=float)),
         input_tokens_mean=stat(np.mean, np.array([r["input_tokens"] for r in rows], dtype=float)),
         output_tokens_timed_mean=stat(np.mean, np.array([r["output_tokens"] for r in timed], dtype=float)),
+        rounds=rounds,
+        round_medians_s=round_medians(timed, rounds) if timed else [],
+        mean_ci_low_s=lat_low, mean_ci_high_s=lat_high,
+        ttft_mean_ci_low_s=ttft_low, ttft_mean_ci_high_s=ttft_high,
+        tpot_s=tpot_s, tpot_ci_low_s=tpot_low, tpot_ci_high_s=tpot_high,
+        output_tokens_ci_low=tok_low, output_tokens_ci_high=tok_high,
+        timed_mismatches=sum(1 for r in timed if r.get("timed_matches") is False),
+        device=device if timed else None,
     )
 
 
@@ -185,12 +229,13 @@ def cell_columns(cell_path: str) -> dict:
 
 
 def score_cell(settings: dict, generations_file, info_file, eval_file, predictions_file, metrics_file,
-               config_hash: str | None) -> CellMetrics:
+               config_hash: str | None, timing_files: Sequence = ()) -> CellMetrics:
     """Score one cell; write predictions_file and metrics_file. Returns the metrics record.
 
     ``settings``: ``task`` (the task's entry), the bootstrap's ``bootstrap_resamples``,
     ``bootstrap_seed`` and ``confidence``, and ``grading`` (from the validated config's
-    ``evaluate``)."""
+    ``evaluate``).
+    ``timing_files``: the cell's timing rounds (ftmatrix.timing), none where nothing is timed."""
     from ftmatrix.tasks import get_task
 
     task_entry = settings["task"]
@@ -204,8 +249,15 @@ def score_cell(settings: dict, generations_file, info_file, eval_file, predictio
     eval_rows = io.read_jsonl(eval_file)
     if not eval_rows:
         raise DataError(f"{eval_file}: no evaluation rows; rerun the data stage for this task.")
+    rows = join_rows(generations, eval_rows, generations_file, eval_file)
+    rounds, timing_device = 0, None
+    if timing_files:
+        from ftmatrix.timing import join_rounds
+
+        rows, timing = join_rounds(rows, timing_files)
+        rounds, timing_device = timing["rounds"], timing["records"][0].device
     grading = settings.get("grading", "lenient")   # evaluate.grading (the schema's default: lenient)
-    rows = score_rows(task, join_rows(generations, eval_rows, generations_file, eval_file), grading)
+    rows = score_rows(task, rows, grading)
 
     readings = {}
     for reading in (grading, *[g for g in GRADINGS if g != grading]):
@@ -240,7 +292,8 @@ def score_cell(settings: dict, generations_file, info_file, eval_file, predictio
         readings={name: readings[name] for name in GRADINGS},
         format_rate=in_format,
         format_rate_ci=[in_format_low, in_format_high],
-        latency=latency_summary(rows),
+        latency=latency_summary(rows, rounds=rounds, resamples=resamples, seed=seed, confidence=confidence,
+                                device=timing_device),
         hit_limit=hit_limit,
         hit_limit_pct=100.0 * hit_limit / len(rows),
         generation=info,

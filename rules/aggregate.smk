@@ -51,7 +51,7 @@ rule aggregate_matrix:
         mem_mb=2000,
         runtime=10,
     params:
-        cost=canonical(config["cost"]),
+        cost=cost_settings(),
     script:
         "../workflow_scripts/aggregate_matrix.py"
 

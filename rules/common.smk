@@ -3,6 +3,7 @@
 import json
 import os
 import sys
+from types import SimpleNamespace
 
 from snakemake.utils import validate
 
@@ -117,9 +118,9 @@ def task_config(wildcards):
     return ftmatrix.config.task_entry(config, wildcards.task)
 
 
-# What a model folder depends on: not `params_b` (it sizes jobs) nor `finetune` (it shapes
-# the grid).
-MODEL_RESOURCE_KEYS = ("params_b", "finetune")
+# What a model folder depends on: not `params_b` (it sizes jobs), `finetune` (it shapes
+# the grid) nor `hour_usd` (a price, read by the matrix).
+MODEL_RESOURCE_KEYS = ("params_b", "finetune", "hour_usd")
 
 
 def model_settings(name):
@@ -286,8 +287,11 @@ def eval_task_entry(wildcards, keys=("name", "kind", "max_new_tokens")):
 
 def evaluate_settings(wildcards):
     """What determines a cell's generations: the model, the task's prompt and budget, the
-    decoding settings; not the bootstrap (scoring) and not the training settings (the trained
-    model is an input)."""
+    decoding settings; not the bootstrap (scoring), not the timing (time_round) and not the
+    training settings (the trained model is an input). The quality pass times nothing
+    (latency_samples 0): it may run beside other jobs."""
+    ev = config["evaluate"]
+    skip = ftmatrix.config.SCORING_KEYS + ftmatrix.config.TIMING_KEYS
     return canonical(
         {
             "cell": f"{variant_of(wildcards).path}/{wildcards.eval_task}",
@@ -295,13 +299,98 @@ def evaluate_settings(wildcards):
             "method": wildcards.method,
             "task": eval_task_entry(wildcards),
             "evaluate": {
-                k: v
-                for k, v in config["evaluate"].items()
-                if k not in ftmatrix.config.SCORING_KEYS
+                **{k: v for k, v in ev.items() if k not in skip},
+                "latency_samples": 0,
+                "warmup": 0,
             },
             "enable_thinking": config["enable_thinking"],
         }
     )
+
+
+# --- timing rounds -------------------------------------------------------
+# Latency is timed apart from the quality pass, in `evaluate.timing_rounds` jobs of rule
+# time_round, each over every cell (ftmatrix.timing). A round holds every core of the machine
+# (threads = --cores; Snakemake never runs jobs whose threads sum above --cores), so no other
+# job of the workflow runs beside a timed pass, on a CPU or a GPU machine, with or without a
+# profile; quality passes (one thread each for small models) still run side by side.
+TIMED = config["evaluate"]["latency_samples"] != 0
+TIMING_ROUNDS = list(range(1, config["evaluate"]["timing_rounds"] + 1)) if TIMED else []
+
+
+def timing_file(cell_path, round_number):
+    return f"{RESULTS}/eval/{cell_path}/timing/round{round_number}.json"
+
+
+def cell_timings(wildcards):
+    """A cell's timing rounds (none when evaluate.latency_samples is 0)."""
+    cell = f"{variant_of(wildcards).path}/{wildcards.eval_task}"
+    return [timing_file(cell, r) for r in TIMING_ROUNDS]
+
+
+def trained_model_of(variant):
+    """The trained folder a variant's cells are evaluated with (as evaluate_cell's input)."""
+    wildcards = SimpleNamespace(**variant.as_dict(), eval_task=TASKS[0])
+    return evaluate_inputs(wildcards)["trained"]
+
+
+def timing_inputs(wildcards):
+    return {
+        "models": [model_manifest(name) for name in MODELS],
+        "trained": [trained_model_of(v) for v in TRAINED],
+        "evals": [task_file(task, "eval.jsonl") for task in TASKS],
+    }
+
+
+def timing_settings(wildcards):
+    """What determines a round's timed generations: every cell's model and task budget and
+    the timing settings; not the quality pass's batch size, not the bootstrap."""
+    ev = config["evaluate"]
+    return canonical(
+        {
+            "round": int(wildcards.round),
+            "rounds": ev["timing_rounds"],
+            "evaluate": {
+                k: ev[k]
+                for k in ("latency_samples", "warmup", "precision", "merge_lora")
+            },
+            "enable_thinking": config["enable_thinking"],
+            "models": {name: model_settings(name) for name in MODELS},
+            "tasks": {
+                t["name"]: {k: t[k] for k in ("kind", "max_new_tokens")}
+                for t in config["tasks"]
+            },
+            "cells": [cell.path for cell in CELLS],
+        }
+    )
+
+
+def timing_threads(wildcards):
+    # Every core Snakemake may use: nothing else runs beside a timed pass.
+    cores = workflow.global_resources.get("_cores")
+    return getattr(cores, "value", cores) or 1
+
+
+def timing_mem_mb(wildcards, attempt):
+    # One model at a time, batch size 1.
+    largest = max(m["params_b"] for m in MODELS.values())
+    return int(3_000 + 4_000 * largest) * attempt
+
+
+def timing_runtime(wildcards, attempt):
+    # Minutes: every cell's timed samples and warm-up one at a time, at up to max_new_tokens,
+    # about 30 ms per token for a 2B model (more for larger ones).
+    ev = config["evaluate"]
+    minutes = 10.0
+    for cell in CELLS:
+        task = ftmatrix.config.task_entry(config, cell.eval_task)
+        latency = ev["latency_samples"]
+        timed = (
+            task["eval_size"] if latency is None else min(latency, task["eval_size"])
+        )
+        per_token_s = 0.03 * max(1.0, MODELS[cell.variant.model]["params_b"] / 2)
+        minutes += task["max_new_tokens"] * (timed + ev["warmup"]) * per_token_s / 60
+    return int(minutes) * attempt
 
 
 def scoring_settings(wildcards):
@@ -309,6 +398,16 @@ def scoring_settings(wildcards):
         {
             "task": eval_task_entry(wildcards, keys=("name", "kind")),
             **{k: config["evaluate"][k] for k in ftmatrix.config.SCORING_KEYS},
+        }
+    )
+
+
+def cost_settings():
+    """The prices the matrix reads: the cost section, and each model's own hour_usd."""
+    return canonical(
+        {
+            **config["cost"],
+            "model_hour_usd": {n: m.get("hour_usd") for n, m in MODELS.items()},
         }
     )
 
@@ -329,14 +428,12 @@ def evaluate_mem_mb(wildcards, attempt):
 
 
 def evaluate_runtime(wildcards, attempt):
-    # Minutes: the timed samples one at a time plus the batched quality pass, each at up to
-    # max_new_tokens, at about 30 ms per token for a 2B model (more for larger ones).
+    # Minutes: the batched quality pass at up to max_new_tokens, at about 30 ms per token for
+    # a 2B model (more for larger ones).
     task = ftmatrix.config.task_entry(config, wildcards.eval_task)
     ev = config["evaluate"]
-    latency = ev["latency_samples"]
-    timed = task["eval_size"] if latency is None else min(latency, task["eval_size"])
     per_token_s = 0.03 * max(1.0, MODELS[wildcards.model]["params_b"] / 2)
-    tokens = task["max_new_tokens"] * (timed + task["eval_size"] / ev["batch_size"])
+    tokens = task["max_new_tokens"] * task["eval_size"] / ev["batch_size"]
     return int(10 + tokens * per_token_s / 60) * attempt
 
 

@@ -1,6 +1,8 @@
-# Stage 3: one evaluation job per cell (variant × evaluation task): greedy generation
-# with per-sample latency (evaluate_cell), then scoring from the predictions alone
-# (score_cell), so a change of answer extraction or metric re-scores without generating.
+# Stage 3: one evaluation job per cell (variant × evaluation task): the batched quality
+# pass (evaluate_cell); latency timed apart, at batch size 1, in rounds over every cell
+# (time_round: each round holds the whole machine); then scoring from the generations and
+# the rounds alone (score_cell), so a change of answer extraction or metric re-scores
+# without generating.
 
 
 rule evaluate_cell:
@@ -26,11 +28,36 @@ rule evaluate_cell:
         "../workflow_scripts/evaluate_cell.py"
 
 
+rule time_round:
+    input:
+        unpack(timing_inputs),
+    output:
+        timings=[timing_file(cell.path, "{round}") for cell in CELLS],
+    log:
+        f"{LOGS}/timing/round{{round}}.log",
+    benchmark:
+        f"{BENCHMARKS}/timing/round{{round}}.tsv"
+    wildcard_constraints:
+        round=r"[1-9][0-9]*",
+    conda:
+        "../envs/evaluate.yaml"
+    threads: timing_threads
+    resources:
+        gpu=GPU_JOB,
+        mem_mb=timing_mem_mb,
+        runtime=timing_runtime,
+    params:
+        settings=timing_settings,
+    script:
+        "../workflow_scripts/time_round.py"
+
+
 rule score_cell:
     input:
         generations=f"{RESULTS}/eval/{CELL_DIR}/generations.jsonl",
         info=f"{RESULTS}/eval/{CELL_DIR}/generation.json",
         eval=f"{DATA}/tasks/{{eval_task}}/eval.jsonl",
+        timings=cell_timings,
     output:
         predictions=f"{RESULTS}/eval/{CELL_DIR}/predictions.jsonl",
         metrics=f"{RESULTS}/eval/{CELL_DIR}/metrics.json",

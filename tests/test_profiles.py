@@ -16,7 +16,7 @@ import yaml
 from tests.test_parse import probe_snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
-GPU_RULES = {"train_variant", "evaluate_cell"}
+GPU_RULES = {"train_variant", "evaluate_cell", "time_round"}
 TARGETS: list[str] = []  # the default target: the whole study
 
 

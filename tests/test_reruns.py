@@ -81,15 +81,38 @@ def test_reordered_and_reformatted_study_reruns_nothing(finished):
         assert plan(finished) == {}
 
 
-@pytest.mark.parametrize("edit", [
-    lambda s: s["evaluate"].update(batch_size=s["evaluate"]["batch_size"] // 2),
-    lambda s: s["evaluate"].update(warmup=s["evaluate"]["warmup"] + 1),
-], ids=["batch_size", "warmup"])
-def test_an_evaluation_setting_retrains_nothing(finished, edit):
-    with edited_study(finished, edit):
+def test_the_quality_batch_size_reruns_the_quality_passes_and_no_timing(finished, demo_run):
+    with edited_study(finished, lambda s: s["evaluate"].update(batch_size=s["evaluate"]["batch_size"] // 2)):
         jobs = plan(finished)
     assert "train_variant" not in jobs and "build_model" not in jobs and "prepare_task" not in jobs
-    assert jobs.get("evaluate_cell", 0) > 0
+    assert jobs.get("evaluate_cell", 0) == len(ftmatrix.grid.cells(demo_run["config"]))
+    assert "time_round" not in jobs
+
+
+@pytest.mark.parametrize("edit", [
+    lambda s: s["evaluate"].update(warmup=s["evaluate"]["warmup"] + 1),
+    lambda s: s["evaluate"].update(latency_samples=s["evaluate"]["latency_samples"] - 1),
+], ids=["warmup", "latency_samples"])
+def test_a_timing_setting_re_times_every_round_and_generates_no_quality_pass(finished, demo_run, edit):
+    with edited_study(finished, edit):
+        jobs = plan(finished)
+    assert jobs.get("time_round") == demo_run["config"]["evaluate"]["timing_rounds"], jobs
+    assert "evaluate_cell" not in jobs and "train_variant" not in jobs
+    assert set(jobs) <= {"time_round", "score_cell"} | REPORTING, jobs
+
+
+def test_one_more_timing_round_adds_one_timing_job(finished, demo_run):
+    rounds = demo_run["config"]["evaluate"]["timing_rounds"]
+    with edited_study(finished, lambda s: s["evaluate"].update(timing_rounds=rounds + 1)):
+        jobs = plan(finished)
+    # The new round, and the existing ones again: a round's cell order depends on the count.
+    assert jobs.get("time_round") == rounds + 1 and "evaluate_cell" not in jobs, jobs
+
+
+def test_a_models_price_reruns_only_the_reporting(finished):
+    with edited_study(finished, lambda s: s["models"][1].update(hour_usd=4.0)):
+        jobs = plan(finished)
+    assert jobs and set(jobs) <= REPORTING and "aggregate_matrix" in jobs, jobs
 
 
 @pytest.mark.parametrize("edit", [
@@ -112,8 +135,12 @@ def test_a_new_learning_rate_reruns_only_that_methods_trainings_and_what_they_fe
     with edited_study(finished, lambda s: s["train"]["learning_rate"].update({method: rate})):
         jobs = plan(finished)
     assert jobs["train_variant"] == len(trained)
-    assert jobs["evaluate_cell"] == jobs["score_cell"] == len(trained) * len(config["tasks"])
-    assert set(jobs) <= {"train_variant", "evaluate_cell", "score_cell"} | REPORTING
+    assert jobs["evaluate_cell"] == len(trained) * len(config["tasks"])
+    # Timing rounds cover the whole study (every latency measured under the same conditions), so
+    # a retrained variant re-times, and re-scores, every cell; quality passes rerun only its own.
+    assert jobs["time_round"] == config["evaluate"]["timing_rounds"]
+    assert jobs["score_cell"] == len(ftmatrix.grid.cells(config))
+    assert set(jobs) <= {"train_variant", "evaluate_cell", "time_round", "score_cell"} | REPORTING
 
 
 def test_checkpoint_bookkeeping_reruns_nothing(finished):
@@ -132,8 +159,10 @@ def test_a_new_lora_rank_adds_only_its_own_trainings_and_cells(finished, demo_ru
     seeds = len(config["seeds"])
     tuned = sum(m["finetune"] for m in config["models"])
     assert jobs["train_variant"] == tasks * seeds * tuned
-    assert jobs["evaluate_cell"] == jobs["score_cell"] == tasks * seeds * tuned * tasks
-    assert set(jobs) <= {"train_variant", "evaluate_cell", "score_cell"} | REPORTING
+    assert jobs["evaluate_cell"] == tasks * seeds * tuned * tasks
+    assert jobs["time_round"] == config["evaluate"]["timing_rounds"]
+    assert jobs["score_cell"] == len(ftmatrix.grid.cells(config)) + tasks * seeds * tuned * tasks
+    assert set(jobs) <= {"train_variant", "evaluate_cell", "time_round", "score_cell"} | REPORTING
 
 
 def test_another_study_in_the_same_checkout_keeps_its_own_outputs(finished):

@@ -19,4 +19,5 @@ with run_step(snakemake):
         predictions_file=snakemake.output.predictions,
         metrics_file=snakemake.output.metrics,
         config_hash=study_hash(snakemake.config),
+        timing_files=list(snakemake.input.timings),
     )
