@@ -238,3 +238,40 @@ def test_a_round_times_each_cell_of_a_real_model_in_its_order(tmp_path, shared_d
         for s in record.samples:
             assert 0 < s["ttft_s"] <= s["latency_s"] and 1 <= s["output_tokens"] <= 5
     assert TimingRecord.read(outputs[order[0]]).load_s > 0 and TimingRecord.read(outputs[order[1]]).load_s == 0
+
+
+# --------------------------------------------------------------------------- the journal's words
+
+
+def _row(**changes):
+    row = {"latency_rel_pct": -96.0, "latency_rel_ci_low": -97.0, "latency_rel_ci_high": -95.0,
+           "latency_significance": FASTER, "latency_rounds": 3, "latency_rounds_agree": True,
+           "latency_tokens_pct": -95.0, "latency_tokens_ci_low": -96.0, "latency_tokens_ci_high": -94.0,
+           "latency_per_token_pct": -20.0, "latency_per_token_ci_low": -30.0, "latency_per_token_ci_high": -10.0,
+           "n_seeds": 1}
+    row.update(changes)
+    return row
+
+
+def test_the_journal_splits_a_latency_change_and_names_the_rounds():
+    from ftmatrix import findings, journal
+
+    finding = findings.latency(findings.VS_LARGER, findings.Subject("a"), _row(), 0.95)
+    assert finding.covers == findings.SAMPLES_AND_ROUNDS
+    part = journal.latency_part(finding)
+    assert part["text"] == "latency ↓ 96.0%" and part["significant"] is True
+    assert "3 timing rounds" in part["ci"]
+    assert "fewer output tokens ↓ 95.0% [95% CI 94.0–96.0%]" in part["ci"]
+    assert "faster per token ↓ 20.0% [95% CI 10.0–30.0%]" in part["ci"]
+    slower = journal.latency_part(findings.latency(findings.VS_LARGER, findings.Subject("a"), _row(
+        latency_tokens_pct=12.0, latency_per_token_pct=5.0), 0.95))
+    assert "more output tokens ↑ 12.0%" in slower["ci"] and "slower per token ↑ 5.0%" in slower["ci"]
+
+
+def test_the_journal_calls_a_latency_change_significant_only_as_the_analysis_did():
+    from ftmatrix import findings, journal
+
+    # The interval excludes zero, but the rounds disagreed: the analysis said no significant change.
+    row = _row(latency_significance=NOT_SIGNIFICANT, latency_rounds_agree=False)
+    part = journal.latency_part(findings.latency(findings.VS_LARGER, findings.Subject("a"), row, 0.95))
+    assert part["significant"] is False and "rounds disagree" in part["ci"]
