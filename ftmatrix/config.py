@@ -101,6 +101,10 @@ def _describe(error: jsonschema.ValidationError) -> str:
     if v == "minLength":
         return f"{where} is an empty string; give a value."
     if v == "oneOf":
+        # The form the value was meant to have is the one whose complaint is not about type.
+        specific = [e for e in error.context or () if e.validator != "type"]
+        if specific:
+            return _describe(max(specific, key=lambda e: len(e.absolute_path)))
         return f"{where} = {value!r} does not match any accepted form. {hint or ''}".strip()
     text = f"{where}: {error.message}."
     return f"{text} ({hint})" if hint else text
@@ -156,10 +160,34 @@ def check(config: dict) -> list[str]:
             if b["tokenizer"]["source"] == "path" and "path" not in b["tokenizer"]:
                 problems.append(f"models[{i}].build.tokenizer has source: path but no path; "
                                 f"give the folder of a tokenizer (e.g. ../shared/data/qwen3-tokenizer).")
+        if model["source"] == "api":
+            problems += check_api_model(config, i)
     if set(methods) & {"full", "lora"} and not any(m["finetune"] for m in config["models"]):
         problems.append("methods asks for fine-tuning (full/lora) but no model has finetune: true; "
                         "set finetune: true on a model or use methods: [base].")
     return problems + check_task_kinds(config)
+
+
+def check_api_model(config: dict, i: int) -> list[str]:
+    """An endpoint model (source: api) is an untuned base; a server it starts serves a local model
+    entry on this machine."""
+    model = config["models"][i]
+    problems = []
+    if model["finetune"]:
+        problems.append(f"models[{i}] ({model['name']}) has source: api, which cannot be fine-tuned here; "
+                        f"set finetune: false (it is evaluated as an untuned base).")
+    serve = model["api"]["serve"]
+    if not serve and not model["api"].get("base_url"):
+        problems.append(f"models[{i}].api has no base_url; give the endpoint's URL (e.g. https://api.openai.com/v1) "
+                        f"or a serve block for a server the workflow starts.")
+    if serve:
+        others = {m["name"]: m for m in config["models"]}
+        served = others.get(serve["model"])
+        if served is None or served["source"] == "api":
+            local = [n for n, m in others.items() if m["source"] != "api"]
+            problems.append(f"models[{i}].api.serve.model is {serve['model']!r}, which is not a model entry with "
+                            f"a folder to serve; name one of: {', '.join(local) or '(none)'}.")
+    return problems
 
 
 def check_task_kinds(config: dict) -> list[str]:

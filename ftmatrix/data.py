@@ -3,7 +3,9 @@
 ``prepare_task`` turns one entry of the config's ``tasks`` list into::
 
     <out_dir>/train.jsonl   examples the model is fine-tuned on
-    <out_dir>/eval.jsonl    examples it is evaluated on (disjoint from train)
+    <out_dir>/valid.jsonl   validation examples: the held-out loss that selects the learning
+                            rate (disjoint from train and eval)
+    <out_dir>/eval.jsonl    examples it is evaluated on (disjoint from train and valid)
     <out_dir>/meta.json     source, revision, counts, dropped rows and why, fingerprints,
                             licence, how the split was made, provenance
 
@@ -18,8 +20,12 @@ Splitting is deterministic and stable across machines and Python versions: rows 
 source order). With an eval split (or eval files), eval rows whose id or normalised text (the
 task's ``dedup_key``) also occurs in the training split are dropped. Without one, the eval set
 is carved from the training source: rows are taken in hash order and each one claims its
-``dedup_key`` group, which then never reaches training. So the eval set depends only on the
-source, ``eval_size`` and the seed, never on ``train_size``. Same inputs, same bytes.
+``dedup_key`` group, which then never reaches training. The validation set is then carved
+from what is left of the training source the same way (its own hash order,
+``sha256("<data_seed>:valid:<id>")``; each row claims its ``dedup_key`` group), and the
+training rows are drawn from the rest. So the eval set depends only on the source,
+``eval_size`` and the seed, the validation set on those and ``valid_size``, and neither on
+``train_size``. Same inputs, same bytes.
 """
 
 from __future__ import annotations
@@ -287,8 +293,9 @@ def hash_order(seed: int, ident: str) -> str:
 
 
 def split_rows(train: ScanResult, eval_: ScanResult | None, train_size: int, eval_size: int,
-               seed: int) -> tuple[list[Scanned], list[Scanned], dict]:
-    """Choose eval and train rows (see the module docstring). Returns (train, eval, split info)."""
+               seed: int, valid_size: int = 0) -> tuple[list[Scanned], list[Scanned], list[Scanned], dict]:
+    """Choose eval, validation and train rows (see the module docstring). Returns
+    (train, eval, valid, split info)."""
     if eval_ is not None:
         train_ids = {r.id for r in train.rows}
         train_keys = {r.key for r in train.rows}
@@ -314,10 +321,19 @@ def split_rows(train: ScanResult, eval_: ScanResult | None, train_size: int, eva
         excluded = len(train.rows) - len(train_pool) - len(eval_rows)
         info = {"method": "carved", "excluded_from_train": excluded}
         assert not eval_ids & {r.id for r in train_pool}
-    train_rows = sorted(train_pool, key=lambda r: hash_order(seed, r.id))[:train_size]
-    train_rows.sort(key=lambda r: r.position)
-    eval_rows.sort(key=lambda r: r.position)
-    return train_rows, eval_rows, info
+    valid_rows: list[Scanned] = []
+    valid_keys: set[str] = set()
+    for r in sorted(train_pool, key=lambda r: hash_order(seed, f"valid:{r.id}")):
+        if len(valid_rows) >= valid_size:
+            break
+        valid_rows.append(r)
+        valid_keys.add(r.key)
+    pool = [r for r in train_pool if r.key not in valid_keys]
+    info["excluded_for_valid"] = len(train_pool) - len(pool) - len(valid_rows)
+    train_rows = sorted(pool, key=lambda r: hash_order(seed, r.id))[:train_size]
+    for rows in (train_rows, eval_rows, valid_rows):
+        rows.sort(key=lambda r: r.position)
+    return train_rows, eval_rows, valid_rows, info
 
 
 # --------------------------------------------------------------------------------------
@@ -475,28 +491,35 @@ def prepare_task(task_cfg: dict, out_dir: str | Path, data_seed: int, root: str 
 
     train_scan = scan(task, train_src, "train")
     eval_scan = scan(task, eval_src, "eval") if eval_src is not None else None
-    train_rows, eval_rows, split_info = split_rows(train_scan, eval_scan, task_cfg["train_size"],
-                                                   task_cfg["eval_size"], data_seed)
-    for split, rows, scanned in (("train", train_rows, train_scan), ("eval", eval_rows, eval_scan or train_scan)):
+    train_rows, eval_rows, valid_rows, split_info = split_rows(
+        train_scan, eval_scan, task_cfg["train_size"], task_cfg["eval_size"], data_seed, task_cfg["valid_size"])
+    for split, rows, scanned in (("train", train_rows, train_scan), ("eval", eval_rows, eval_scan or train_scan),
+                                 ("valid", valid_rows, train_scan)):
         if not rows:
             carved = (f" The eval set ({len(eval_rows)} rows) is carved from the same source and its "
                       f"{task.dedup_description} groups ({split_info['excluded_from_train']} more rows) are kept "
                       f"out of training: lower eval_size or give eval files."
                       if split == "train" and split_info["method"] == "carved" and eval_rows else "")
+            if split == "train" and valid_rows:
+                carved += (f" The validation set takes {len(valid_rows)} rows (and their "
+                           f"{task.dedup_description} groups) from the same rows: lower valid_size.")
             raise DataError(f"task {name}: no usable {split} rows after filtering (rows available: "
                             f"{scanned.available}; dropped: {_dropped_summary(scanned.dropped)}); check the "
                             f"task's source and sizes.{carved}")
 
     train_examples = train_src.examples(task, [r.position for r in train_rows])
+    valid_examples = train_src.examples(task, [r.position for r in valid_rows])
     eval_source = eval_src if eval_src is not None else train_src
     eval_examples = eval_source.examples(task, [r.position for r in eval_rows])
 
-    train_path, eval_path = out_dir / "train.jsonl", out_dir / "eval.jsonl"
+    train_path, eval_path, valid_path = out_dir / "train.jsonl", out_dir / "eval.jsonl", out_dir / "valid.jsonl"
     write_jsonl(train_path, train_examples)
+    write_jsonl(valid_path, valid_examples)
     write_jsonl(eval_path, eval_examples)
 
     for split, wanted, got in (("train", task_cfg["train_size"], len(train_examples)),
-                               ("eval", task_cfg["eval_size"], len(eval_examples))):
+                               ("eval", task_cfg["eval_size"], len(eval_examples)),
+                               ("valid", task_cfg["valid_size"], len(valid_examples))):
         if got < wanted:
             log.warning("task %s: %s_size is %d but only %d usable rows exist; wrote %d", name, split, wanted,
                         got, got)
@@ -516,10 +539,12 @@ def prepare_task(task_cfg: dict, out_dir: str | Path, data_seed: int, root: str 
             "eval": {"available": (eval_scan or train_scan).available,
                      "usable": len(eval_scan.rows) if eval_scan else None,
                      "requested": task_cfg["eval_size"], "written": len(eval_examples)},
+            "valid": {"requested": task_cfg["valid_size"], "written": len(valid_examples)},
         },
         dropped={"train": train_scan.dropped, "eval": eval_scan.dropped if eval_scan else {}},
         split=_split_description(task, source, split_info, data_seed),
-        fingerprints={"train.jsonl": file_sha256(train_path), "eval.jsonl": file_sha256(eval_path)},
+        fingerprints={"train.jsonl": file_sha256(train_path), "valid.jsonl": file_sha256(valid_path),
+                      "eval.jsonl": file_sha256(eval_path)},
         provenance=record(config_hash=config_hash(task_cfg)),
     )
     meta.write(out_dir / "meta.json")
@@ -549,5 +574,9 @@ def _split_description(task, source: dict, info: dict, seed: int) -> dict:
         how = (f"no eval split: eval carved from the training source — rows taken in hash order, each "
                f"claiming its {task.dedup_description}, which is then kept out of training "
                f"({info['excluded_from_train']} training rows excluded that way)")
+    how += (f"; validation carved from the remaining training rows in their own hash order "
+            f"(sha256('{seed}:valid:<id>')), each claiming its {task.dedup_description} "
+            f"({info['excluded_for_valid']} more training rows excluded that way)")
     return {"method": info["method"], "description": how, "disjoint_by": task.dedup_description,
-            "order": order, "seed": seed, "excluded_from_train": info["excluded_from_train"]}
+            "order": order, "seed": seed, "excluded_from_train": info["excluded_from_train"],
+            "excluded_for_valid": info["excluded_for_valid"]}

@@ -5,6 +5,7 @@ every reader reads it back through the same class.
 record                   file                                                        written by
 =======================  ==========================================================  ===============
 ``TaskMeta``             ``data/<study>/tasks/<task>/meta.json``                     prepare_task
+``Decontamination``      ``data/<study>/decontaminated/<task>/report.json``          decontaminate_task
 ``ModelManifest``        ``data/<study>/models/<model>/manifest.json``               download_model,
                                                                                      link_model,
                                                                                      build_model
@@ -233,6 +234,10 @@ class ModelManifest(Record):
     architectures: list | None
     weights: list
     provenance: dict
+    # sha256 of every file of the model folder that decides its behaviour (weights, configs,
+    # tokenizer), and the class transformers builds from it (ftmatrix.models.check_model_folder)
+    files_sha256: dict | None = optional()
+    model_class: str | None = optional()
     # source: hub
     authenticated: bool | None = optional()
     download_s: float | None = optional()
@@ -248,6 +253,26 @@ class ModelManifest(Record):
     pretraining: dict | None = optional()
     threads: int | None = optional()
     wall_s: float | None = optional()
+
+
+@dataclass
+class Decontamination(Record):
+    """What decontaminate_task compared and left out for one training task (ftmatrix.decontaminate)."""
+
+    WHAT: ClassVar[str] = "decontamination report"
+    WRITTEN_BY: ClassVar[str] = "decontaminate_task"
+
+    task: str
+    policy: str                  # drop, warn or stop
+    ngram: int
+    normalisation: str
+    counts: dict                 # {'train'|'valid': {rows, overlapping, dropped, written}}
+    overlapping_by_eval_task: dict   # {eval task: training + validation rows overlapping it}
+    eval_rows_overlapping: dict  # {eval task: [ids of its eval rows some training row overlaps]}
+    eval_tasks: dict             # {eval task: {rows, sha256}}
+    template_ngrams: int         # runs ignored as a prompt's fixed wording
+    overlaps: list               # the first overlapping rows: {split, id, where, eval_task, eval_id, reason, …}
+    provenance: dict
 
 
 # --------------------------------------------------------------------------- train stage
@@ -295,6 +320,9 @@ class TrainMetrics(Record):
     max_length: int
     settings_hash: str
     provenance: dict             # ftmatrix.provenance.record(…, device=device_info(), …)
+    # Why the run diverged (a non-finite loss or gradient norm): its weights are not kept, its
+    # held-out loss after is infinite, and the learning-rate selection never picks it.
+    diverged: str | None = optional()
 
     @property
     def hardware(self) -> dict:
@@ -325,6 +353,11 @@ class GenerationRow(Record):
     # only where the timed pass's text differs from the quality pass's
     timed_generated: str | None = optional()
     timed_output_tokens: int | None = optional()
+    # endpoint cells (ftmatrix.endpoint): why the server stopped, the attempts the request took,
+    # and for a sample that failed after every retry, why (it has no text and is not scored)
+    finish_reason: str | None = optional()
+    attempts: int | None = optional()
+    error: str | None = optional()
 
 
 @dataclass
@@ -373,6 +406,13 @@ class GenerationRecord(Record):
     timed_pass_s: float
     samples_per_s: float | None
     provenance: dict
+    # The engine that generated the texts (ftmatrix.engines): transformers, openai.
+    engine: str = "transformers"
+    # Endpoint cells only: the endpoint without its key (ftmatrix.engines.openai_endpoint.Endpoint
+    # .describe), the samples that failed after every retry, and the tokens billed with their cost.
+    endpoint: dict | None = optional()
+    failed: int | None = optional()
+    usage: dict | None = optional()
 
     @property
     def hardware(self) -> dict:
@@ -536,5 +576,5 @@ class CellMetrics(Record):
         return super()._from_json(data, prefix)
 
 
-__all__ = ["Record", "TaskMeta", "ModelManifest", "TrainMetrics", "GenerationRow", "GenerationRecord",
+__all__ = ["Record", "TaskMeta", "Decontamination", "ModelManifest", "TrainMetrics", "GenerationRow", "GenerationRecord",
            "Decoding", "Headline", "LatencySummary", "CellMetrics", "TimedSample", "TimingRecord", "optional"]

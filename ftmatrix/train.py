@@ -463,11 +463,12 @@ def heldout_loss(trainer, dataset) -> float:
 
 def load_model(model_dir: str | Path, trust_remote_code: bool = False, where: str | None = None):
     import torch
-    from transformers import AutoModelForCausalLM
+
+    from ftmatrix.models import load_causal_lm
 
     try:
-        return AutoModelForCausalLM.from_pretrained(model_dir, use_safetensors=True, dtype=torch.float32,
-                                                    trust_remote_code=trust_remote_code)
+        return load_causal_lm(model_dir, where=where or str(model_dir), use_safetensors=True, dtype=torch.float32,
+                              trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise ModelError(f"{where or model_dir}: cannot load the model in {model_dir} ({exc}); "
                          f"download or build it again.") from None
@@ -579,18 +580,26 @@ def train_variant(settings: dict, model_manifest: str, train_file: str, heldout_
     if resume_from:
         log.info("resuming from %s", resume_from)
     run_started = time.perf_counter()
+    # A run that diverges is a result of its learning-rate sweep, not a failure of the study:
+    # it is recorded (no weights kept, held-out loss infinite) and never selected; the
+    # selection stops with a clear message only when every rate of a variant diverged.
+    diverged = None
     try:
-        result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except TrainingDiverged as exc:
+        diverged = str(exc)
     except torch.OutOfMemoryError:
         raise FtmatrixError(f"out of memory while training {settings['variant']}: lower "
                             f"train.per_device_batch_size (raise gradient_accumulation_steps to keep the batch) "
                             f"or set train.gradient_checkpointing: true.") from None
     train_seconds = elapsed_cb.elapsed()
     this_run_seconds = time.perf_counter() - run_started
-    after = heldout_loss(trainer, heldout_ds)
-    if not math.isfinite(after):
-        raise TrainingDiverged(f"training {settings['variant']} ended with a held-out loss of {after}; lower "
-                               f"train.learning_rate (now {learning_rate(settings):g}).")
+    after = heldout_loss(trainer, heldout_ds) if diverged is None else math.inf
+    if diverged is None and not math.isfinite(after):
+        diverged = f"training ended with a held-out loss of {after}"
+    if diverged:
+        after = math.inf
+        log.warning("%s diverged at learning rate %g: %s", settings["variant"], learning_rate(settings), diverged)
     memory_mb, memory_kind = peak_memory(device)
 
     # 6. Outputs: model first (atomically), then the metrics, then drop the checkpoints.
@@ -600,9 +609,12 @@ def train_variant(settings: dict, model_manifest: str, train_file: str, heldout_
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".tmp", dir=output_dir.parent))
     try:
-        trainer.model.config.use_cache = True
-        trainer.model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
+        if diverged:
+            (staging / "DIVERGED.txt").write_text(f"No weights: this run diverged ({diverged}).\n")
+        else:
+            trainer.model.config.use_cache = True
+            trainer.model.save_pretrained(staging, safe_serialization=True)
+            tokenizer.save_pretrained(staging)
         replace_dir(staging, output_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -622,7 +634,7 @@ def train_variant(settings: dict, model_manifest: str, train_file: str, heldout_
         steps=int(state.global_step),
         epochs=round(float(state.epoch or 0.0), 4),
         loss_curve=loss_curve,
-        final_loss=loss_curve[-1][1] if loss_curve else float(result.training_loss),
+        final_loss=loss_curve[-1][1] if loss_curve else math.nan,
         heldout_loss_before=before,
         heldout_loss_after=after,
         heldout_examples=len(heldout),
@@ -648,6 +660,7 @@ def train_variant(settings: dict, model_manifest: str, train_file: str, heldout_
         dropped_examples=lengths["examples"] - kept,
         max_length=train["max_length"],
         settings_hash=run["settings_hash"],
+        diverged=diverged,
         provenance=provenance.record(
             config_hash=config_hash, model=manifest.name, model_revision=manifest.resolved_revision,
             train_data=file_sha256(train_file, 16), heldout_data=file_sha256(heldout_file, 16),

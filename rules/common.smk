@@ -9,6 +9,12 @@ from snakemake.utils import validate
 
 import ftmatrix.config
 import ftmatrix.grid
+import ftmatrix.integrity
+import ftmatrix.io
+import ftmatrix.models
+import ftmatrix.redaction
+import ftmatrix.resources
+import ftmatrix.selection
 import ftmatrix.workflow
 from ftmatrix.errors import ConfigError
 
@@ -35,6 +41,15 @@ RESULTS = f"results/{STUDY}"
 LOGS = f"logs/{STUDY}"
 BENCHMARKS = f"benchmarks/{STUDY}"
 
+# Each output folder must be a folder (or not exist yet): a file in its place would stop the
+# first job that writes there with a traceback.
+for _folder in ("data", "results", "logs", "benchmarks", DATA, RESULTS, LOGS, BENCHMARKS):
+    if os.path.exists(_folder) and not os.path.isdir(_folder):
+        sys.exit(
+            f"ftmatrix: {os.path.abspath(_folder)} is a file, but the study writes into a folder of that "
+            f"name; move or rename the file and run again."
+        )
+
 
 # One Hugging Face cache for every job (and, on a cluster, every node that mounts it):
 # models and datasets are fetched once, by the download rules, never once per job.
@@ -51,8 +66,10 @@ LOCAL_RULES = config.get(
     [
         "build_demo_world",
         "prepare_task",
+        "decontaminate_task",
         "download_model",
         "link_model",
+        "select_learning_rate",
         "score_cell",
         "aggregate_matrix",
         "analyse_matrix",
@@ -66,9 +83,9 @@ workflow.localrules(*LOCAL_RULES)
 
 
 def check_local_rules():
-    """Called once every rule is defined (end of the Snakefile): a misspelt entry of
+    """Called at the end of the Snakefile, once the workflow is complete: a misspelt entry of
     `local_rules` would otherwise be ignored and its jobs sent to the cluster."""
-    known = {rule.name for rule in workflow.rules}
+    known = {r.name for r in workflow.rules}
     unknown = sorted(set(LOCAL_RULES) - known)
     if unknown:
         sys.exit(
@@ -87,11 +104,14 @@ def check_local_rules():
 GPU_JOB = 1 if ftmatrix.workflow.machine_has_gpu() else 0
 
 TRAINED = ftmatrix.grid.trained_variants(config)
+RUNS = ftmatrix.grid.runs(config)
 CELLS = ftmatrix.grid.cells(config)
 TASKS = [t["name"] for t in config["tasks"]]
+TRAIN_TASKS = sorted({variant.train_task for variant in TRAINED})
 MODELS = {m["name"]: m for m in config["models"]}
 VARIANT_DIR = ftmatrix.grid.VARIANT_PATTERN
 CELL_DIR = ftmatrix.grid.CELL_PATTERN
+RUN_DIR = ftmatrix.grid.RUN_PATTERN
 
 
 wildcard_constraints:
@@ -110,8 +130,8 @@ def models_from(source):
 def canonical(value):
     """A param in one canonical form: Snakemake compares params by their repr, in which dict
     keys keep their order; sorted keys make key order and formatting in a study file change
-    nothing."""
-    return json.loads(json.dumps(value, sort_keys=True))
+    nothing. Tokens and URL passwords are masked: Snakemake stores params in .snakemake/metadata."""
+    return ftmatrix.redaction.redact_value(json.loads(json.dumps(value, sort_keys=True)))
 
 
 def task_config(wildcards):
@@ -131,6 +151,15 @@ def model_settings(name):
 
 def model_config(wildcards):
     return model_settings(wildcards.model)
+
+
+def local_model_files(wildcards):
+    """Name, size and modification time of each file of a linked folder (stat only): a param,
+    so replacing, adding or removing a file — even by a copy that keeps an older modification
+    time, which Snakemake's mtime check misses — reruns link_model, which hashes every file
+    again, and then every job that used the model."""
+    folder = ftmatrix.config.resolve_path(MODELS[wildcards.model]["path"], workflow.basedir)
+    return ftmatrix.models.folder_signature(folder)
 
 
 def task_settings(wildcards):
@@ -161,6 +190,17 @@ def variant_of(wildcards):
 # --- data stage --------------------------------------------------------
 
 
+def project_input(path):
+    """A configured file as a rule input: relative to the working directory when it lies inside
+    it, so moving the whole project folder changes no input path (and reruns nothing)."""
+    resolved = ftmatrix.config.resolve_path(path, workflow.basedir)
+    here = os.path.abspath(os.getcwd())
+    if os.path.abspath(resolved).startswith(here + os.sep):
+        return os.path.relpath(resolved, here)
+    return str(resolved)
+
+
+
 def prepare_task_inputs(wildcards):
     source = task_config(wildcards)["source"]
     if source["type"] == "demo":
@@ -170,11 +210,7 @@ def prepare_task_inputs(wildcards):
         for key in ("train", "eval"):
             value = source.get(key) or []
             paths += [value] if isinstance(value, str) else value
-        return {
-            "files": [
-                str(ftmatrix.config.resolve_path(p, workflow.basedir)) for p in paths
-            ]
-        }
+        return {"files": [project_input(p) for p in paths]}
     return {}
 
 
@@ -184,20 +220,25 @@ def build_model_inputs(wildcards):
         return {}
     if build["corpus"] == "demo":
         return {"world": f"data/demo/seed{build['seed']}/world.json"}
-    return {
-        "corpus": str(ftmatrix.config.resolve_path(build["corpus"], workflow.basedir))
-    }
+    return {"corpus": project_input(build["corpus"])}
 
 
 # --- train stage -------------------------------------------------------
 
 
 def train_inputs(wildcards):
+    # The held-out loss (which selects the learning rate) is the validation split's; the
+    # eval set is never read in training.
+    # Both are the decontaminated rows: none overlaps an eval row of the study.
     return {
         "model": model_manifest(wildcards.model),
-        "train": task_file(wildcards.train_task, "train.jsonl"),
-        "heldout": task_file(wildcards.train_task, "eval.jsonl"),
+        "train": decontaminated_file(wildcards.train_task, "train.jsonl"),
+        "heldout": decontaminated_file(wildcards.train_task, "valid.jsonl"),
     }
+
+
+def decontaminated_file(task, split):
+    return f"{DATA}/decontaminated/{task}/{split}"
 
 
 def train_settings(wildcards):
@@ -211,9 +252,9 @@ def train_settings(wildcards):
         for k, v in config["train"].items()
         if k not in ftmatrix.config.TRAIN_BOOKKEEPING_KEYS
     }
-    train["learning_rate"] = {method: config["train"]["learning_rate"][method]}
+    train["learning_rate"] = {method: float(wildcards.lr)}
     settings = {
-        "variant": variant_of(wildcards).path,
+        "variant": run_of(wildcards).path,
         "model": model_settings(wildcards.model),
         "method": method,
         "rank": int(wildcards.rank),
@@ -227,21 +268,42 @@ def train_settings(wildcards):
 
 
 def checkpoint_dir(wildcards):
-    return f"{RESULTS}/train/{variant_of(wildcards).path}/checkpoints"
+    return f"{RESULTS}/train/{run_of(wildcards).path}/checkpoints"
 
 
-def train_tokens(wildcards):
-    train = config["train"]
-    if train["max_steps"] > 0:
-        examples = (
-            train["max_steps"]
-            * train["per_device_batch_size"]
-            * train["gradient_accumulation_steps"]
-        )
-    else:
-        task = ftmatrix.config.task_entry(config, wildcards.train_task)
-        examples = task["train_size"] * train["epochs"]
-    return examples * train["max_length"] / 2
+def run_of(wildcards):
+    return ftmatrix.grid.Run(variant_of(wildcards), wildcards.lr)
+
+
+def sweep_metrics(wildcards):
+    """The training metrics of every run of a variant's learning-rate sweep."""
+    runs = ftmatrix.grid.runs_of(config, variant_of(wildcards))
+    return [f"{RESULTS}/train/{run.path}/train_metrics.json" for run in runs]
+
+
+def selected_train_metrics(wildcards):
+    """The training metrics of each variant's selected run (known once the checkpoints ran)."""
+    out = []
+    for variant in TRAINED:
+        selection = checkpoints.select_learning_rate.get(
+            **variant.as_dict()
+        ).output.selection
+        run = ftmatrix.selection.LrSelection.read(selection).run_path()
+        out.append(f"{RESULTS}/train/{run}/train_metrics.json")
+    return out
+
+
+def selection_files():
+    return [f"{RESULTS}/train/{variant.path}/selection.json" for variant in TRAINED]
+
+
+def selected_model(wildcards):
+    """The model folder of the run the checkpoint selected (known once it has run)."""
+    selection = checkpoints.select_learning_rate.get(
+        **variant_of(wildcards).as_dict()
+    ).output.selection
+    run = ftmatrix.selection.LrSelection.read(selection).run_path()
+    return f"{RESULTS}/train/{run}/model"
 
 
 def job_threads(wildcards):
@@ -249,20 +311,28 @@ def job_threads(wildcards):
 
 
 def train_mem_mb(wildcards, attempt):
-    train = config["train"]
-    params_b = MODELS[wildcards.model]["params_b"]
-    state_mb = params_b * (16_000 if wildcards.method == "full" else 4_500)
-    micro_batch_tokens = train["per_device_batch_size"] * train["max_length"]
-    activation_mb = micro_batch_tokens * params_b * 1.5
-    if train["gradient_checkpointing"]:
-        activation_mb /= 4
-    return int(3_000 + state_mb + activation_mb) * attempt
+    return (
+        ftmatrix.resources.train_mem_mb(
+            MODELS[wildcards.model],
+            wildcards.method,
+            int(wildcards.rank),
+            config["train"],
+        )
+        * attempt
+    )
 
 
 def train_runtime(wildcards, attempt):
-    params = MODELS[wildcards.model]["params_b"] * 1e9
-    flops = (6 if wildcards.method == "full" else 4) * params * train_tokens(wildcards)
-    return int(10 + flops / TRAIN_FLOPS_PER_S / 60) * attempt
+    return (
+        ftmatrix.resources.train_runtime_min(
+            MODELS[wildcards.model],
+            wildcards.method,
+            int(wildcards.rank),
+            config["train"],
+            ftmatrix.config.task_entry(config, wildcards.train_task),
+        )
+        * attempt
+    )
 
 
 # --- evaluate stage ----------------------------------------------------
@@ -274,7 +344,7 @@ def evaluate_inputs(wildcards):
         "eval": task_file(wildcards.eval_task, "eval.jsonl"),
     }
     if wildcards.method != "base":
-        inputs["trained"] = f"{RESULTS}/train/{variant_of(wildcards).path}/model"
+        inputs["trained"] = selected_model(wildcards)
     return inputs
 
 

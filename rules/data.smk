@@ -1,4 +1,4 @@
-# Stage 1: data and models. Tasks become data/<study>/tasks/{task}/{train,eval}.jsonl +
+# Stage 1: data and models. Tasks become data/<study>/tasks/{task}/{train,valid,eval}.jsonl +
 # meta.json in the example format; models become data/<study>/models/{model}/ with a
 # manifest.json. The demo world (data/demo/seed<n>/) depends on its seed alone and is shared.
 
@@ -25,6 +25,7 @@ rule prepare_task:
         unpack(prepare_task_inputs),
     output:
         train=f"{DATA}/tasks/{{task}}/train.jsonl",
+        valid=f"{DATA}/tasks/{{task}}/valid.jsonl",
         eval=f"{DATA}/tasks/{{task}}/eval.jsonl",
         meta=f"{DATA}/tasks/{{task}}/meta.json",
     log:
@@ -40,6 +41,31 @@ rule prepare_task:
         data_seed=config["data"]["seed"],
     script:
         "../workflow_scripts/prepare_task.py"
+
+
+# Before any training: each training task's rows against every eval row of the study
+# (ftmatrix.decontaminate); training and validation read the rows it keeps.
+rule decontaminate_task:
+    input:
+        train=task_file("{task}", "train.jsonl"),
+        valid=task_file("{task}", "valid.jsonl"),
+        evals=[task_file(task, "eval.jsonl") for task in TASKS],
+    output:
+        train=f"{DATA}/decontaminated/{{task}}/train.jsonl",
+        valid=f"{DATA}/decontaminated/{{task}}/valid.jsonl",
+        report=f"{DATA}/decontaminated/{{task}}/report.json",
+    log:
+        f"{LOGS}/data/decontaminate_task_{{task}}.log",
+    conda:
+        "../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        settings=canonical(config["data"]["decontamination"]),
+    script:
+        "../workflow_scripts/decontaminate_task.py"
 
 
 rule download_model:
@@ -99,6 +125,7 @@ rule link_model:
         runtime=10,
     params:
         model=model_config,
+        files=local_model_files,
     script:
         "../workflow_scripts/link_model.py"
 
@@ -107,4 +134,5 @@ rule data:
     """Only the data and models of the study (no training or evaluation)."""
     input:
         [task_file(task, "meta.json") for task in TASKS],
+        [decontaminated_file(task, "report.json") for task in TRAIN_TASKS],
         [model_manifest(name) for name in MODELS],

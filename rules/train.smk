@@ -1,37 +1,37 @@
-# Stage 2: one training job per fine-tuned variant (model, method, rank, train task, seed).
+# Stage 2: one training job per run: a fine-tuned variant (model, method, rank, train task,
+# seed) at one learning rate of its sweep. A checkpoint then selects one run per variant by
+# its validation loss (ftmatrix.selection); only that run is evaluated.
 # Checkpoints live beside the outputs (results/<study>/train/<variant>/checkpoints/), not inside
 # them: Snakemake deletes a job's declared outputs before rerunning it, and a killed job
 # must find its checkpoints to resume instead of starting over. They are deleted once the
 # model and train_metrics.json are in place.
 
 
-# Resources are estimated from the model's size (params_b, billions of parameters) and the
-# data's size (examples × epochs, or max_steps × batch, times max_length tokens at most):
+# Resources come from ftmatrix.resources, from the model's shape (the published one of a known
+# hub id, the configured one of a built model; else estimated from params_b) and the data's size
+# (examples × epochs, or max_steps × batch, rows taken as half of max_length):
 #
-# mem_mb: everything as if it sat in host memory (true on CPU; on a GPU it bounds the host
-#   side too). Full fine-tuning keeps fp32 weights, gradients and two Adam moments, 16 bytes
-#   per parameter; LoRA keeps the frozen fp32 weights (4 bytes) plus small adapters.
-#   Activations take about 1.5 MB per token of a micro-batch per billion parameters
-#   (Qwen3-0.6B: 28 layers × 1024 hidden × ~34 bytes), a quarter of that with gradient
-#   checkpointing. 3 GB more cover the runtime, data and TRL's LM-head tiles. Doubles on
-#   each retry (attempt).
-# runtime (minutes): (6 full | 4 LoRA) × parameters × training tokens floating-point
-#   operations at an assumed 20 TFLOP/s sustained (bf16 on one data-centre GPU, small-model
-#   efficiency), with sequences taken as half of max_length on average, plus 10 minutes for
+# mem_mb: the job's peak host memory in fp32 (true on CPU; on a GPU node it bounds the host side
+#   too), modelled part by part and pinned to measurements at the reference study's real shapes
+#   (tests/test_resources.py; docs/performance.md): the runtime, 4 bytes per model parameter,
+#   16 per trainable one (weights, gradient, two Adam moments; LoRA's adapters at r = 1024 on
+#   Qwen3-0.6B outnumber the model's own weights), and activations per token of a micro-batch.
+#   Doubles on each retry (attempt).
+# runtime (minutes): the job's FLOPs (forward, backward, LoRA's adapters) at an assumed 20 TFLOP/s
+#   sustained (bf16 on an older data-centre GPU, small-model efficiency), plus 10 minutes for
 #   loading, tokenising and the held-out losses before and after. Grows on each retry.
-TRAIN_FLOPS_PER_S = 20e12
 
 
 rule train_variant:
     input:
         unpack(train_inputs),
     output:
-        model=directory(f"{RESULTS}/train/{VARIANT_DIR}/model"),
-        metrics=f"{RESULTS}/train/{VARIANT_DIR}/train_metrics.json",
+        model=directory(f"{RESULTS}/train/{RUN_DIR}/model"),
+        metrics=f"{RESULTS}/train/{RUN_DIR}/train_metrics.json",
     log:
-        f"{LOGS}/train/{VARIANT_DIR}.log",
+        f"{LOGS}/train/{RUN_DIR}.log",
     benchmark:
-        f"{BENCHMARKS}/train/{VARIANT_DIR}.tsv"
+        f"{BENCHMARKS}/train/{RUN_DIR}.tsv"
     wildcard_constraints:
         method="full|lora",
     conda:
@@ -48,11 +48,35 @@ rule train_variant:
         "../workflow_scripts/train_variant.py"
 
 
+checkpoint select_learning_rate:
+    input:
+        metrics=sweep_metrics,
+    output:
+        selection=f"{RESULTS}/train/{VARIANT_DIR}/selection.json",
+    log:
+        f"{LOGS}/train/{VARIANT_DIR}/select_learning_rate.log",
+    wildcard_constraints:
+        method="full|lora",
+    conda:
+        "../envs/report.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../workflow_scripts/select_learning_rate.py"
+
+
 rule train:
-    """Only the training jobs of the study."""
+    """Only the training jobs of the study, and the selection of each variant's rate."""
     input:
         expand(
-            f"{RESULTS}/train/{VARIANT_DIR}/train_metrics.json",
+            f"{RESULTS}/train/{RUN_DIR}/train_metrics.json",
+            zip,
+            **ftmatrix.grid.columns(RUNS),
+        ),
+        expand(
+            f"{RESULTS}/train/{VARIANT_DIR}/selection.json",
             zip,
             **ftmatrix.grid.columns(TRAINED),
         ),

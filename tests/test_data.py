@@ -5,11 +5,17 @@ import json
 
 import pytest
 
-from ftmatrix import io
-from ftmatrix.data import prepare_task
+from ftmatrix import config, io
+from ftmatrix.data import prepare_task as prepare_task_entry
 from ftmatrix.errors import DataError, SourceUnreachable
 from ftmatrix.records import TaskMeta
 from ftmatrix.tasks import get_task
+
+
+def prepare_task(task: dict, *args, **kwargs):
+    """prepare_task on the task entry as the validated config gives it (the schema's defaults filled in)."""
+    study = {"models": [{"name": "m", "source": "build", "build": {}}], "tasks": [task]}
+    return prepare_task_entry(config.validate(study)["tasks"][0], *args, **kwargs)
 
 
 def arc_cfg(shared, train_size=40, eval_size=20, **extra):
@@ -67,9 +73,13 @@ def test_same_inputs_same_bytes_and_the_seed_matters(shared_data, tmp_path):
 
 
 def test_selection_follows_the_documented_hash_order(shared_data, tmp_path):
-    prepare_task(arc_cfg(shared_data), tmp_path, data_seed=3, root=tmp_path)
+    prepare_task(arc_cfg(shared_data, valid_size=30), tmp_path, data_seed=3, root=tmp_path)
     all_train = [json.loads(l)["id"] for l in (shared_data / "arc/ARC-Challenge/ARC-Challenge-Train.jsonl").read_text().splitlines()]
-    expected = sorted(all_train, key=lambda i: hashlib.sha256(f"3:{i}".encode()).hexdigest())[:40]
+    # validation first, in its own hash order; then training from the rest
+    valid = sorted(all_train, key=lambda i: hashlib.sha256(f"3:valid:{i}".encode()).hexdigest())[:30]
+    assert {r["id"] for r in read(tmp_path / "valid.jsonl")} == set(valid)
+    rest = [i for i in all_train if i not in set(valid)]
+    expected = sorted(rest, key=lambda i: hashlib.sha256(f"3:{i}".encode()).hexdigest())[:40]
     written = [r["id"] for r in read(tmp_path / "train.jsonl")]
     assert set(written) == set(expected)
     assert written == [i for i in all_train if i in set(expected)]   # written in source order
@@ -107,13 +117,14 @@ def test_eval_rows_also_in_training_are_dropped_and_recorded(tmp_path):
     evaluation = tmp_path / "eval.jsonl"
     evaluation.write_text(json.dumps(row("e1", "  q3? ")) + "\n" + json.dumps(row("t0", "new?")) + "\n"
                           + json.dumps(row("e2", "other?")) + "\n")
-    cfg = {"name": "arc", "kind": "arc", "train_size": 10, "eval_size": 10,
+    cfg = {"name": "arc", "kind": "arc", "train_size": 10, "eval_size": 10, "valid_size": 1,
            "source": {"type": "local", "format": "hub_jsonl", "train": "train.jsonl", "eval": "eval.jsonl"}}
     meta = prepare_task(cfg, tmp_path / "out", data_seed=0, root=tmp_path).to_json()   # relative paths from root
     assert [r["id"] for r in read(tmp_path / "out/eval.jsonl")] == ["e2"]
     dropped = meta["dropped"]["eval"]["also in the training split (same id or normalised text)"]
     assert dropped["count"] == 2 and set(dropped["examples"]) == {"e1", "t0"}
-    assert meta["counts"]["train"]["written"] == 5   # fewer than asked: all there is
+    assert meta["counts"]["train"]["written"] == 4   # fewer than asked: all there is, less one for validation
+    assert meta["counts"]["valid"]["written"] == 1
 
 
 def write_demo(folder, kind, train_rows, eval_rows):
@@ -126,7 +137,8 @@ def test_demo_source_reads_the_demo_world_files(tmp_path):
     rows = [{"problem": f"What is {i} + {i}?", "generated_solution": f"{i} + {i} = \\boxed{{{2 * i}}}",
              "expected_answer": str(2 * i), "problem_source": "demo"} for i in range(30)]
     write_demo(tmp_path / "demo/seed4", "openmath", rows[:20], rows[20:])
-    cfg = {"name": "sums", "kind": "openmath", "train_size": 8, "eval_size": 5, "source": {"type": "demo", "seed": 4}}
+    cfg = {"name": "sums", "kind": "openmath", "train_size": 8, "eval_size": 5, "valid_size": 4,
+           "source": {"type": "demo", "seed": 4}}
     meta = prepare_task(cfg, tmp_path / "out", data_seed=0, root=tmp_path, demo_dir=tmp_path / "demo").to_json()
     assert len(read(tmp_path / "out/train.jsonl")) == 8 and len(read(tmp_path / "out/eval.jsonl")) == 5
     assert meta["source"]["type"] == "demo" and meta["source"]["revision"] == "demo-seed4"
@@ -149,7 +161,7 @@ def test_hub_source_through_datasets(tmp_path, monkeypatch):
         return datasets.Dataset.from_list(rows)
 
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
-    cfg = {"name": "squad_v2", "kind": "squad_v2", "train_size": 20, "eval_size": 10,
+    cfg = {"name": "squad_v2", "kind": "squad_v2", "train_size": 20, "eval_size": 10, "valid_size": 5,
            "source": {"type": "hub", "id": "rajpurkar/squad_v2", "subset": None, "revision": "abc123",
                       "train_split": "train", "eval_split": None}}
     meta = prepare_task(cfg, tmp_path, data_seed=0, root=tmp_path).to_json()
@@ -238,20 +250,27 @@ def test_eval_set_taking_every_row_says_how_to_fix_it(tmp_path):
 
 def test_identical_openmath_rows_are_dropped_not_errors(tmp_path):
     row = {"problem": "1+1?", "generated_solution": "\\boxed{2}", "expected_answer": "2"}
-    rows = [row, row, {**row, "problem": "2+2?", "generated_solution": "\\boxed{4}", "expected_answer": "4"}]
+    rows = [row, row, {**row, "problem": "2+2?", "generated_solution": "\\boxed{4}", "expected_answer": "4"},
+            {**row, "problem": "3+3?", "generated_solution": "\\boxed{6}", "expected_answer": "6"}]
     (tmp_path / "om.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = {"name": "om", "kind": "openmath", "train_size": 5, "eval_size": 1,
+    cfg = {"name": "om", "kind": "openmath", "train_size": 5, "eval_size": 1, "valid_size": 1,
            "source": {"type": "local", "format": "hub_jsonl", "train": "om.jsonl"}}
     meta = prepare_task(cfg, tmp_path / "out", data_seed=0, root=tmp_path).to_json()
     assert meta["dropped"]["train"]["identical to an earlier row"]["count"] == 1
-    assert meta["counts"]["train"]["written"] + meta["counts"]["eval"]["written"] == 2
+    counts = meta["counts"]
+    assert counts["train"]["written"] + counts["eval"]["written"] + counts["valid"]["written"] == 3
 
 
 def test_wrong_format_for_the_kind_is_a_clear_error(tmp_path):
     cfg = arc_local(tmp_path, line(GOOD_ARC))
     cfg["source"]["format"] = "squad_json"
-    with pytest.raises(DataError, match="task kind 'arc' cannot read local files of format 'squad_json'"):
+    from ftmatrix.errors import ConfigError
+
+    # caught when the study is validated, before any job: the kind declares the formats it reads
+    with pytest.raises(ConfigError, match="is 'squad_json', which task kind 'arc' does not read"):
         prepare_task(cfg, tmp_path / "out", data_seed=0, root=tmp_path)
+    with pytest.raises(DataError, match="task kind 'arc' cannot read local files of format 'squad_json'"):
+        prepare_task_entry({**cfg, "valid_size": 1}, tmp_path / "out", data_seed=0, root=tmp_path)
 
 
 def test_written_examples_are_what_the_task_module_makes(shared_data, tmp_path):
@@ -291,3 +310,24 @@ def test_resolved_commit_is_read_from_the_datasets_cache_path(tmp_path):
     assert _resolved_revision({"revision": "main"}, loaded) == commit
     assert _resolved_revision({"revision": commit}, None) == commit
     assert _resolved_revision({"revision": "main"}, datasets.Dataset.from_list([{"x": 1}])) is None
+
+
+def test_validation_is_carved_from_training_disjoint_and_independent_of_train_size(shared_data, tmp_path):
+    """valid.jsonl: disjoint from train and eval by the task's rule (SQuAD: the paragraph), the same
+    whatever train_size, recorded and fingerprinted in meta.json; the eval set does not move."""
+    from ftmatrix.data import normalise_text
+
+    small = prepare_task(squad_cfg(shared_data, train_size=60, eval_size=25) | {"valid_size": 20},
+                         tmp_path / "small", data_seed=0, root=tmp_path)
+    big = prepare_task(squad_cfg(shared_data, train_size=900, eval_size=25) | {"valid_size": 20},
+                       tmp_path / "big", data_seed=0, root=tmp_path).to_json()
+    for name in ("valid.jsonl", "eval.jsonl"):
+        assert (tmp_path / "small" / name).read_bytes() == (tmp_path / "big" / name).read_bytes()
+    context = lambda row: normalise_text(row["prompt"][0]["content"].split("\n\nQuestion:")[0])
+    splits = {name: read(tmp_path / "big" / f"{name}.jsonl") for name in ("train", "valid", "eval")}
+    assert len(splits["valid"]) == 20 and big["counts"]["valid"]["written"] == 20
+    for a, b in (("train", "valid"), ("train", "eval"), ("valid", "eval")):
+        assert not {context(r) for r in splits[a]} & {context(r) for r in splits[b]}, (a, b)
+    assert big["fingerprints"]["valid.jsonl"] == hashlib.sha256((tmp_path / "big/valid.jsonl").read_bytes()).hexdigest()
+    assert "validation carved" in big["split"]["description"]
+    assert small.counts["train"]["written"] == 60

@@ -125,3 +125,52 @@ def test_dry_run_demo_lists_expected_jobs(tmp_path):
     assert "download_model" not in counts
     assert counts["train_variant"] == len(grid.trained_variants(demo))
     assert counts["evaluate_cell"] == len(grid.cells(demo))
+
+
+def sweep_study(**train_rates):
+    import yaml
+
+    study = yaml.safe_load((ROOT / "studies" / "demo.yaml").read_text())
+    study["train"]["learning_rate"] = train_rates or {"full": [1e-3, 3e-3, 1e-2], "lora": [5e-3, 2e-2]}
+    study["tasks"][1]["learning_rate"] = {"lora": 0.05}
+    study["tasks"][1]["seeds"] = [0, 1]
+    merged = cfg.read_yaml(ROOT / "config.yaml")
+    cfg.merge(merged, study)
+    return cfg.validate(merged)
+
+
+def test_a_sweep_trains_every_rate_and_evaluates_one_run_per_variant():
+    config = sweep_study()
+    variants = grid.trained_variants(config)
+    runs = grid.runs(config)
+    ranks = len(config["lora"]["ranks"])
+    # arc and squad_v2: full × 3 rates + LoRA × ranks × 2 rates; openmath (two seeds): full × 3, LoRA × ranks × 1
+    assert len(runs) == 2 * (3 + ranks * 2) + 2 * (3 + ranks * 1)
+    assert len(variants) == 2 * (1 + ranks) + 2 * (1 + ranks)
+    assert len(grid.cells(config)) == (len(variants) + len(config["models"])) * len(config["tasks"])
+    openmath_lora = [r for r in runs if r.variant.train_task == "openmath" and r.variant.method == "lora"]
+    assert {r.learning_rate for r in openmath_lora} == {0.05}
+    assert {r.variant.seed for r in openmath_lora} == {0, 1}
+    for run in runs:
+        assert grid.run_from_path(f"results/demo/train/{run.path}/model") == run
+        assert grid.variant_from_path(run.path) == run.variant
+        assert float(run.lr) == run.learning_rate and grid.lr_text(run.learning_rate) == run.lr
+
+
+def test_learning_rates_in_paths_round_trip_exactly():
+    for rate in (1e-5, 2e-4, 0.003, 1.5e-05, 0.1 + 0.2):
+        assert float(grid.lr_text(rate)) == rate
+        assert grid.run_from_path(f"m/full/r0/t/seed0/lr{grid.lr_text(rate)}/model").learning_rate == rate
+
+
+def test_dry_run_of_a_sweep_selects_one_run_per_variant(tmp_path):
+    import yaml
+
+    config = sweep_study()
+    study = tmp_path / "sweep.yaml"
+    (study).write_text(yaml.safe_dump({k: config[k] for k in ("study", "models", "tasks", "train", "lora")}))
+    counts = _dry_run_counts("results/demo/matrix.csv", "--configfile", str(ROOT / "studies" / "demo.yaml"),
+                             str(study), cwd=tmp_path)
+    assert counts["train_variant"] == len(grid.runs(config))
+    assert counts["select_learning_rate"] == len(grid.trained_variants(config))
+    assert counts["evaluate_cell"] == len(grid.cells(config))

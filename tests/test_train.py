@@ -6,6 +6,8 @@ import json
 import random
 from pathlib import Path
 
+import re
+
 import pytest
 
 from ftmatrix.errors import ConfigError, DataError, ModelError
@@ -364,30 +366,34 @@ def test_the_real_tokens_counted_are_the_rows_rendered_lengths(small_model, task
         assert metrics["train_tokens"] == sum(lengths)
 
 
-def test_a_nan_loss_stops_training_with_a_clear_message(small_model, task_files, tmp_path):
-    from ftmatrix.train import TrainingDiverged
+def test_a_diverged_run_is_recorded_without_weights_and_never_selected(small_model, task_files, tmp_path):
+    """In a learning-rate sweep a rate that diverges is a result, not a failure of the study: the run
+    says why, keeps no weights (and no checkpoint), and the selection refuses it."""
+    import math
+
+    from ftmatrix.errors import DataError
+    from ftmatrix.selection import select
 
     settings = settings_for(train={"learning_rate": {"full": 1e12}, "max_steps": 20, "save_steps": 2,
                                    "logging_steps": 5})
-    with pytest.raises(TrainingDiverged, match=r"training diverged at step \d+: the (loss|grad norm) is (nan|inf)"):
-        run(tmp_path, small_model, task_files, settings)
+    metrics = run(tmp_path, small_model, task_files, settings)
+    assert re.match(r"training diverged at step \d+: the (loss|grad norm) is (nan|inf)", metrics["diverged"])
+    assert metrics["heldout_loss_after"] == math.inf
     paths = {k: Path(v) for k, v in job_paths(tmp_path, settings).items()}
-    assert not paths["output_dir"].exists() and not paths["metrics_file"].exists()
-    # No checkpoint holds diverged weights: the guard checks the loss before every save.
-    from safetensors.torch import load_file
-
-    for checkpoint in paths["checkpoint_dir"].glob("checkpoint-*"):
-        for tensor in load_file(checkpoint / "model.safetensors").values():
-            assert torch.isfinite(tensor).all(), checkpoint
+    assert (paths["output_dir"] / "DIVERGED.txt").is_file()
+    assert not list(paths["output_dir"].glob("*.safetensors"))
+    assert not paths["checkpoint_dir"].exists()
+    with pytest.raises(DataError, match="every rate diverged"):
+        select([paths["metrics_file"]])
 
 
 def test_corrupt_weights_stop_before_training(small_model, task_files, tmp_path):
+    import dataclasses
     import shutil
 
     from safetensors.torch import load_file, save_file
 
-    from ftmatrix.io import read_json, write_json
-    from ftmatrix.models import model_path
+    from ftmatrix.models import load_manifest, model_path
     from ftmatrix.train import TrainingDiverged
 
     broken = tmp_path / "broken"
@@ -396,9 +402,8 @@ def test_corrupt_weights_stop_before_training(small_model, task_files, tmp_path)
     name = next(n for n in weights if n.endswith("input_layernorm.weight"))
     weights[name][0] = float("nan")
     save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
-    manifest = read_json(small_model)
-    manifest.update(path=str(broken), path_from_manifest=None)
-    write_json(tmp_path / "manifest.json", manifest)
+    manifest = dataclasses.replace(load_manifest(small_model), path=str(broken), path_from_manifest="broken")
+    manifest.write(tmp_path / "manifest.json")
     with pytest.raises(TrainingDiverged, match="untuned model's held-out loss is nan"):
         run(tmp_path, tmp_path / "manifest.json", task_files, settings_for())
 

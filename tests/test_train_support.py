@@ -67,10 +67,13 @@ QUICK = {"max_steps": 6, "per_device_batch_size": 4, "gradient_accumulation_step
 
 def settings_for(method: str = "full", rank: int = 0, seed: int = 0, train: dict | None = None,
                  lora: dict | None = None, enable_thinking: bool = False) -> dict:
-    """What rules/train.smk's train_settings() passes for one variant."""
+    """What rules/train.smk's train_settings() passes for one run (a variant at one learning rate)."""
+    from ftmatrix.grid import lr_text
+
     config = study({**QUICK, **(train or {})}, lora)
+    rate = config["train"]["learning_rate"][method]
     return {
-        "variant": f"small/{method}/r{rank}/squad_v2/seed{seed}",
+        "variant": f"small/{method}/r{rank}/squad_v2/seed{seed}/lr{lr_text(rate)}",
         "model": config["models"][0],
         "method": method,
         "rank": rank,
