@@ -308,8 +308,23 @@ def format_value(value) -> str:
             return ""
         return repr(value)
     if isinstance(value, (dict, list)):
-        return json.dumps(value, sort_keys=True)
-    return str(value)
+        return escape_cell(json.dumps(value, sort_keys=True))
+    return escape_cell(str(value))
+
+
+# A spreadsheet reads a cell that starts with one of these as a formula (CSV injection): such
+# a text cell is written with a leading apostrophe, as spreadsheets themselves do, and
+# read_matrix takes it off again. A text that starts with an apostrophe gets one more, so
+# every text reads back as written.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def escape_cell(text: str) -> str:
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def unescape_cell(value):
+    return value[1:] if isinstance(value, str) and value.startswith("'") else value
 
 
 def to_csv(rows: list[dict], header: list[str]) -> str:
@@ -369,6 +384,9 @@ def read_matrix(path: str | Path):
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise DataError(f"{path}: not a readable CSV ({exc}); rerun `snakemake --forcerun aggregate_matrix`.") \
             from None
+    for column in frame.columns:
+        if frame[column].dtype == object:
+            frame[column] = frame[column].map(unescape_cell)
     missing = [c for c in IDENTITY_COLUMNS + QUALITY_COLUMNS if c not in frame.columns]
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(missing)}; it is not a matrix written by this "

@@ -150,7 +150,9 @@ def load_variant(manifest: ModelManifest, method: str, trained_dir: str | Path |
                  precision: str = "fp32", device: str = "cpu", manifest_file: str | Path = "manifest.json"):
     """Load the model and tokenizer of a variant; returns (model, tokenizer, details)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from ftmatrix.models import load_causal_lm
 
     dtype = getattr(torch, _DTYPES[precision])
     trust = manifest.trust_remote_code
@@ -175,8 +177,8 @@ def load_variant(manifest: ModelManifest, method: str, trained_dir: str | Path |
     tok_dir = Path(trained_dir) if has_own_tokenizer else base_path
     try:
         tokenizer = AutoTokenizer.from_pretrained(tok_dir, trust_remote_code=trust)
-        model = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype, use_safetensors=True,
-                                                     trust_remote_code=trust)
+        model = load_causal_lm(weights, where=str(manifest_file if method != "full" else weights), dtype=dtype,
+                               use_safetensors=True, trust_remote_code=trust)
     except (OSError, ValueError) as exc:
         raise ModelError(f"{weights}: cannot load the model or tokenizer ({exc}). Check the folder, or rerun "
                          f"the stage that wrote it.") from None

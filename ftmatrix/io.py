@@ -137,9 +137,22 @@ def file_sha256(path: str | Path, length: int = 64) -> str:
     return digest.hexdigest()[:length]
 
 
+def share_modes(folder: str | Path) -> None:
+    """Folders 0755 and files 0644 under ``folder``, whatever the umask or mkdtemp's 0700: results
+    (trained weights included) are readable to the group and others on a shared cluster."""
+    folder = Path(folder)
+    os.chmod(folder, 0o755)
+    for path in folder.rglob("*"):
+        if path.is_symlink():
+            continue
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+
+
 def replace_dir(src: str | Path, dst: str | Path) -> None:
-    """Move a finished folder into place, replacing any old one (the last step of a job)."""
+    """Move a finished folder into place, replacing any old one (the last step of a job); its
+    files get the modes of ``share_modes``."""
     src, dst = Path(src), Path(dst)
+    share_modes(src)
     if dst.exists():
         shutil.rmtree(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)

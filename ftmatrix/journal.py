@@ -17,16 +17,14 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import re
-import shlex
 import sys
 from pathlib import Path
 from typing import Iterable
 
-from ftmatrix.config import PROJECT_ROOT
-from ftmatrix.errors import DataError, FtmatrixError
 from ftmatrix import findings
 from ftmatrix.analysis import FASTER, SIGNIFICANT_UP, SLOWER
+from ftmatrix.config import PROJECT_ROOT
+from ftmatrix.errors import DataError, FtmatrixError
 from ftmatrix.findings import Finding
 from ftmatrix.findings import records as _records, truthy as _truthy
 from ftmatrix.numeric import finite
@@ -39,7 +37,6 @@ TEMPLATE = "journal.html.j2"
 STYLESHEET = "journal.css"
 SECTIONS = ("TL;DR", "Setup", "Results", "Transfer and forgetting", "LoRA rank", "Latency and cost", "Seeds",
             "Practical takeaways", "Sample predictions", "Reproducibility")
-TOKEN_RE = re.compile(r"hf_[A-Za-z0-9]{16,}")
 REPORT_LIBRARIES = ("pandas", "matplotlib", "jinja2", "weasyprint", "scipy")
 
 
@@ -47,8 +44,10 @@ REPORT_LIBRARIES = ("pandas", "matplotlib", "jinja2", "weasyprint", "scipy")
 
 
 def redact(text: str) -> str:
-    """Mask anything shaped like a Hugging Face access token."""
-    return TOKEN_RE.sub("hf_***", text)
+    """Mask anything shaped like an access token (Hugging Face, GitHub, API keys) or a URL's password."""
+    from ftmatrix.redaction import redact as mask
+
+    return mask(text)
 
 
 def num(value, digits: int = 1) -> str:
@@ -650,12 +649,9 @@ def study_arguments(configfiles, config_args=()) -> str:
     """The end of a snakemake command that selects this study: the --config values, then the
     study files in the order they were given (the Snakefile reads config.yaml first, by
     itself), shell-quoted. Both options take several values, so they come last."""
-    args = []
-    if config_args:
-        args += ["--config", *config_args]
-    if configfiles:
-        args += ["--configfile", *configfiles]
-    return "".join(f" {shlex.quote(str(a))}" for a in args)
+    from ftmatrix.integrity import format_study_arguments
+
+    return format_study_arguments(configfiles, config_args)
 
 
 def reproducibility_section(config: dict, config_hash: str | None, matrix, metrics_docs: list[dict],

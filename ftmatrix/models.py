@@ -161,15 +161,146 @@ def check_model_folder(folder: Path, where: str, trust_remote_code: bool = False
                              f"model only if you trust its source.")
         log.warning("%s: %s ships its own code (auto_map), which is ignored: transformers' built-in %r is "
                     "used (trust_remote_code is off).", where, folder, model_type)
-    digest = hashlib.sha256(config_file.read_bytes())
+    # Every byte of every file that decides the model's behaviour is hashed (hashing a file costs
+    # less than loading it): the fingerprint changes with any change of weights, config or tokenizer.
+    files = folder_files_sha256(folder)
     for path in weights:
-        digest.update(path.name.encode())
-        digest.update(str(path.stat().st_size).encode())
-        with open(path, "rb") as fh:
-            (length,) = struct.unpack("<Q", fh.read(8))
-            digest.update(fh.read(length))
+        bad = nonfinite_tensors(path)
+        if bad:
+            listed = ", ".join(f"{name} ({count:,} values)" for name, count in bad[:5])
+            more = f" and {len(bad) - 5} more tensors" if len(bad) > 5 else ""
+            raise ModelError(f"{where}: {path} holds NaN or infinite weights: {listed}{more}. No job may use "
+                             f"these weights; replace the file with a good copy (download or copy it again).")
+    architecture = check_architecture(folder, where, trust_remote_code=trust_remote_code)
+    digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode())
     return {"params": params, "weights": [p.name for p in weights], "model_type": model_type,
-            "architectures": config.get("architectures"), "fingerprint": digest.hexdigest()[:16]}
+            "architectures": config.get("architectures"), "fingerprint": digest.hexdigest()[:16],
+            "files_sha256": files, "model_class": architecture["model_class"]}
+
+
+# The files of a model folder that decide what the model does: weights, configs, tokenizer,
+# chat template. (Not the manifest a built model keeps beside them, nor logs.)
+MODEL_FILE_SUFFIXES = (".safetensors", ".json", ".txt", ".jinja", ".model", ".tiktoken")
+
+
+def model_files(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir()
+                  if p.suffix in MODEL_FILE_SUFFIXES and p.name != "manifest.json" and not p.name.startswith(".")
+                  and p.is_file())
+
+
+def folder_files_sha256(folder: str | Path) -> dict:
+    """{file name: sha256} of a model folder's files (``model_files``)."""
+    return {p.name: io.file_sha256(p) for p in model_files(folder)}
+
+
+def folder_signature(folder: str | Path) -> list | None:
+    """Name, size and modification time (ns) of each file of a model folder, from ``stat`` alone
+    (cheap enough for every parse of the workflow); None when the folder is not there.
+
+    link_model takes it as a param, so any change to a linked folder's files — a weight file
+    replaced, added or removed, even by a copy that keeps an older modification time — reruns
+    link_model (which hashes every file again) and, after it, every job that used the model."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in model_files(folder)]
+
+
+# Bit masks of the exponent field per safetensors float type: a value is NaN or infinite
+# exactly when every exponent bit is set (FP8 E4M3 has no infinity; its NaN is S1111111).
+_EXPONENT_MASKS = {"F64": ("<u8", 0x7FF0000000000000), "F32": ("<u4", 0x7F800000), "F16": ("<u2", 0x7C00),
+                   "BF16": ("<u2", 0x7F80), "F8_E5M2": ("u1", 0x7C), "F8_E4M3": ("u1", 0x7F)}
+
+
+def nonfinite_tensors(path: str | Path, chunk: int = 1 << 24) -> list[tuple[str, int]]:
+    """[(tensor name, count of NaN / infinite values)] of a safetensors file, read from its raw
+    bytes in chunks (no framework, bounded memory); integer tensors cannot hold either."""
+    import numpy as np
+
+    path = Path(path)
+    with open(path, "rb") as fh:
+        (length,) = struct.unpack("<Q", fh.read(8))
+        header = json.loads(fh.read(length))
+    data = np.memmap(path, dtype=np.uint8, mode="r", offset=8 + length) if path.stat().st_size > 8 + length \
+        else np.zeros(0, dtype=np.uint8)
+    bad = []
+    for name, info in sorted(header.items()):
+        if name == "__metadata__" or info["dtype"] not in _EXPONENT_MASKS:
+            continue
+        dtype, mask = _EXPONENT_MASKS[info["dtype"]]
+        start, end = info["data_offsets"]
+        values = np.frombuffer(data[start:end], dtype=dtype) if end > start else np.zeros(0, dtype=dtype)
+        count = 0
+        for at in range(0, len(values), chunk):
+            part = values[at:at + chunk]
+            count += int(np.count_nonzero((part & np.array(mask, dtype=dtype)) == mask))
+        if count:
+            bad.append((name, count))
+    return bad
+
+
+def loading_report(info: dict) -> str:
+    """One line from transformers' loading info: what was missing, unexpected or mismatched."""
+    parts = []
+    for key, label in (("missing_keys", "missing"), ("unexpected_keys", "unexpected"),
+                       ("mismatched_keys", "mismatched")):
+        names = sorted(str(k if isinstance(k, str) else k[0]) for k in info.get(key) or [])
+        listed = ", ".join(names[:8]) + (f" … ({len(names)} in all)" if len(names) > 8 else "")
+        parts.append(f"{label}: {listed or 'none'}")
+    return "; ".join(parts)
+
+
+def refuse_partial_load(info: dict, folder: str | Path, where: str, model_class: str) -> None:
+    """A ModelError naming the tensors when a load left a weight missing, unexpected or of the
+    wrong shape: such a model is partly random, and would be evaluated as if it were the one named."""
+    if any(info.get(key) for key in ("missing_keys", "unexpected_keys", "mismatched_keys")):
+        raise ModelError(f"{where}: the weights in {folder} do not fit the architecture its config.json names "
+                         f"({model_class}): {loading_report(info)}. The config belongs to another model family "
+                         f"or the weights to another model; fix config.json (model_type, architectures) or "
+                         f"point the path at the matching folder.")
+
+
+def check_architecture(folder: Path, where: str, trust_remote_code: bool = False) -> dict:
+    """Build the model on the meta device (no weights materialised) exactly as the jobs will load
+    it, and refuse a config that is no causal LM, or weights that leave a tensor missing,
+    unexpected or misshapen."""
+    import transformers
+    from transformers import AutoModelForCausalLM
+
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()   # the report is ours, below
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(folder, device_map="meta", use_safetensors=True,
+                                                           trust_remote_code=trust_remote_code,
+                                                           output_loading_info=True)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise ModelError(f"{where}: {folder} cannot be loaded as a causal language model ({exc}); the study "
+                         f"fine-tunes and generates with causal LMs only — point the path at one.") from None
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    model_class = type(model).__name__
+    refuse_partial_load(info, folder, where, model_class)
+    log.info("%s: %s loads as %s; %s", where, folder, model_class, loading_report(info))
+    return {"model_class": model_class}
+
+
+def load_causal_lm(path: str | Path, *, where: str, **kwargs):
+    """``AutoModelForCausalLM.from_pretrained`` for every job that loads weights: the loading report
+    goes to the job's log, and a load with a missing, unexpected or misshapen tensor is refused."""
+    import transformers
+    from transformers import AutoModelForCausalLM
+
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(path, output_loading_info=True, **kwargs)
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+    log.info("loaded %s as %s; %s", path, type(model).__name__, loading_report(info))
+    refuse_partial_load(info, path, where, type(model).__name__)
+    return model
 
 
 def _has_chat_template(folder: Path) -> bool:
@@ -212,7 +343,8 @@ def link_model(model_cfg: dict, out_dir: str | Path, root: str | Path) -> dict:
         resolved_revision=f"local-{facts['fingerprint']}", params=facts["params"],
         trust_remote_code=trust, use_safetensors=True,
         model_type=facts["model_type"], architectures=facts["architectures"],
-        weights=facts["weights"], provenance=provenance.record(),
+        weights=facts["weights"], files_sha256=facts["files_sha256"], model_class=facts["model_class"],
+        provenance=provenance.record(),
     )
     log.info("linked %s: %s (%s parameters, %s)", name, folder, f"{facts['params']:,}", facts["model_type"])
     return _write_manifest(out_dir, manifest)
@@ -278,6 +410,7 @@ def download_model(model_cfg: dict, out_dir: str | Path, hf_home: str | None = N
         id=repo_id, revision=revision, resolved_revision=resolved, params=facts["params"],
         trust_remote_code=trust, use_safetensors=True,
         model_type=facts["model_type"], architectures=facts["architectures"], weights=facts["weights"],
+        files_sha256=facts["files_sha256"], model_class=facts["model_class"],
         authenticated=token is not None, download_s=round(time.perf_counter() - started, 2),
         provenance=provenance.record(),
     )
@@ -528,6 +661,7 @@ def build_model(model_cfg: dict, out_dir: str | Path, corpus: str | Path | None,
     staging.mkdir(parents=True)
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
+    io.share_modes(staging)
     for path in sorted(out_dir.iterdir()):  # files of an earlier build must not mix with the new ones
         if path.is_file() and path.suffix in (".json", ".safetensors", ".txt", ".jinja", ".model"):
             path.unlink()
@@ -541,6 +675,7 @@ def build_model(model_cfg: dict, out_dir: str | Path, corpus: str | Path | None,
         id=f"ftmatrix-build/{name}", revision="build", resolved_revision=weights_sha[:16],
         params=facts["params"], trust_remote_code=False, use_safetensors=True,
         model_type="qwen3", architectures=["Qwen3ForCausalLM"], weights=facts["weights"],
+        files_sha256=facts["files_sha256"], model_class=facts["model_class"],
         weights_sha256=weights_sha, seed=build["seed"], build=build,
         sizes={k: getattr(config, k) for k in ("vocab_size", "hidden_size", "intermediate_size",
                                                 "num_hidden_layers", "num_attention_heads",

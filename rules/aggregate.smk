@@ -42,6 +42,9 @@ rule aggregate_matrix:
             category="Matrix",
             labels={"table": "matrix.csv"},
         ),
+        # The sha256 of the matrix and of the cells' files it was built from, which the
+        # analysis, the figures and the journal check before they read them.
+        record=f"{RESULTS}/matrix.json",
     log:
         f"{LOGS}/aggregate/aggregate_matrix.log",
     conda:
@@ -59,6 +62,7 @@ rule aggregate_matrix:
 rule analyse_matrix:
     input:
         matrix=f"{RESULTS}/matrix.csv",
+        record=f"{RESULTS}/matrix.json",
         predictions=expand(
             f"{RESULTS}/eval/{CELL_DIR}/predictions.jsonl",
             zip,
@@ -91,7 +95,9 @@ rule analyse_matrix:
 rule draw_figures:
     input:
         matrix=f"{RESULTS}/matrix.csv",
+        record=f"{RESULTS}/matrix.json",
         tables=[f"{RESULTS}/analysis/{name}.csv" for name in ANALYSIS_TABLES],
+        sweeps=f"{RESULTS}/analysis/lr_sweep.csv",
     output:
         **{
             name: report(

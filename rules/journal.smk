@@ -14,11 +14,20 @@ JOURNAL_CONFIGFILES = [
     for f in workflow.overwrite_configfiles
 ]
 JOURNAL_CONFIG_ARGS = list(workflow.config_settings.config_args or [])
+JOURNAL_TEMPLATES = {
+    name: ftmatrix.io.file_sha256(os.path.join(workflow.basedir, "report", name))
+    for name in ("journal.html.j2", "journal.css")
+}
+# Every job inherits them: an error that asks to redo a step prints the command for this study.
+os.environ[ftmatrix.integrity.STUDY_ARGS_VARIABLE] = (
+    ftmatrix.integrity.format_study_arguments(JOURNAL_CONFIGFILES, JOURNAL_CONFIG_ARGS)
+)
 
 
 rule build_journal:
     input:
         matrix=f"{RESULTS}/matrix.csv",
+        record=f"{RESULTS}/matrix.json",
         tables=[f"{RESULTS}/analysis/{name}.csv" for name in ANALYSIS_TABLES],
         figures=[f"{RESULTS}/figures/{name}.png" for name in FIGURES],
         metrics=expand(
@@ -31,17 +40,9 @@ rule build_journal:
             zip,
             **ftmatrix.grid.columns(CELLS),
         ),
-        train_metrics=expand(
-            f"{RESULTS}/train/{VARIANT_DIR}/train_metrics.json",
-            zip,
-            **ftmatrix.grid.columns(TRAINED),
-        ),
+        train_metrics=selected_train_metrics,
         task_meta=[task_file(task, "meta.json") for task in TASKS],
         model_manifests=[model_manifest(name) for name in MODELS],
-        templates=[
-            os.path.join(workflow.basedir, "report", name)
-            for name in ("journal.html.j2", "journal.css")
-        ],
     output:
         html=report(
             f"{RESULTS}/journal/journal.html",
@@ -61,6 +62,9 @@ rule build_journal:
         config=journal_settings(),
         configfiles=JOURNAL_CONFIGFILES,
         config_args=JOURNAL_CONFIG_ARGS,
+        # The templates by content, not by path: a new template rebuilds the journal, a
+        # project folder moved elsewhere does not.
+        templates=JOURNAL_TEMPLATES,
     script:
         "../workflow_scripts/build_journal.py"
 

@@ -9,7 +9,12 @@ from ftmatrix.workflow import run_step
 
 with run_step(snakemake):
     from ftmatrix.aggregate import aggregate_matrix
+    from ftmatrix.integrity import check_seal, redo_command, verify_cells, write_matrix_record
 
+    # Each cell's metrics.json as score_cell wrote it, with the predictions it was scored from.
+    metrics, predictions = verify_cells(snakemake.input.metrics)
+    for path in snakemake.input.train_metrics:
+        check_seal(path, redo_command("train_variant", path))
     aggregate_matrix(
         metrics_files=list(snakemake.input.metrics),
         train_metrics_files=list(snakemake.input.train_metrics),
@@ -18,3 +23,4 @@ with run_step(snakemake):
         cost=snakemake.params.cost,
         matrix_file=snakemake.output.matrix,
     )
+    write_matrix_record(snakemake.output.record, snakemake.output.matrix, metrics, predictions)

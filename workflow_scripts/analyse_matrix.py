@@ -9,6 +9,9 @@ from ftmatrix.workflow import run_step
 
 with run_step(snakemake):
     from ftmatrix.analysis import analyse_matrix
+    from ftmatrix.integrity import verify_matrix
+
+    verify_matrix(snakemake.input.record, snakemake.input.matrix, predictions_files=snakemake.input.predictions)
 
     analyse_matrix(
         snakemake.input.matrix,

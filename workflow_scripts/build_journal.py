@@ -9,7 +9,11 @@ from ftmatrix.workflow import run_step
 
 with run_step(snakemake):
     from ftmatrix.config import study_hash
+    from ftmatrix.integrity import verify_matrix
     from ftmatrix.journal import build_journal
+
+    verify_matrix(snakemake.input.record, snakemake.input.matrix, predictions_files=snakemake.input.predictions,
+                  metrics_files=snakemake.input.metrics)
 
     build_journal(
         matrix_file=snakemake.input.matrix,

@@ -9,6 +9,9 @@ from ftmatrix.workflow import run_step
 
 with run_step(snakemake):
     from ftmatrix.figures import draw_figures
+    from ftmatrix.integrity import verify_matrix
+
+    verify_matrix(snakemake.input.record, snakemake.input.matrix)
 
     draw_figures(
         snakemake.input.matrix,

@@ -10,6 +10,7 @@ from ftmatrix.workflow import run_step
 with run_step(snakemake):
     from ftmatrix.config import study_hash
     from ftmatrix.evaluate import evaluate_cell
+    from ftmatrix.integrity import stamp
 
     evaluate_cell(
         snakemake.params.settings,
@@ -20,4 +21,10 @@ with run_step(snakemake):
         info_file=snakemake.output.info,
         config_hash=study_hash(snakemake.config),
         threads=snakemake.threads,
+    )
+    # What the generations were made from, and their own sha256: score_cell checks it.
+    stamp(
+        snakemake.output.info,
+        inputs=[snakemake.input.model, snakemake.input.eval, snakemake.input.get("trained") or ""],
+        outputs=[snakemake.output.generations],
     )

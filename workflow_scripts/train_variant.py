@@ -9,6 +9,7 @@ from ftmatrix.workflow import run_step
 
 with run_step(snakemake):
     from ftmatrix.config import TRAIN_BOOKKEEPING_KEYS, study_hash
+    from ftmatrix.integrity import stamp
     from ftmatrix.train import train_variant
 
     # Checkpoint cadence and logging come from the config, not the params: changing them
@@ -28,4 +29,11 @@ with run_step(snakemake):
         checkpoint_dir=snakemake.params.checkpoints,
         config_hash=study_hash(snakemake.config),
         threads=snakemake.threads,
+    )
+    # What the weights were trained from, and their sha256.
+    stamp(
+        snakemake.output.metrics,
+        inputs=[snakemake.input.model, snakemake.input.train, snakemake.input.heldout],
+        outputs=[snakemake.output.model],
+        seal=True,
     )

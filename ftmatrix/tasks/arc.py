@@ -49,6 +49,16 @@ def _choices(row: dict, where: str) -> tuple[list[str], list[str]]:
     return texts, labels
 
 
+def _check_readable(labels: Sequence[str], where: str) -> None:
+    """Every label must be one the answer extraction reads back from a response that is just that
+    label; otherwise the row could never be scored right ('10' among A–C, 'True'/'False')."""
+    for label in labels:
+        if M.extract_choice_label(label, labels) != label or M.extract_choice_label_strict(label, labels) != label:
+            raise DataError(f"{where}: the choice label {label!r} (of {labels}) cannot be read back from an answer "
+                            f"— labels must be single letters or digits (A–E, 1–5) — so the row could never be "
+                            f"scored right; relabel its choices or remove the row.")
+
+
 def to_examples(rows: Sequence[dict], where: str) -> list[dict]:
     examples = []
     for number, row in enumerate(rows, start=1):
@@ -60,6 +70,7 @@ def to_examples(rows: Sequence[dict], where: str) -> list[dict]:
         if answer not in labels:
             raise DataError(f"{at}: field 'answerKey' is {answer!r}, which is not one of the choice labels "
                             f"{labels}; fix the row.")
+        _check_readable(labels, at)
         examples.append({
             "id": ident,
             "prompt": user_message(build_prompt(question, labels, texts)),

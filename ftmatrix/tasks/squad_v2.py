@@ -47,6 +47,13 @@ def to_examples(rows: Sequence[dict], where: str) -> list[dict]:
         question = get_field(row, "question", str, at, allow_empty=False)
         answers = get_field(row, "answers", dict, at)
         texts = get_str_list(answers, "text", f"{at}, field 'answers'")
+        for i, text in enumerate(texts):
+            # Extractive: a gold answer is a span of its context (else no response copied from the
+            # context, as the prompt asks, can match it).
+            if not text.strip() or text not in context:
+                raise DataError(f"{at}: answers.text[{i}] {text[:60]!r} is not a span of the row's context; "
+                                f"SQuAD answers are copied from the context — fix the answer or the context, or "
+                                f"remove the row.")
         examples.append({
             "id": ident,
             "prompt": user_message(build_prompt(context, question)),
