@@ -609,7 +609,38 @@ def setup_section(config: dict, matrix, metrics_docs: list[CellMetrics], task_me
                              "platform": device.get("platform") or "—", "cpus": device.get("cpu_count"),
                              "threads": device.get("torch_threads")})
     return {"models": models, "tasks": tasks, "hyper": hyper, "decoding": decoding, "hardware": hardware,
-            "thinking": config["enable_thinking"], "training": training_rows(matrix)}
+            "thinking": config["enable_thinking"], "training": training_rows(matrix),
+            "projection": cost_projection(config)}
+
+
+def _hours(value: float) -> str:
+    return f"{value:.2f}" if value < 1 else f"{value:,.1f}"
+
+
+def cost_projection(config: dict) -> dict | None:
+    """The study's FLOPs and GPU-hours on one stated GPU (ftmatrix.resources.project_study), for a
+    study of hub models whose published shapes are known (the reference study); None otherwise."""
+    from ftmatrix.resources import GPUS, lora_params_estimate, project_study, shape_of
+
+    if not all(m["source"] == "hub" and shape_of(m) for m in config["models"]):
+        return None
+    projection = project_study(config)
+    gpu = GPUS["h100-sxm"]
+    stages = [(stage, [j for j in projection["jobs"] if j["stage"] == stage]) for stage in ("train", "evaluate")]
+    rows = [(f"{stage} ({len(jobs)} jobs)", f"{sum(j['flops'] for j in jobs) / 1e15:,.1f} PFLOP, "
+                                            f"{_hours(sum(j['hours'] for j in jobs))} GPU-hours") for stage, jobs in stages]
+    rows.append(("total", f"{_hours(projection['hours'])} GPU-hours, {money(projection['usd'])} at "
+                          f"{money(config['cost']['gpu_hour_usd'])} per GPU-hour"))
+    for m in config["models"]:
+        if m["finetune"] and "lora" in config["methods"]:
+            shape = shape_of(m)
+            rows.append((f"LoRA trainable parameters, {m['name']}", ", ".join(
+                f"r{r}: {count(lora_params_estimate(shape, m['params_b'], r))} "
+                f"({100 * shape.lora_params(r) / shape.total_params():.1f}%)" for r in config["lora"]["ranks"])))
+    return {"gpu": f"one {gpu.name} ({gpu.bf16_tflops:.0f} TFLOP/s bf16 dense peak), {projection['mfu']:.0%} of it "
+                   f"sustained; training rows of half of max_length, answers of max_new_tokens (the most a cell "
+                   f"can cost), each decoding step at least {projection['assumptions']['decode_step_floor_s'] * 1e3:.0f} ms",
+            "rows": rows}
 
 
 def _count_text(value) -> str:
