@@ -24,7 +24,7 @@ from ftmatrix.numeric import finite
 
 log = logging.getLogger("ftmatrix")
 
-FIGURES = ("transfer_heatmap", "quality_vs_latency", "lora_rank", "full_vs_lora", "latency_split")
+FIGURES = ("transfer_heatmap", "quality_vs_latency", "lora_rank", "full_vs_lora", "latency_split", "lr_sweep")
 FORMATS = ("png", "svg")
 METHOD_STYLE = {"base": ("#555555", "s"), "full": ("#c0392b", "o"), "lora": ("#2471a3", "^")}
 DPI = 110
@@ -318,7 +318,9 @@ def latency_split(plt, matrix, tables):
             tokens = group["output_tokens_timed_mean"] if "output_tokens_timed_mean" in group and \
                 group["output_tokens_timed_mean"].notna().all() else group["output_tokens_mean"]
             ttft = float(group["ttft_mean_s"].mean())
-            tpot = float(group["tpot_mean_s"].mean()) if group["tpot_mean_s"].notna().any() else 0.0
+            # tpot_s (weighted by tokens) makes the bar add up to the mean latency exactly.
+            per_token = group["tpot_s"] if "tpot_s" in group and group["tpot_s"].notna().any() else group["tpot_mean_s"]
+            tpot = float(per_token.mean()) if per_token.notna().any() else 0.0
             further = max(float(tokens.mean()) - 1.0, 0.0)
             label = model if method == "base" else f"{model} {'full' if method == 'full' else f'LoRA r{int(rank)}'}"
             rows.append((label, ttft, tpot * further, float(group["latency_mean_s"].mean()), float(tokens.mean())))
@@ -343,12 +345,46 @@ def latency_split(plt, matrix, tables):
     return fig
 
 
+def lr_sweep(plt, matrix, tables):
+    """Validation loss against learning rate: a panel per method and training task, a line per
+    LoRA rank (seeds averaged), the selected rate of each line ringed."""
+    table = tables["lr_sweep"]
+    title = "Validation loss against learning rate (ringed: the rate selected; seeds averaged)"
+    if table.empty:
+        return _placeholder(plt, title, "n/a: the study fine-tunes nothing")
+    panels = sorted({(r["model"], r["method"], r["train_task"]) for r in table.to_dict("records")},
+                    key=lambda p: (p[0], p[1] != "full", p[2]))
+    fig, axes = _grid(plt, len(panels), width=3.6, height=2.8)
+    for ax, (model, method, task) in zip(axes, panels):
+        part = table[(table["model"] == model) & (table["method"] == method) & (table["train_task"] == task)]
+        for rank in sorted(part["rank"].unique()):
+            line = part[part["rank"] == rank]
+            finite_rows = line[line["valid_loss_after"].map(finite)]
+            curve = finite_rows.groupby("learning_rate")["valid_loss_after"].mean().sort_index()
+            label = "full" if method == "full" else f"r{int(rank)}"
+            (drawn,) = ax.plot(curve.index, curve.to_numpy(), "o-", ms=3.5, lw=1.2, label=label)
+            chosen = finite_rows[finite_rows["selected"].astype(str) == "True"]
+            for rate in sorted(set(chosen["learning_rate"])):
+                ax.plot([rate], [curve.loc[rate]], "o", ms=9, mfc="none", mec=drawn.get_color(), mew=1.5)
+            for rate in sorted(set(line[~line["valid_loss_after"].map(finite)]["learning_rate"])):
+                ax.axvline(rate, color=drawn.get_color(), ls=":", lw=1)
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("validation loss")
+        ax.set_title(f"{model}: {'full FT' if method == 'full' else 'LoRA'} on {task}", fontsize=8.5)
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle(title, x=0.02, ha="left")
+    fig.tight_layout()
+    return fig
+
+
 DRAWERS = {
     "transfer_heatmap": transfer_heatmap,
     "quality_vs_latency": quality_vs_latency,
     "lora_rank": lora_rank,
     "full_vs_lora": full_vs_lora,
     "latency_split": latency_split,
+    "lr_sweep": lr_sweep,
 }
 
 
@@ -356,10 +392,12 @@ def draw_figures(matrix_file, analysis_dir, figures_dir) -> dict[str, list[Path]
     """Write results/figures/<name>.{png,svg} for every figure; returns the paths by figure."""
     from ftmatrix.aggregate import read_matrix
     from ftmatrix.analysis import TABLES, read_table
+    from ftmatrix.selection import read_sweep_table
 
     plt = _pyplot()
     matrix = read_matrix(matrix_file)
     tables = {name: read_table(Path(analysis_dir) / f"{name}.csv") for name in TABLES}
+    tables["lr_sweep"] = read_sweep_table(Path(analysis_dir) / "lr_sweep.csv")
     out = {}
     for name in FIGURES:
         fig = DRAWERS[name](plt, matrix, tables)

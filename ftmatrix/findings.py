@@ -21,6 +21,7 @@ No rule names a task kind: a rule keys on the columns a task's metrics produce.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -84,6 +85,12 @@ SEEDS_VARY = "seeds vary"
 ONE_SEED = "one seed"
 
 LATENCY = "latency"
+
+LEARNING_RATE = "learning rate"
+ONE_RATE = "one rate"
+WIDEN_SWEEP = "widen the sweep"
+SWEEP_BRACKETS = "the sweep brackets the best rate"
+VALIDATION_LOSS = "validation loss"
 
 MAX_CROSS_TASK_HIGHLIGHTS = 4    # the largest effects, full fine-tuning first
 MIN_RANKS_FOR_CORRELATION = 3    # analysis.rank_correlation needs three ranks
@@ -502,8 +509,54 @@ def seed_spread(matrix, tables: Tables, confidence: float) -> list[Finding]:
     return []
 
 
+def _middle(rates: list[float]) -> float:
+    """The rate a single-rate study would have used: the middle of the sweep (the lower of two)."""
+    rates = sorted(rates)
+    return rates[(len(rates) - 1) // 2]
+
+
+def learning_rate_sweeps(matrix, tables: Tables, confidence: float) -> list[Finding]:
+    """Per model and method: the rates selected on the validation split, how many variants chose an
+    end of their sweep (widen it), and what the sweep changed against one rate — the validation
+    loss at the sweep's middle rate minus the selected run's (median over variants; positive: the
+    sweep found a better rate)."""
+    rows = _rows(tables, "lr_sweep")
+    out = []
+    for model, method in sorted({(r["model"], r["method"]) for r in rows}, key=lambda k: (k[0], k[1] != "full")):
+        runs = [r for r in rows if (r["model"], r["method"]) == (model, method)]
+        by_variant: dict[tuple, list[dict]] = {}
+        for r in runs:
+            by_variant.setdefault((int(r["rank"]), r["train_task"], int(r["seed"])), []).append(r)
+        selected = [r for r in runs if truthy(r["selected"])]
+        rates = sorted({float(r["learning_rate"]) for r in selected})
+        n_rates = max(len(v) for v in by_variant.values())
+        facts = {"n_variants": len(by_variant), "selected_rates": rates,
+                 "swept_rates": sorted({float(r["learning_rate"]) for r in runs}), "n_rates": n_rates,
+                 "diverged": sum(truthy(r["diverged"]) for r in runs), "n_runs": len(runs)}
+        subject = Subject(variant=Variant(model, method))
+        if n_rates < 2:
+            out.append(Finding(LEARNING_RATE, subject, VALIDATION_LOSS, ONE_RATE, facts=facts))
+            continue
+        gains, at_edge = [], []
+        for (rank, task, seed), variant_runs in sorted(by_variant.items()):
+            losses = {float(r["learning_rate"]): r["valid_loss_after"] for r in variant_runs}
+            chosen = next(r for r in variant_runs if truthy(r["selected"]))
+            middle = losses[_middle(list(losses))]
+            gains.append((float(middle) if finite(middle) else math.inf) - float(chosen["valid_loss_after"]))
+            if chosen.get("at_edge"):
+                at_edge.append({"rank": rank, "train_task": task, "seed": seed, "edge": chosen["at_edge"],
+                                "learning_rate": float(chosen["learning_rate"])})
+        facts.update(at_edge=at_edge, better_than_middle=sum(g > 0 for g in gains),
+                     middle_rate=_middle(facts["swept_rates"]))
+        finite_gains = sorted(g for g in gains if math.isfinite(g))
+        effect = Effect(statistics.median(finite_gains), VALIDATION_LOSS) if finite_gains else None
+        out.append(Finding(LEARNING_RATE, subject, VALIDATION_LOSS, WIDEN_SWEEP if at_edge else SWEEP_BRACKETS,
+                           effect=effect, facts=facts))
+    return out
+
+
 TAKEAWAY_RULES: tuple[Callable[..., list[Finding]], ...] = (
-    stand_in, full_or_lora, rank_choice, forgetting, length_limit, abstaining, seed_spread)
+    stand_in, full_or_lora, rank_choice, forgetting, length_limit, abstaining, seed_spread, learning_rate_sweeps)
 
 
 def takeaways(matrix, tables: Tables, confidence: float) -> list[Finding]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Iterable
@@ -35,12 +36,18 @@ log = logging.getLogger("ftmatrix")
 TEMPLATE_DIR = PROJECT_ROOT / "report"
 TEMPLATE = "journal.html.j2"
 STYLESHEET = "journal.css"
-SECTIONS = ("TL;DR", "Setup", "Results", "Transfer and forgetting", "LoRA rank", "Latency and cost", "Seeds",
+SECTIONS = ("TL;DR", "Setup", "Results", "Transfer and forgetting", "Learning rate", "LoRA rank", "Latency and cost",
+            "Seeds",
             "Practical takeaways", "Sample predictions", "Reproducibility")
 REPORT_LIBRARIES = ("pandas", "matplotlib", "jinja2", "weasyprint", "scipy")
 
 
 # ---------------------------------------------------------------------------- formatting
+
+
+def anchor(title: str) -> str:
+    """A section's id in the page, from its title: 'Latency and cost' -> 'latency-and-cost'."""
+    return re.sub(r"[^a-z0-9]+", "-", str(title).lower()).strip("-")
 
 
 def redact(text: str) -> str:
@@ -356,6 +363,33 @@ def seeds_text(finding: Finding) -> str:
             f"{subject.eval_task}); the CIs above include this variance.")
 
 
+def _rates(values) -> str:
+    return ", ".join(f"{float(v):.0e}".replace("e-0", "e-") for v in values)
+
+
+def learning_rate_text(finding: Finding) -> str:
+    f = finding.facts
+    method = {"full": "full fine-tuning", "lora": "LoRA"}[finding.subject.variant.method]
+    who = f"{finding.subject.variant.model} {method}"
+    if finding.verdict == findings.ONE_RATE:
+        return (f"{who} was trained at one learning rate ({_rates(f['swept_rates'])}): nothing was selected. Give "
+                f"train.learning_rate a list to train every rate and evaluate the one with the lowest validation loss.")
+    text = (f"{who}: the sweep over {_rates(f['swept_rates'])} selected {_rates(f['selected_rates'])} on the "
+            f"validation split ({f['n_variants']} variant{'s' if f['n_variants'] != 1 else ''}"
+            f"{', ' + str(f['diverged']) + ' of ' + str(f['n_runs']) + ' runs diverged' if f['diverged'] else ''}). "
+            f"Against one rate (the sweep's middle, {_rates([f['middle_rate']])}), the selected rate lowers the "
+            f"validation loss on {f['better_than_middle']} of {f['n_variants']}")
+    if finding.effect is not None:
+        text += f" (median {finding.effect.value:.3f})"
+    text += "; the comparisons above are at each variant's selected rate."
+    if finding.verdict == findings.WIDEN_SWEEP:
+        edges = "; ".join(f"{e['train_task']}{' r' + str(e['rank']) if e['rank'] else ''}"
+                          f"{' seed ' + str(e['seed']) if e['seed'] else ''} at the {e['edge']} rate"
+                          for e in f["at_edge"])
+        text += f" Widen the sweep: the best rate may lie outside it for {edges}."
+    return text
+
+
 TAKEAWAY_TEXT = {
     findings.STAND_IN: stand_in_text,
     findings.FULL_OR_LORA: full_or_lora_text,
@@ -364,6 +398,7 @@ TAKEAWAY_TEXT = {
     findings.LENGTH_LIMIT: length_limit_text,
     findings.ABSTAINING: abstaining_text,
     findings.SEEDS: seeds_text,
+    findings.LEARNING_RATE: learning_rate_text,
 }
 
 
@@ -373,6 +408,22 @@ def takeaways(matrix, tables: dict, confidence: float) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- sections
+
+
+def sweep_rows(table) -> list[dict]:
+    """The learning-rate section's table: one row per fine-tuned variant, its rates and validation
+    losses, the selected one marked, a variant at the edge of its sweep flagged."""
+    out = []
+    for r in findings.records(table):
+        key = (r["model"], r["method"], int(r["rank"]), r["train_task"], int(r["seed"]))
+        if not out or out[-1]["key"] != key:
+            out.append({"key": key, "label": f"{r['model']} {how(r['method'], r['rank'])} on {r['train_task']}"
+                                             f"{' seed ' + str(int(r['seed'])) if int(r['seed']) else ''}",
+                        "runs": [], "edge": r.get("at_edge") or ""})
+        out[-1]["runs"].append({"lr": _rates([r["learning_rate"]]),
+                                "loss": "diverged" if findings.truthy(r["diverged"]) else num(r["valid_loss_after"], 3),
+                                "selected": findings.truthy(r["selected"])})
+    return out
 
 
 def results_tables(matrix) -> list[dict]:
@@ -741,8 +792,28 @@ def environment():
 
     env = Environment(loader=FileSystemLoader(str(TEMPLATE_DIR)), autoescape=True, undefined=StrictUndefined,
                       finalize=finalize, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update({"num": num, "signed": signed, "seconds": seconds, "money": money, "metric": metric_name})
+    env.filters.update({"num": num, "signed": signed, "seconds": seconds, "money": money, "metric": metric_name,
+                        "anchor": anchor})
     return env
+
+
+def decontamination_notes(report_files) -> list[str]:
+    """One sentence per training task: how many of its training and validation rows overlapped an
+    eval row of the study, and what was done with them (ftmatrix.decontaminate)."""
+    from ftmatrix.records import Decontamination
+
+    notes = []
+    for path in report_files:
+        report = Decontamination.read(path)
+        parts = []
+        for split, name in (("train", "training"), ("valid", "validation")):
+            c = report.counts[split]
+            parts.append(f"{c['overlapping']} of {c['rows']} {name} rows")
+        found = "; ".join(f"{task}: {n}" for task, n in report.overlapping_by_eval_task.items()) or "none"
+        action = {"drop": "left out of training", "warn": "kept (policy warn)", "stop": "none found"}[report.policy]
+        notes.append(f"{report.task}: {' and '.join(parts)} overlapped eval rows (same normalised prompt or a shared "
+                     f"run of {report.ngram} words; by eval task — {found}); {action}. Eval rows are never dropped.")
+    return notes
 
 
 def render(context: dict) -> str:
@@ -753,13 +824,15 @@ def render(context: dict) -> str:
 
 def journal_context(*, matrix_file, analysis_dir, figures_dir, metrics_files, predictions_files, task_meta_files,
                     model_manifests, train_metrics_files, config: dict, config_hash: str | None = None,
-                    configfiles=(), config_args=()) -> dict:
+                    configfiles=(), config_args=(), decontamination_files=()) -> dict:
     from ftmatrix.aggregate import read_manifests, read_matrix, read_task_meta
     from ftmatrix.analysis import TABLES, read_predictions, read_table
     from ftmatrix.figures import FIGURES
+    from ftmatrix.selection import read_sweep_table
 
     matrix = read_matrix(matrix_file)
     tables = {name: read_table(Path(analysis_dir) / f"{name}.csv") for name in TABLES}
+    tables["lr_sweep"] = read_sweep_table(Path(analysis_dir) / "lr_sweep.csv")
     figures = {}
     for name in FIGURES:
         path = Path(figures_dir) / f"{name}.png"
@@ -782,6 +855,7 @@ def journal_context(*, matrix_file, analysis_dir, figures_dir, metrics_files, pr
         "highlights": highlights(tables, confidence),
         "takeaways": takeaways(matrix, tables, confidence),
         "setup": setup_section(config, matrix, metrics_docs, task_meta, manifests, train_docs),
+        "decontamination": decontamination_notes(decontamination_files),
         "results": results_tables(matrix),
         "transfer": comparison_rows(tables["transfer"], confidence),
         "format_share": format_share_rows(tables["vs_base"], confidence),
@@ -789,6 +863,7 @@ def journal_context(*, matrix_file, analysis_dir, figures_dir, metrics_files, pr
         "full_vs_lora": comparison_rows(tables["full_vs_lora"], confidence),
         "rank_correlation": _records(tables["rank_correlation"]),
         "lora_rank": _records(tables["lora_rank"]),
+        "sweeps": sweep_rows(tables["lr_sweep"]),
         "seeds": _records(tables["seeds"]),
         "several_seeds": len(config["seeds"]) > 1,
         "samples": sample_predictions(matrix, tables, predictions, report["samples_per_task"],
@@ -801,7 +876,7 @@ def journal_context(*, matrix_file, analysis_dir, figures_dir, metrics_files, pr
 
 def build_journal(*, matrix_file, analysis_dir, figures_dir, metrics_files, predictions_files, task_meta_files,
                   model_manifests, train_metrics_files, config: dict, html_file, config_hash: str | None = None,
-                  configfiles=(), config_args=()) -> Path:
+                  configfiles=(), config_args=(), decontamination_files=()) -> Path:
     """Render results/journal/journal.html; prints where it is."""
     from ftmatrix.io import write_text
 
@@ -809,7 +884,8 @@ def build_journal(*, matrix_file, analysis_dir, figures_dir, metrics_files, pred
                               metrics_files=metrics_files, predictions_files=predictions_files,
                               task_meta_files=task_meta_files, model_manifests=model_manifests,
                               train_metrics_files=train_metrics_files, config=config, config_hash=config_hash,
-                              configfiles=configfiles, config_args=config_args)
+                              configfiles=configfiles, config_args=config_args,
+                              decontamination_files=decontamination_files)
     html = render(context)
     write_text(html_file, html)
     where = Path(html_file).resolve()

@@ -95,3 +95,50 @@ def select_learning_rate(metrics_files: Sequence[str | Path], selection_file: st
                     "(widen the sweep).", selection.variant, selection.selected, selection.at_edge)
     selection.write(selection_file)
     return selection
+
+
+# --------------------------------------------------------------------------- the sweep table
+
+SWEEP_COLUMNS = ["model", "method", "rank", "train_task", "seed", "lr", "learning_rate", "valid_loss_before",
+                 "valid_loss_after", "diverged", "selected", "at_edge", "n_rates"]
+
+
+def sweep_rows(selection_files: Sequence[str | Path]) -> list[dict]:
+    """One row per training run: its rate, validation losses, and whether it was selected."""
+    from ftmatrix.grid import variant_from_path
+
+    rows = []
+    for path in selection_files:
+        selection = LrSelection.read(path)
+        variant = variant_from_path(selection.variant)
+        for run in selection.runs:
+            rows.append({"model": variant.model, "method": variant.method, "rank": variant.rank,
+                         "train_task": variant.train_task, "seed": variant.seed, "lr": run["lr"],
+                         "learning_rate": run["learning_rate"], "valid_loss_before": run["valid_loss_before"],
+                         "valid_loss_after": run["valid_loss_after"],
+                         "diverged": not finite(run["valid_loss_after"]),
+                         "selected": run["lr"] == selection.selected, "at_edge": selection.at_edge or "",
+                         "n_rates": len(selection.runs)})
+    return rows
+
+
+def write_sweep_table(selection_files: Sequence[str | Path], out_file: str | Path) -> Path:
+    """results/<study>/analysis/lr_sweep.csv: every run of every variant's sweep."""
+    import pandas as pd
+
+    from ftmatrix.io import write_text
+
+    table = pd.DataFrame(sweep_rows(selection_files), columns=SWEEP_COLUMNS)
+    write_text(out_file, table.to_csv(index=False))
+    log.info("learning-rate sweeps: %d runs of %d variants -> %s", len(table), len(selection_files), out_file)
+    return Path(out_file)
+
+
+def read_sweep_table(path: str | Path):
+    import pandas as pd
+
+    if not Path(path).is_file():
+        raise DataError(f"{path}: the learning-rate sweep table is missing; run `snakemake --cores all {path}` "
+                        f"(with the study's --configfile).")
+    return pd.read_csv(path, dtype={"lr": str, "at_edge": str}, keep_default_na=False,
+                       na_values={"valid_loss_before": ["", "nan"], "valid_loss_after": ["", "nan"]})

@@ -18,6 +18,7 @@ FIGURES = [
     "lora_rank",
     "full_vs_lora",
     "latency_split",
+    "lr_sweep",
 ]
 
 
@@ -28,11 +29,7 @@ rule aggregate_matrix:
             zip,
             **ftmatrix.grid.columns(CELLS),
         ),
-        train_metrics=expand(
-            f"{RESULTS}/train/{VARIANT_DIR}/train_metrics.json",
-            zip,
-            **ftmatrix.grid.columns(TRAINED),
-        ),
+        train_metrics=selected_train_metrics,
         task_meta=[task_file(task, "meta.json") for task in TASKS],
         model_manifests=[model_manifest(name) for name in MODELS],
     output:
@@ -132,6 +129,7 @@ rule analysis:
     input:
         f"{RESULTS}/matrix.csv",
         [f"{RESULTS}/analysis/{name}.csv" for name in ANALYSIS_TABLES],
+        f"{RESULTS}/analysis/lr_sweep.csv",
         [
             f"{RESULTS}/figures/{name}.{ext}"
             for name in FIGURES

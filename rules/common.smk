@@ -43,7 +43,16 @@ BENCHMARKS = f"benchmarks/{STUDY}"
 
 # Each output folder must be a folder (or not exist yet): a file in its place would stop the
 # first job that writes there with a traceback.
-for _folder in ("data", "results", "logs", "benchmarks", DATA, RESULTS, LOGS, BENCHMARKS):
+for _folder in (
+    "data",
+    "results",
+    "logs",
+    "benchmarks",
+    DATA,
+    RESULTS,
+    LOGS,
+    BENCHMARKS,
+):
     if os.path.exists(_folder) and not os.path.isdir(_folder):
         sys.exit(
             f"ftmatrix: {os.path.abspath(_folder)} is a file, but the study writes into a folder of that "
@@ -70,6 +79,7 @@ LOCAL_RULES = config.get(
         "download_model",
         "link_model",
         "select_learning_rate",
+        "tabulate_sweeps",
         "score_cell",
         "aggregate_matrix",
         "analyse_matrix",
@@ -130,8 +140,11 @@ def models_from(source):
 def canonical(value):
     """A param in one canonical form: Snakemake compares params by their repr, in which dict
     keys keep their order; sorted keys make key order and formatting in a study file change
-    nothing. Tokens and URL passwords are masked: Snakemake stores params in .snakemake/metadata."""
-    return ftmatrix.redaction.redact_value(json.loads(json.dumps(value, sort_keys=True)))
+    nothing. Tokens and URL passwords are masked: Snakemake stores params in .snakemake/metadata.
+    """
+    return ftmatrix.redaction.redact_value(
+        json.loads(json.dumps(value, sort_keys=True))
+    )
 
 
 def task_config(wildcards):
@@ -158,7 +171,9 @@ def local_model_files(wildcards):
     so replacing, adding or removing a file — even by a copy that keeps an older modification
     time, which Snakemake's mtime check misses — reruns link_model, which hashes every file
     again, and then every job that used the model."""
-    folder = ftmatrix.config.resolve_path(MODELS[wildcards.model]["path"], workflow.basedir)
+    folder = ftmatrix.config.resolve_path(
+        MODELS[wildcards.model]["path"], workflow.basedir
+    )
     return ftmatrix.models.folder_signature(folder)
 
 
@@ -191,14 +206,14 @@ def variant_of(wildcards):
 
 
 def project_input(path):
-    """A configured file as a rule input: relative to the working directory when it lies inside
-    it, so moving the whole project folder changes no input path (and reruns nothing)."""
+    """A configured file as an input of a job: relative to the working directory when it lies inside
+    it, so moving the whole project folder changes no input path (and reruns nothing).
+    """
     resolved = ftmatrix.config.resolve_path(path, workflow.basedir)
     here = os.path.abspath(os.getcwd())
     if os.path.abspath(resolved).startswith(here + os.sep):
         return os.path.relpath(resolved, here)
     return str(resolved)
-
 
 
 def prepare_task_inputs(wildcards):

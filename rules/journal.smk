@@ -30,6 +30,7 @@ rule build_journal:
         record=f"{RESULTS}/matrix.json",
         tables=[f"{RESULTS}/analysis/{name}.csv" for name in ANALYSIS_TABLES],
         figures=[f"{RESULTS}/figures/{name}.png" for name in FIGURES],
+        sweeps=f"{RESULTS}/analysis/lr_sweep.csv",
         metrics=expand(
             f"{RESULTS}/eval/{CELL_DIR}/metrics.json",
             zip,
@@ -43,6 +44,9 @@ rule build_journal:
         train_metrics=selected_train_metrics,
         task_meta=[task_file(task, "meta.json") for task in TASKS],
         model_manifests=[model_manifest(name) for name in MODELS],
+        decontamination=[
+            decontaminated_file(task, "report.json") for task in TRAIN_TASKS
+        ],
     output:
         html=report(
             f"{RESULTS}/journal/journal.html",

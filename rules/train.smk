@@ -67,6 +67,28 @@ checkpoint select_learning_rate:
         "../workflow_scripts/select_learning_rate.py"
 
 
+rule tabulate_sweeps:
+    input:
+        selections=selection_files(),
+    output:
+        table=report(
+            f"{RESULTS}/analysis/lr_sweep.csv",
+            caption="../report/captions/lr_sweep.rst",
+            category="Analysis",
+            labels={"table": "lr_sweep.csv"},
+        ),
+    log:
+        f"{LOGS}/train/tabulate_sweeps.log",
+    conda:
+        "../envs/report.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../workflow_scripts/tabulate_sweeps.py"
+
+
 rule train:
     """Only the training jobs of the study, and the selection of each variant's rate."""
     input:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from ftmatrix import config as cfg
 from ftmatrix import grid
 from ftmatrix.records import CellMetrics, GenerationRow, Headline, ModelManifest, TaskMeta, TrainMetrics
 from ftmatrix.scoring import latency_summary
+from ftmatrix.selection import select_learning_rate, write_sweep_table
 from tests.helpers import PROVENANCE, device_block, generation_record, train_metrics_record
 
 HEADLINES = {"arc": "accuracy", "openmath": "exact_match", "squad_v2": "f1"}
@@ -49,7 +51,9 @@ def study_config(*, ranks=(4, 16, 64), seeds=(0,), methods=("base", "full", "lor
     raw = {"study": "synthetic", "seeds": list(seeds), "methods": list(methods), "models": model_entries,
            "tasks": [{"name": t, "kind": t, "source": {"type": "demo", "seed": 0}, "train_size": 100,
                       "eval_size": 60, "max_new_tokens": 16 if t != "openmath" else 48} for t in tasks],
-           "lora": {"ranks": list(ranks)}}
+           "lora": {"ranks": list(ranks)},
+           # a three-rate sweep for full fine-tuning, two rates for LoRA
+           "train": {"learning_rate": {"full": [1e-3, 3e-3, 1e-2], "lora": [1e-2, 3e-2]}}}
     if api:
         raw["cost"] = {"api": api}
     return cfg.validate(raw)
@@ -76,6 +80,7 @@ class Tree:
     train_metrics: list[Path]
     task_meta: list[Path]
     manifests: list[Path]
+    selections: list[Path] = dataclasses.field(default_factory=list)
 
 
 def _realistic_sample(kind: str, i: int, correct: bool, tuned: bool, rng) -> tuple[dict, str]:
@@ -139,12 +144,22 @@ def write_results_tree(root: Path, config: dict, *, seed: int = 0, hostile: bool
         manifest.write(path)
         out.manifests.append(path)
 
+    # Each variant's sweep: its configured rates, the validation loss lowest at a rate the seed picks
+    # (so some variants select an end of their sweep), selected by ftmatrix.selection.
     for variant in grid.trained_variants(config):
-        train = train_metrics_record(variant, provenance=provenance, device=device,
-                                     wall_time_s=10.0 + rng.random())
-        path = root / "results" / "train" / variant.path / "train_metrics.json"
-        train.write(path)
-        out.train_metrics.append(path)
+        runs = grid.runs_of(config, variant)
+        best = int(rng.integers(len(runs)))
+        files = []
+        for i, run in enumerate(runs):
+            train = train_metrics_record(variant, provenance=provenance, device=device, learning_rate=run.learning_rate,
+                                         wall_time_s=10.0 + rng.random(), heldout_loss_after=1.0 + 0.1 * abs(i - best))
+            path = root / "results" / "train" / run.path / "train_metrics.json"
+            train.write(path)
+            files.append(path)
+        selection = root / "results" / "train" / variant.path / "selection.json"
+        select_learning_rate(files, selection)
+        out.selections.append(selection)
+        out.train_metrics.append(files[best])
 
     for cell in grid.cells(config):
         task = tasks[cell.eval_task]
@@ -245,3 +260,8 @@ def aggregate(tree: Tree, matrix: Path | None = None, cost: dict | None = None) 
 def test_tree_has_every_cell_of_the_grid(tree):
     assert len(tree.metrics) == len(grid.cells(tree.config)) == 2 * 3 + 3 * 4 * 3
     assert len(tree.train_metrics) == len(grid.trained_variants(tree.config)) == 12
+
+
+def write_sweeps(tree: Tree, analysis_dir: Path) -> Path:
+    """The learning-rate sweep table the workflow's tabulate_sweeps rule writes beside the analysis."""
+    return write_sweep_table(tree.selections, Path(analysis_dir) / "lr_sweep.csv")

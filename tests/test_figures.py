@@ -9,7 +9,7 @@ import pytest
 
 from ftmatrix.analysis import TABLES, analyse_matrix
 from ftmatrix.figures import FIGURES, FORMATS, _pareto, draw_figures
-from tests.test_aggregate_tree import aggregate, mean_score_statistic, study_config, write_results_tree
+from tests.test_aggregate_tree import aggregate, mean_score_statistic, study_config, write_results_tree, write_sweeps
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,6 +19,7 @@ def figures_for(root: Path, config: dict) -> dict:
     matrix = aggregate(tree)
     analyse_matrix(matrix, tree.predictions, root / "analysis", resamples=100, seed=0, confidence=0.95,
                    statistic_for=mean_score_statistic)
+    write_sweeps(tree, root / "analysis")
     return draw_figures(matrix, root / "analysis", root / "figures")
 
 

@@ -332,3 +332,44 @@ def test_no_task_kind_is_named(module):
     source = (Path(__file__).resolve().parents[1] / "ftmatrix" / module).read_text(encoding="utf-8")
     named = [k for k in kinds() if re.search(rf"(?<![A-Za-z0-9_]){re.escape(k)}(?![A-Za-z0-9_])", source)]
     assert not named, f"ftmatrix/{module} names task kinds {named}: a rule must key on columns, not on a kind"
+
+
+def _sweep(losses_by_variant: dict) -> dict:
+    import pandas as pd
+
+    rows = []
+    for (method, rank), losses in losses_by_variant.items():
+        finite_losses = {lr: loss for lr, loss in losses.items() if loss == loss and loss != float("inf")}
+        best = min(finite_losses, key=finite_losses.get)
+        rates = sorted(losses)
+        edge = "" if len(rates) < 2 or best not in (rates[0], rates[-1]) else (
+            "lowest" if best == rates[0] else "highest")
+        for lr, loss in losses.items():
+            rows.append({"model": "m", "method": method, "rank": rank, "train_task": "t", "seed": 0, "lr": repr(lr),
+                         "learning_rate": lr, "valid_loss_before": 2.0, "valid_loss_after": loss,
+                         "diverged": loss != loss or loss == float("inf"), "selected": lr == best,
+                         "at_edge": edge, "n_rates": len(losses)})
+    return {"lr_sweep": pd.DataFrame(rows)}
+
+
+def test_a_sweep_whose_best_rate_is_inside_it_brackets_and_says_what_it_changed():
+    tables = _sweep({("full", 0): {1e-3: 0.9, 3e-3: 0.6, 1e-2: 0.8}, ("lora", 4): {1e-2: 0.7, 3e-2: 0.5, 1e-1: 0.9}})
+    full, lora = F.learning_rate_sweeps(None, tables, 0.95)
+    assert full.subject.variant.method == "full" and full.verdict == F.SWEEP_BRACKETS
+    assert full.facts["middle_rate"] == 3e-3 and full.facts["better_than_middle"] == 0
+    assert lora.verdict == F.SWEEP_BRACKETS and lora.effect.value == 0.0
+
+
+def test_a_best_rate_at_the_end_of_a_sweep_asks_to_widen_it_and_counts_what_the_sweep_won():
+    tables = _sweep({("lora", 4): {1e-2: 0.5, 3e-2: 0.7, 1e-1: float("inf")},
+                     ("lora", 16): {1e-2: 0.9, 3e-2: 0.7, 1e-1: 0.4}})
+    (lora,) = F.learning_rate_sweeps(None, tables, 0.95)
+    assert lora.verdict == F.WIDEN_SWEEP
+    assert [e["edge"] for e in lora.facts["at_edge"]] == ["lowest", "highest"]
+    assert lora.facts["better_than_middle"] == 2 and lora.facts["diverged"] == 1
+    assert lora.effect.value == pytest.approx(0.25)      # median of 0.2 and 0.3
+
+
+def test_one_rate_is_a_finding_too():
+    (full,) = F.learning_rate_sweeps(None, _sweep({("full", 0): {1e-3: 0.9}}), 0.95)
+    assert full.verdict == F.ONE_RATE and full.effect is None

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from ftmatrix.analysis import analyse_matrix
-from ftmatrix.figures import draw_figures
+from ftmatrix.figures import FIGURES, draw_figures
 from ftmatrix.journal import SECTIONS, arrow_ci, build_journal, highlights, redact, takeaways
 from tests.test_aggregate_tree import (PLANTED_SCRIPT, aggregate, mean_score_statistic, study_config,
-                                       write_results_tree)
+                                       write_results_tree, write_sweeps)
 
 
 def build(root: Path, config: dict, *, hostile: bool = False, figures: bool = True, edit=None) -> dict:
@@ -25,6 +25,7 @@ def build(root: Path, config: dict, *, hostile: bool = False, figures: bool = Tr
     matrix = aggregate(tree)
     analyse_matrix(matrix, tree.predictions, results / "analysis", resamples=300, seed=0, confidence=0.95,
                    statistic_for=mean_score_statistic)
+    write_sweeps(tree, results / "analysis")
     if figures:
         draw_figures(matrix, results / "analysis", results / "figures")
     else:   # journal-only tests: reuse a tiny placeholder PNG for every figure
@@ -68,7 +69,7 @@ def test_self_contained(journal):
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", text)
     assert "<link" not in text
     srcs = re.findall(r'<img src="([^"]+)"', text)
-    assert len(srcs) == 5 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert len(srcs) == len(FIGURES) and all(s.startswith("data:image/png;base64,") for s in srcs)
 
 
 def test_highlights_are_computed_from_the_tables(journal):
@@ -150,6 +151,7 @@ def test_journal_refuses_missing_figures(tmp_path):
     matrix = aggregate(tree)
     analyse_matrix(matrix, tree.predictions, tmp_path / "analysis", resamples=100, seed=0, confidence=0.95,
                    statistic_for=mean_score_statistic)
+    write_sweeps(tree, tmp_path / "analysis")
     with pytest.raises(DataError, match="figure missing"):
         build_journal(matrix_file=matrix, analysis_dir=tmp_path / "analysis", figures_dir=tmp_path / "nowhere",
                       metrics_files=tree.metrics, predictions_files=tree.predictions, task_meta_files=tree.task_meta,
@@ -206,3 +208,18 @@ def test_study_arguments_are_quoted_and_come_last_in_the_order_given():
     assert shlex.split(args) == ["--config", "hf_home='cache dir'", "--configfile", "studies/my study.yaml",
                                  "/abs/extra.yaml"]
     assert study_arguments([], []) == ""
+
+
+def test_learning_rate_section_shows_every_run_and_flags_sweeps_to_widen(journal):
+    """Each variant's rates with their validation losses, the selected one in bold, an edge flagged;
+    the takeaway states the sweep against one rate."""
+    text = journal["text"]
+    section = text[text.index("<h2>Learning rate</h2>"):text.index("<h2>LoRA rank</h2>")]
+    sweep = journal["tables"]["lr_sweep"]
+    assert sweep.groupby(["model", "method", "rank", "train_task", "seed"])["selected"].sum().eq(1).all()
+    for row in sweep[sweep["selected"]].to_dict("records"):
+        assert f'<span class="b">{float(row["learning_rate"]):.0e}'.replace("e-0", "e-") in section
+    edges = sweep[sweep["selected"] & (sweep["at_edge"].fillna("") != "")]
+    assert section.count("widen the sweep") == len(edges) > 0
+    assert re.search(r"the sweep over [^<]* selected [^<]* on the validation split", text)
+    assert "Widen the sweep" in text

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_aggregate_tree import PLANTED_SCRIPT, aggregate, study_config, write_results_tree
+from tests.test_aggregate_tree import PLANTED_SCRIPT, aggregate, study_config, write_results_tree, write_sweeps
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PLANTED_TOKEN = "hf_PlantedTokenNeverShown0123456789abcd"
@@ -197,6 +197,7 @@ def journal(tmp_path_factory):
         results = root / "results"
         matrix = aggregate(tree)
         analyse_matrix(matrix, tree.predictions, results / "analysis", resamples=300, seed=0, confidence=0.95)
+        write_sweeps(tree, results / "analysis")
         draw_figures(matrix, results / "analysis", results / "figures")
         html = build_journal(matrix_file=matrix, analysis_dir=results / "analysis", figures_dir=results / "figures",
                              metrics_files=tree.metrics, predictions_files=tree.predictions,
