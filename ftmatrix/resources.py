@@ -179,11 +179,11 @@ def train_mem_mb(model: dict, method: str, rank: int, train: dict) -> int:
 
 # ----------------------------------------------------------------------------- memory of an evaluation job
 #
-# Host memory of an evaluation job in fp32 on a CPU: the runtime, the weights (EVAL_LOAD_BYTES per
-# parameter at the peak: the bf16 files are read and converted to fp32), and the KV cache of a
-# batch of prompts of up to EVAL_PROMPT_TOKENS tokens growing by max_new_tokens, in fp32.
-EVAL_RUNTIME_MB = 1_000
-EVAL_LOAD_BYTES = 4.0
+# Host memory of an evaluation job in fp32 on a CPU: the runtime (RUNTIME_MB), the fp32 weights,
+# and the larger of two transients: loading (the hub's bf16 file is read beside its fp32 copy,
+# 2 bytes per parameter: the training jobs' resident memory peaked 1,070 MB above its settled
+# value while loading the 0.6B shape) and the KV cache of a batch of prompts of up to
+# EVAL_PROMPT_TOKENS tokens growing by max_new_tokens, in fp32.
 EVAL_PROMPT_TOKENS = 1024
 
 
@@ -193,7 +193,7 @@ def evaluate_memory(shape: Shape | None, params_b: float, batch_size: int, max_n
     kv_per_token = (shape.kv_bytes_per_token(4) if shape is not None
                     else SHAPES["Qwen/Qwen3-0.6B"].kv_bytes_per_token(4) * (params_b / 0.6) ** 0.5)
     kv = kv_per_token * batch_size * (EVAL_PROMPT_TOKENS + max_new_tokens)
-    parts = {"runtime": EVAL_RUNTIME_MB, "weights": EVAL_LOAD_BYTES * params / MB, "kv_cache": kv / MB}
+    parts = {"runtime": RUNTIME_MB, "weights": 4 * params / MB, "loading_or_kv_cache": max(2 * params, kv) / MB}
     parts["total"] = sum(parts.values())
     return parts
 
@@ -277,14 +277,15 @@ def project_study(config: dict, *, gpu: str = "h100-sxm", mfu: float = DEFAULT_M
     outputs = {n: (output_tokens or {}).get(n, t["max_new_tokens"]) for n, t in tasks.items()}
     speed = card.bf16_tflops * 1e12 * mfu
     jobs = []
-    for v in grid.trained_variants(config):
+    for run in grid.runs(config):        # every rate of every variant's sweep is trained
+        v = run.variant
         shape, task = shapes[v.model], tasks[v.train_task]
         examples = (train["max_steps"] * train["per_device_batch_size"] * train["gradient_accumulation_steps"]
                     if train["max_steps"] > 0 else task["train_size"] * train["epochs"])
         flops = train_flops(shape, v.method, v.rank, examples * rows[v.train_task], rows[v.train_task])
-        heldout = min(train["heldout_size"] or task["eval_size"], task["eval_size"])
+        heldout = min(train["heldout_size"] or task["valid_size"], task["valid_size"])   # validation rows
         flops += 2 * heldout * rows[v.train_task] * shape.forward_flops_per_token(rows[v.train_task] / 2)
-        jobs.append({"job": f"train {v.path}", "stage": "train", "flops": flops, "hours": flops / speed / 3600})
+        jobs.append({"job": f"train {run.path}", "stage": "train", "flops": flops, "hours": flops / speed / 3600})
     for c in grid.cells(config):
         shape, task = shapes[c.variant.model], tasks[c.eval_task]
         n = task["eval_size"]

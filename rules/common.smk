@@ -508,8 +508,15 @@ def journal_settings():
 
 
 def evaluate_mem_mb(wildcards, attempt):
-    # Weights, activations and the KV cache of a batch: 3 GB plus 6 GB per billion parameters.
-    return int(3_000 + 6_000 * MODELS[wildcards.model]["params_b"]) * attempt
+    # Runtime, fp32 weights, and the larger of loading's bf16 copy and a batch's KV cache.
+    return (
+        ftmatrix.resources.evaluate_mem_mb(
+            MODELS[wildcards.model],
+            ftmatrix.config.task_entry(config, wildcards.eval_task),
+            config["evaluate"],
+        )
+        * attempt
+    )
 
 
 def evaluate_runtime(wildcards, attempt):

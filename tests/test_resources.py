@@ -156,3 +156,18 @@ def test_the_journal_setup_shows_the_projection_for_hub_models_of_known_shape():
     assert "H100" in block["gpu"] and "GPU-hours" in text and "r1024: 646M" in text
     demo = study_config.validate(study_config.read_yaml(study_config.PROJECT_ROOT / "studies" / "demo.yaml"))
     assert cost_projection(demo) is None
+
+
+# Peak resident memory (MB) of the same training jobs before their first step: the model loaded
+# from its bf16 file into fp32 (full fine-tuning and LoRA r = 32 alike), the part an evaluation
+# job of a short answer shares.
+MEASURED_LOAD_PEAK_MB = 3994
+
+
+def test_the_evaluation_memory_model_matches_the_measured_loading_peak():
+    shape = SHAPES["Qwen/Qwen3-0.6B"]
+    short = resources.evaluate_memory(shape, 0.6, batch_size=1, max_new_tokens=16)
+    assert short["total"] == pytest.approx(MEASURED_LOAD_PEAK_MB, rel=TOLERANCE)
+    # A batch of 16 long answers needs its KV cache beyond the loading transient.
+    long = resources.evaluate_memory(shape, 0.6, batch_size=16, max_new_tokens=512)
+    assert long["loading_or_kv_cache"] > short["loading_or_kv_cache"]
