@@ -385,7 +385,7 @@ def read_matrix(path: str | Path):
         raise DataError(f"{path}: not a readable CSV ({exc}); rerun `snakemake --forcerun aggregate_matrix`.") \
             from None
     for column in frame.columns:
-        if frame[column].dtype == object:
+        if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column].dtype):
             frame[column] = frame[column].map(unescape_cell)
     missing = [c for c in IDENTITY_COLUMNS + QUALITY_COLUMNS if c not in frame.columns]
     if missing:

@@ -156,3 +156,36 @@ def test_two_tasks_from_one_source_with_different_eval_sizes_leak_nothing(tmp_pa
     assert kept == small_train - leaked                               # nothing else was lost
     # The eval files are untouched.
     assert {r["id"] for r in io.read_jsonl(tasks["small"] / "eval.jsonl")} == eval_ids["small"]
+
+
+def test_the_journal_says_what_was_compared_and_left_out(tmp_path):
+    from ftmatrix.journal import decontamination_notes
+
+    qs = questions(30)
+    train = [example("t0", qs[0] + " ?")] + [example(f"t{i}", q) for i, q in enumerate(qs[1:20], start=1)]
+    evals = [example("e0", qs[0])] + [example(f"e{i}", q) for i, q in enumerate(qs[25:], start=1)]
+    run(tmp_path, train, [example("v0", qs[20])], {"t": evals})
+    (note,) = decontamination_notes([tmp_path / "out" / "report.json"])
+    assert note.startswith("t: 1 of 20 training rows and 0 of 1 validation rows overlapped eval rows")
+    assert "by eval task — t: 1); left out of training" in note
+
+
+def test_training_reads_the_decontaminated_rows(tmp_path, root):
+    """In the workflow, each training job's data is decontaminate_task's output, never the
+    prepared file itself (a dry run of the real Snakemake)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(root / "Snakefile"), "-d", str(tmp_path),
+                           "-n", "-p", "--cores", "1", "train", "--configfile",
+                           str(root / "studies" / "slurm-test.yaml")], capture_output=True, text=True, timeout=300)
+    text = done.stdout + done.stderr
+    assert done.returncode == 0, text[-3000:]
+    jobs = text.split("\nrule ")
+    training = [job for job in jobs if job.startswith("train_variant:")]
+    assert training
+    for job in training:
+        line = next(l for l in job.splitlines() if l.strip().startswith("input:"))
+        assert "data/slurm-test/decontaminated/arc/train.jsonl" in line
+        assert "data/slurm-test/decontaminated/arc/valid.jsonl" in line
+        assert "data/slurm-test/tasks/arc/train.jsonl" not in line

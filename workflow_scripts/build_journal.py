@@ -28,5 +28,6 @@ with run_step(snakemake):
         config_hash=study_hash(snakemake.config),
         configfiles=list(snakemake.params.configfiles),
         config_args=list(snakemake.params.config_args),
+        decontamination_files=list(snakemake.input.decontamination),
         html_file=snakemake.output.html,
     )
