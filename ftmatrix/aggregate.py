@@ -33,7 +33,7 @@ from ftmatrix.records import CellMetrics, ModelManifest, TaskMeta, TrainMetrics
 
 IDENTITY_COLUMNS = ["model", "method", "rank", "train_task", "seed", "eval_task", "label", "cell",
                     "task_kind", "model_params"]
-QUALITY_COLUMNS = ["n", "headline_metric", "headline", "headline_ci_low", "headline_ci_high",
+QUALITY_COLUMNS = ["n", "n_failed", "headline_metric", "headline", "headline_ci_low", "headline_ci_high",
                    "confidence", "higher_is_better", "grading",
                    "headline_lenient", "headline_lenient_ci_low", "headline_lenient_ci_high",
                    "headline_strict", "headline_strict_ci_low", "headline_strict_ci_high",
@@ -52,7 +52,7 @@ TRAINING_COLUMNS = ["trainable_params", "total_params", "trainable_pct", "train_
                     "heldout_loss_after", "train_truncated_examples", "train_peak_memory_kind"]
 COST_COLUMNS = ["cost_device_kind", "cost_hourly_usd"]
 API_COLUMNS = ["api_name", "api_cost_per_1k_usd"]
-PROVENANCE_COLUMNS = ["device", "precision", "batch_size", "max_new_tokens", "enable_thinking",
+PROVENANCE_COLUMNS = ["device", "engine", "precision", "batch_size", "max_new_tokens", "enable_thinking",
                       "merge_lora", "model_revision", "eval_data_fingerprint", "train_data_fingerprint",
                       "git_commit", "git_dirty", "config_hash"]
 
@@ -166,7 +166,9 @@ def cell_row(metrics: CellMetrics, path: Path, *, train: TrainMetrics | None, ta
     variant = cell.variant
     headline, latency, generation, provenance = metrics.headline, metrics.latency, metrics.generation, \
         metrics.provenance
-    manifest = _need(manifests, variant.model, path, "model manifest", "manifest.json")
+    # A model behind an endpoint (engine openai) has no folder and no manifest.
+    endpoint = generation.engine == "openai"
+    manifest = None if endpoint else _need(manifests, variant.model, path, "model manifest", "manifest.json")
     eval_meta = _need(task_meta, cell.eval_task, path, "task meta", "meta.json")
     train_meta = (_need(task_meta, variant.train_task, path, "task meta", "meta.json")
                   if variant.train_task != NO_TASK else None)
@@ -178,8 +180,8 @@ def cell_row(metrics: CellMetrics, path: Path, *, train: TrainMetrics | None, ta
         "train_task": variant.train_task, "seed": variant.seed, "eval_task": cell.eval_task,
         "label": variant.label, "cell": cell.path,
         "task_kind": metrics.task_kind,
-        "model_params": manifest.params,
-        "n": n, "headline_metric": headline.name, "headline": headline.value,
+        "model_params": manifest.params if manifest else None,
+        "n": n, "n_failed": generation.failed or 0, "headline_metric": headline.name, "headline": headline.value,
         "headline_ci_low": headline.ci_low, "headline_ci_high": headline.ci_high,
         "confidence": headline.confidence,
         "higher_is_better": headline.higher_is_better,
@@ -220,6 +222,8 @@ def cell_row(metrics: CellMetrics, path: Path, *, train: TrainMetrics | None, ta
     row["cost_per_1k_usd"] = _per_1k(latency.mean_s, hourly)
     rate = _number(generation.samples_per_s)
     row["cost_per_1k_batched_usd"] = _per_1k(1.0 / rate, hourly) if rate else None
+    if endpoint:
+        row.update(endpoint_cost(generation, (cost.get("endpoint_prices") or {}).get(variant.model)))
     api = cost["api"]
     if api:
         tokens_in = _number(latency.input_tokens_mean)
@@ -252,17 +256,31 @@ def cell_row(metrics: CellMetrics, path: Path, *, train: TrainMetrics | None, ta
         })
 
     row.update({
-        "device": device_name(device), "precision": generation.precision,
+        "device": device_name(device), "engine": generation.engine, "precision": generation.precision,
         "batch_size": generation.batch_size, "max_new_tokens": generation.max_new_tokens,
         "enable_thinking": generation.enable_thinking,
         "merge_lora": generation.merge_lora if variant.method == "lora" else None,
-        "model_revision": manifest.resolved_revision,
+        "model_revision": manifest.resolved_revision if manifest else None,
         "eval_data_fingerprint": eval_meta.eval_fingerprint,
         "train_data_fingerprint": train_meta.train_fingerprint if train_meta else None,
         "git_commit": provenance["git_commit"], "git_dirty": provenance["git_dirty"],
         "config_hash": provenance["config_hash"],
     })
     return row
+
+
+def endpoint_cost(generation, prices: dict | None) -> dict:
+    """An endpoint cell is billed by tokens, not by the hour: its cost per 1,000 samples is the mean
+    billed input and output tokens (the responses' usage, failed samples excluded) times the
+    entry's prices per million, the same at batch size 1 and batched."""
+    usage = generation.usage or {}
+    samples = usage.get("samples") or 0
+    per_1k = None
+    if prices and samples:
+        per_1k = 1000.0 * (usage["input_tokens"] * prices["input_per_million_usd"]
+                           + usage["output_tokens"] * prices["output_per_million_usd"]) / 1e6 / samples
+    return {"cost_device_kind": "api", "cost_hourly_usd": None, "cost_per_1k_usd": per_1k,
+            "cost_per_1k_batched_usd": per_1k}
 
 
 def grading_columns(metrics: CellMetrics) -> dict:

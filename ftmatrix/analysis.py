@@ -177,6 +177,10 @@ class Study:
         values = {bool(r["higher_is_better"]) for r in self.rows.values() if r["eval_task"] == eval_task}
         return values != {False}
 
+    def is_endpoint(self, model: str) -> bool:
+        """A model behind an OpenAI-compatible endpoint (an API): larger than every local model."""
+        return any(r.get("engine") == "openai" for r in self.rows.values() if r["model"] == model)
+
     def params(self, model: str):
         values = [r["model_params"] for r in self.rows.values() if r["model"] == model]
         values = [v for v in values if finite(v)]
@@ -563,12 +567,16 @@ def vs_larger_base(study: Study) -> list[dict]:
     models = sorted({g.model for g in study.groups.values()})
     for group in study.groups.values():
         mine = study.params(group.model)
+        if study.is_endpoint(group.model):
+            continue
         for other in models:
             if other == group.model:
                 continue
             larger = study.base_group(other, group.eval_task)
             theirs = study.params(other)
-            if larger is None or mine is None or theirs is None or not theirs > mine:
+            # An API model counts as larger than any local one ("small fine-tuned vs API").
+            bigger = study.is_endpoint(other) or (mine is not None and theirs is not None and theirs > mine)
+            if larger is None or not bigger:
                 continue
             row = {"model": group.model, "method": group.method, "rank": group.rank,
                    "train_task": group.train_task, "eval_task": group.eval_task, "label": group.label,

@@ -256,6 +256,14 @@ def score_cell(settings: dict, generations_file, info_file, eval_file, predictio
 
         rows, timing = join_rounds(rows, timing_files)
         rounds, timing_device = timing["rounds"], timing["records"][0].device
+    # A sample the engine could not generate (an endpoint failing after every retry) has no answer
+    # to score: it is left out, never scored as an empty answer, and the cell counts it
+    # (generation.json's failed, the matrix's n_failed).
+    failed = [r for r in rows if r.get("error")]
+    rows = [r for r in rows if not r.get("error")]
+    if not rows:
+        raise DataError(f"{generations_file}: every sample failed to generate (first: {failed[0]['error']}); "
+                        f"fix the endpoint and run the cell again — saved responses are kept.")
     grading = settings.get("grading", "lenient")   # evaluate.grading (the schema's default: lenient)
     rows = score_rows(task, rows, grading)
 

@@ -31,7 +31,7 @@ rule aggregate_matrix:
         ),
         train_metrics=selected_train_metrics,
         task_meta=[task_file(task, "meta.json") for task in TASKS],
-        model_manifests=[model_manifest(name) for name in MODELS],
+        model_manifests=[model_manifest(name) for name in LOCAL_MODELS],
     output:
         matrix=report(
             f"{RESULTS}/matrix.csv",

@@ -80,6 +80,7 @@ LOCAL_RULES = config.get(
         "link_model",
         "select_learning_rate",
         "tabulate_sweeps",
+        "evaluate_endpoint",
         "score_cell",
         "aggregate_matrix",
         "analyse_matrix",
@@ -119,6 +120,12 @@ CELLS = ftmatrix.grid.cells(config)
 TASKS = [t["name"] for t in config["tasks"]]
 TRAIN_TASKS = sorted({variant.train_task for variant in TRAINED})
 MODELS = {m["name"]: m for m in config["models"]}
+# Models behind an OpenAI-compatible endpoint (source: api) have no folder and no manifest:
+# rule evaluate_endpoint generates their cells, timing every request, so the timing rounds
+# leave them out.
+ENDPOINTS = {n: m for n, m in MODELS.items() if m["source"] == "api"}
+LOCAL_MODELS = {n: m for n, m in MODELS.items() if n not in ENDPOINTS}
+LOCAL_CELLS = [c for c in CELLS if c.variant.model not in ENDPOINTS]
 VARIANT_DIR = ftmatrix.grid.VARIANT_PATTERN
 CELL_DIR = ftmatrix.grid.CELL_PATTERN
 RUN_DIR = ftmatrix.grid.RUN_PATTERN
@@ -393,6 +400,53 @@ def evaluate_settings(wildcards):
     )
 
 
+# --- endpoint cells (source: api) ---------------------------------------
+# Where each endpoint's shared limits live (a lock per concurrency slot, a token bucket): one
+# folder for every study of the checkout, since studies may share an endpoint.
+ENDPOINT_STATE = "results/.endpoints"
+
+
+def endpoint_inputs(wildcards):
+    inputs = {"eval": task_file(wildcards.eval_task, "eval.jsonl")}
+    serve = ENDPOINTS[wildcards.model]["api"]["serve"]
+    if serve:
+        inputs["served"] = model_manifest(serve["model"])
+    return inputs
+
+
+# What prices a cell, not what it generates: a price change re-aggregates, it sends nothing.
+ENDPOINT_PRICE_KEYS = ("input_per_million_usd", "output_per_million_usd")
+
+
+def endpoint_settings(wildcards):
+    entry = model_settings(wildcards.model)
+    entry["api"] = {
+        k: v for k, v in entry["api"].items() if k not in ENDPOINT_PRICE_KEYS
+    }
+    return canonical(
+        {
+            "cell": f"{variant_of(wildcards).path}/{wildcards.eval_task}",
+            "model": entry,
+            "task": eval_task_entry(wildcards),
+            "enable_thinking": config["enable_thinking"],
+        }
+    )
+
+
+def endpoint_mem_mb(wildcards, attempt):
+    serve = ENDPOINTS[wildcards.model]["api"]["serve"]
+    served = MODELS[serve["model"]]["params_b"] if serve else 0.0
+    return int(1_000 + (3_000 + 6_000 * served if serve else 0)) * attempt
+
+
+def endpoint_runtime(wildcards, attempt):
+    # Minutes: every sample's request at up to its timeout, max_concurrency at a time.
+    api = ENDPOINTS[wildcards.model]["api"]
+    task = ftmatrix.config.task_entry(config, wildcards.eval_task)
+    seconds = task["eval_size"] * api["timeout_s"] / api["max_concurrency"]
+    return int(10 + seconds / 60) * attempt
+
+
 # --- timing rounds -------------------------------------------------------
 # Latency is timed apart from the quality pass, in `evaluate.timing_rounds` jobs of rule
 # time_round, each over every cell (ftmatrix.timing). A round holds every core of the machine
@@ -409,6 +463,8 @@ def timing_file(cell_path, round_number):
 
 def cell_timings(wildcards):
     """A cell's timing rounds (none when evaluate.latency_samples is 0)."""
+    if wildcards.model in ENDPOINTS:
+        return []
     cell = f"{variant_of(wildcards).path}/{wildcards.eval_task}"
     return [timing_file(cell, r) for r in TIMING_ROUNDS]
 
@@ -421,7 +477,7 @@ def trained_model_of(variant):
 
 def timing_inputs(wildcards):
     return {
-        "models": [model_manifest(name) for name in MODELS],
+        "models": [model_manifest(name) for name in LOCAL_MODELS],
         "trained": [trained_model_of(v) for v in TRAINED],
         "evals": [task_file(task, "eval.jsonl") for task in TASKS],
     }
@@ -440,12 +496,12 @@ def timing_settings(wildcards):
                 for k in ("latency_samples", "warmup", "precision", "merge_lora")
             },
             "enable_thinking": config["enable_thinking"],
-            "models": {name: model_settings(name) for name in MODELS},
+            "models": {name: model_settings(name) for name in LOCAL_MODELS},
             "tasks": {
                 t["name"]: {k: t[k] for k in ("kind", "max_new_tokens")}
                 for t in config["tasks"]
             },
-            "cells": [cell.path for cell in CELLS],
+            "cells": [cell.path for cell in LOCAL_CELLS],
         }
     )
 
@@ -458,7 +514,7 @@ def timing_threads(wildcards):
 
 def timing_mem_mb(wildcards, attempt):
     # One model at a time, batch size 1.
-    largest = max(m["params_b"] for m in MODELS.values())
+    largest = max(m["params_b"] for m in LOCAL_MODELS.values())
     return int(3_000 + 4_000 * largest) * attempt
 
 
@@ -467,7 +523,7 @@ def timing_runtime(wildcards, attempt):
     # about 30 ms per token for a 2B model (more for larger ones).
     ev = config["evaluate"]
     minutes = 10.0
-    for cell in CELLS:
+    for cell in LOCAL_CELLS:
         task = ftmatrix.config.task_entry(config, cell.eval_task)
         latency = ev["latency_samples"]
         timed = (
@@ -493,6 +549,10 @@ def cost_settings():
         {
             **config["cost"],
             "model_hour_usd": {n: m.get("hour_usd") for n, m in MODELS.items()},
+            "endpoint_prices": {
+                n: {k: m["api"][k] for k in ENDPOINT_PRICE_KEYS}
+                for n, m in ENDPOINTS.items()
+            },
         }
     )
 
@@ -532,7 +592,7 @@ def evaluate_runtime(wildcards, attempt):
 # `params_b` sizes every job's memory and time; once a model's manifest exists, its real
 # parameter count tells whether the declared size is far off (a warning, not a stop: the
 # study still runs, with requests sized from the declared number).
-for _name, _model in MODELS.items():
+for _name, _model in LOCAL_MODELS.items():
     _warning = ftmatrix.workflow.declared_size_warning(
         _name, _model["params_b"], model_manifest(_name)
     )

@@ -135,4 +135,4 @@ rule data:
     input:
         [task_file(task, "meta.json") for task in TASKS],
         [decontaminated_file(task, "report.json") for task in TRAIN_TASKS],
-        [model_manifest(name) for name in MODELS],
+        [model_manifest(name) for name in LOCAL_MODELS],

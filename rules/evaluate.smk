@@ -28,11 +28,42 @@ rule evaluate_cell:
         "../workflow_scripts/evaluate_cell.py"
 
 
+rule evaluate_endpoint:
+    """The cells of a model behind an OpenAI-compatible endpoint (source: api): one streamed
+    request per sample, every one timed; no GPU; run on the submit host of a cluster (a local
+    rule: hosted APIs need the internet, which compute nodes often lack), with the endpoint's
+    concurrency and rate limits shared by all its cells (ftmatrix.engines.openai_endpoint).
+    """
+    input:
+        unpack(endpoint_inputs),
+    output:
+        generations=f"{RESULTS}/eval/{CELL_DIR}/generations.jsonl",
+        info=f"{RESULTS}/eval/{CELL_DIR}/generation.json",
+    log:
+        f"{LOGS}/endpoint/{CELL_DIR}.log",
+    wildcard_constraints:
+        model=names_alternation(ENDPOINTS),
+    conda:
+        "../envs/evaluate.yaml"
+    threads: 1
+    resources:
+        mem_mb=endpoint_mem_mb,
+        runtime=endpoint_runtime,
+    params:
+        settings=endpoint_settings,
+        state_dir=ENDPOINT_STATE,
+    script:
+        "../workflow_scripts/evaluate_endpoint.py"
+
+
+ruleorder: evaluate_endpoint > evaluate_cell
+
+
 rule time_round:
     input:
         unpack(timing_inputs),
     output:
-        timings=[timing_file(cell.path, "{round}") for cell in CELLS],
+        timings=[timing_file(cell.path, "{round}") for cell in LOCAL_CELLS],
     log:
         f"{LOGS}/timing/round{{round}}.log",
     benchmark:

@@ -43,7 +43,7 @@ rule build_journal:
         ),
         train_metrics=selected_train_metrics,
         task_meta=[task_file(task, "meta.json") for task in TASKS],
-        model_manifests=[model_manifest(name) for name in MODELS],
+        model_manifests=[model_manifest(name) for name in LOCAL_MODELS],
         decontamination=[
             decontaminated_file(task, "report.json") for task in TRAIN_TASKS
         ],
