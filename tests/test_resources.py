@@ -165,6 +165,23 @@ def test_the_journal_setup_shows_the_projection_for_hub_models_of_known_shape():
 MEASURED_LOAD_PEAK_MB = 3994
 
 
+# Peak resident memory (MB) of whole evaluation jobs, ftmatrix.evaluate.evaluate_cell on the
+# untuned random-weight model of each shape (4 real OpenMathInstruct-2 prompts, batch size 4,
+# 32 new tokens, every answer running to the limit, 2 samples timed after 1 warm-up, fp32 on
+# CPU), measured with `python bench/reference_shapes.py --only evaluate` as above:
+# (hub id, params_b, batch size, max_new_tokens, peak MB)
+MEASURED_EVAL = [
+    ("Qwen/Qwen3-0.6B", 0.6, 4, 32, 3885),
+]
+
+
+@pytest.mark.parametrize("hub_id,params_b,batch_size,max_new_tokens,peak_mb", MEASURED_EVAL)
+def test_the_evaluation_memory_model_matches_each_measured_evaluation_job(hub_id, params_b, batch_size,
+                                                                          max_new_tokens, peak_mb):
+    model = resources.evaluate_memory(SHAPES[hub_id], params_b, batch_size, max_new_tokens)
+    assert model["total"] == pytest.approx(peak_mb, rel=TOLERANCE)
+
+
 def test_the_evaluation_memory_model_matches_the_measured_loading_peak():
     shape = SHAPES["Qwen/Qwen3-0.6B"]
     short = resources.evaluate_memory(shape, 0.6, batch_size=1, max_new_tokens=16)
