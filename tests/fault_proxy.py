@@ -9,7 +9,8 @@ once the plan is used up); other paths pass through. Faults:
 * ``stall_mid:<s>``: forward the first chunk, then wait ``s`` seconds;
 * ``malformed``: a 200 event stream whose data is not JSON;
 * ``cut``: forward the server's stream up to its first chunk with text, then close the
-  connection (a stream cut mid-answer).
+  connection (a stream cut mid-answer);
+* ``401``: refuse the request as a wrong key would be refused.
 
 A request whose bearer token is not ``key`` gets a 401, as a real API answers a wrong key.
 The proxy counts what it saw (``log``), so tests can tell how many requests were paid for.
@@ -33,6 +34,8 @@ class FaultProxy:
         self.plan = list(plan or [])
         self.log: list[dict] = []          # one entry per chat request: {'fault', 'forwarded'}
         self.lock = threading.Lock()
+        self.in_flight = 0                  # chat requests being answered now, and the most at once
+        self.peak = 0
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -58,7 +61,13 @@ class FaultProxy:
                     fault = proxy.plan.pop(0) if proxy.plan else "pass"
                     proxy.log.append({"fault": fault, "forwarded": fault in ("pass", "cut") or
                                       fault.startswith("stall_mid")})
-                proxy._fault(self, body, fault)
+                    proxy.in_flight += 1
+                    proxy.peak = max(proxy.peak, proxy.in_flight)
+                try:
+                    proxy._fault(self, body, fault)
+                finally:
+                    with proxy.lock:
+                        proxy.in_flight -= 1
 
         class Server(ThreadingHTTPServer):
             def handle_error(self, request, client_address):
@@ -98,6 +107,9 @@ class FaultProxy:
         if name in ("429", "503"):
             return self._reply(handler, int(name), {"error": {"message": f"injected {name}", "type": "rate_limit"}},
                                {"Retry-After": arg or "1"})
+        if name == "401":
+            return self._reply(handler, 401, {"error": {"message": "Incorrect API key provided.",
+                                                        "code": "invalid_api_key"}})
         if name == "500":
             return self._reply(handler, 500, {"error": {"message": "injected 500", "type": "server_error"}})
         if name == "stall":
