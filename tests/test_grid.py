@@ -111,7 +111,8 @@ def test_dry_run_reference_lists_expected_jobs(tmp_path):
     counts = _dry_run_counts("results/reference/matrix.csv", cwd=tmp_path)
     assert counts["download_model"] == 2
     assert counts["prepare_task"] == 3
-    assert counts["train_variant"] == 21
+    assert counts["train_variant"] == 63              # 21 variants × 3 learning rates
+    assert counts["select_learning_rate"] == 21
     assert counts["evaluate_cell"] == 69
     assert counts["score_cell"] == 69
 
@@ -120,17 +121,21 @@ def test_dry_run_demo_lists_expected_jobs(tmp_path):
     demo = cfg.load(ROOT / "config.yaml", [ROOT / "studies" / "demo.yaml"])
     counts = _dry_run_counts("results/demo/matrix.csv", "--configfile", str(ROOT / "studies" / "demo.yaml"), cwd=tmp_path)
     assert counts["build_demo_world"] == 1
-    assert counts["build_model"] == len(demo["models"])
+    assert counts["build_model"] == sum(m["source"] == "build" for m in demo["models"])
     assert counts["prepare_task"] == len(demo["tasks"])
     assert "download_model" not in counts
-    assert counts["train_variant"] == len(grid.trained_variants(demo))
-    assert counts["evaluate_cell"] == len(grid.cells(demo))
+    assert counts["train_variant"] == len(grid.runs(demo))
+    assert counts["select_learning_rate"] == len(grid.trained_variants(demo))
+    assert counts["evaluate_cell"] + counts.get("evaluate_endpoint", 0) == len(grid.cells(demo))
 
 
 def sweep_study(**train_rates):
     import yaml
 
     study = yaml.safe_load((ROOT / "studies" / "demo.yaml").read_text())
+    for task in study["tasks"]:
+        task.pop("learning_rate", None)
+        task.pop("seeds", None)
     study["train"]["learning_rate"] = train_rates or {"full": [1e-3, 3e-3, 1e-2], "lora": [5e-3, 2e-2]}
     study["tasks"][1]["learning_rate"] = {"lora": 0.05}
     study["tasks"][1]["seeds"] = [0, 1]
@@ -147,7 +152,7 @@ def test_a_sweep_trains_every_rate_and_evaluates_one_run_per_variant():
     # arc and squad_v2: full × 3 rates + LoRA × ranks × 2 rates; openmath (two seeds): full × 3, LoRA × ranks × 1
     assert len(runs) == 2 * (3 + ranks * 2) + 2 * (3 + ranks * 1)
     assert len(variants) == 2 * (1 + ranks) + 2 * (1 + ranks)
-    assert len(grid.cells(config)) == (len(variants) + len(config["models"])) * len(config["tasks"])
+    assert len(grid.cells(config)) == len(grid.variants(config)) * len(config["tasks"])
     openmath_lora = [r for r in runs if r.variant.train_task == "openmath" and r.variant.method == "lora"]
     assert {r.learning_rate for r in openmath_lora} == {0.05}
     assert {r.variant.seed for r in openmath_lora} == {0, 1}
@@ -173,4 +178,4 @@ def test_dry_run_of_a_sweep_selects_one_run_per_variant(tmp_path):
                              str(study), cwd=tmp_path)
     assert counts["train_variant"] == len(grid.runs(config))
     assert counts["select_learning_rate"] == len(grid.trained_variants(config))
-    assert counts["evaluate_cell"] == len(grid.cells(config))
+    assert counts["evaluate_cell"] + counts.get("evaluate_endpoint", 0) == len(grid.cells(config))

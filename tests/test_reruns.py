@@ -127,20 +127,36 @@ def test_prices_words_and_report_settings_rerun_only_the_reporting(finished, edi
     assert "build_journal" in jobs
 
 
+def study_after(root, edit) -> dict:
+    """The validated demo study as it would be after ``edit``."""
+    import ftmatrix.config
+
+    with edited_study(root, edit):
+        return ftmatrix.config.load(root / "config.yaml", [root / "studies" / "demo.yaml"])
+
+
 @pytest.mark.parametrize("method", ["lora", "full"])
 def test_a_new_learning_rate_reruns_only_that_methods_trainings_and_what_they_feed(finished, demo_run, method):
     config = demo_run["config"]
-    trained = [v for v in ftmatrix.grid.trained_variants(config) if v.method == method]
-    rate = config["train"]["learning_rate"][method] / 2
-    with edited_study(finished, lambda s: s["train"]["learning_rate"].update({method: rate})):
+    rate = config["train"]["learning_rate"][method]
+    new = (rate[0] if isinstance(rate, list) else rate) / 2
+
+    def edit(study):
+        study["train"]["learning_rate"][method] = new
+
+    before, after = (set(ftmatrix.grid.runs(c)) for c in (config, study_after(finished, edit)))
+    new_runs = after - before
+    changed = {run.variant for run in new_runs}
+    assert new_runs and {run.variant.method for run in new_runs} == {method}
+    with edited_study(finished, edit):
         jobs = plan(finished)
-    assert jobs["train_variant"] == len(trained)
-    assert jobs["evaluate_cell"] == len(trained) * len(config["tasks"])
-    # Timing rounds cover the whole study (every latency measured under the same conditions), so
-    # a retrained variant re-times, and re-scores, every cell; quality passes rerun only its own.
-    assert jobs["time_round"] == config["evaluate"]["timing_rounds"]
-    assert jobs["score_cell"] == len(ftmatrix.grid.cells(config))
-    assert set(jobs) <= {"train_variant", "evaluate_cell", "time_round", "score_cell"} | REPORTING
+    # every new run is trained (no other), its variant's rate selected again, and only its cells
+    # can be evaluated again (which, a checkpoint decides once the selection has run)
+    assert jobs["train_variant"] == len(new_runs)
+    assert jobs["select_learning_rate"] == len(changed)
+    assert jobs.get("evaluate_cell", 0) <= len(changed) * len(config["tasks"])
+    assert set(jobs) <= {"train_variant", "select_learning_rate", "tabulate_sweeps", "evaluate_cell",
+                         "score_cell"} | REPORTING
 
 
 def test_checkpoint_bookkeeping_reruns_nothing(finished):
@@ -151,18 +167,23 @@ def test_checkpoint_bookkeeping_reruns_nothing(finished):
 
 def test_a_new_lora_rank_adds_only_its_own_trainings_and_cells(finished, demo_run):
     config = demo_run["config"]
-    tasks = len(config["tasks"])
     new_rank = 2
     assert new_rank not in config["lora"]["ranks"]
-    with edited_study(finished, lambda s: s["lora"].update(ranks=s["lora"]["ranks"] + [new_rank])):
+
+    def edit(study):
+        study["lora"]["ranks"] = study["lora"]["ranks"] + [new_rank]
+
+    after = study_after(finished, edit)
+    new_runs = set(ftmatrix.grid.runs(after)) - set(ftmatrix.grid.runs(config))
+    new_cells = set(ftmatrix.grid.cells(after)) - set(ftmatrix.grid.cells(config))
+    assert {run.variant.rank for run in new_runs} == {new_rank} and new_cells
+    with edited_study(finished, edit):
         jobs = plan(finished)
-    seeds = len(config["seeds"])
-    tuned = sum(m["finetune"] for m in config["models"])
-    assert jobs["train_variant"] == tasks * seeds * tuned
-    assert jobs["evaluate_cell"] == tasks * seeds * tuned * tasks
-    assert jobs["time_round"] == config["evaluate"]["timing_rounds"]
-    assert jobs["score_cell"] == len(ftmatrix.grid.cells(config)) + tasks * seeds * tuned * tasks
-    assert set(jobs) <= {"train_variant", "evaluate_cell", "time_round", "score_cell"} | REPORTING
+    assert jobs["train_variant"] == len(new_runs)
+    assert jobs["select_learning_rate"] == len({run.variant for run in new_runs})
+    assert jobs["evaluate_cell"] == jobs["score_cell"] == len(new_cells)
+    assert set(jobs) <= {"train_variant", "select_learning_rate", "tabulate_sweeps", "evaluate_cell",
+                         "score_cell", "time_round"} | REPORTING
 
 
 def test_another_study_in_the_same_checkout_keeps_its_own_outputs(finished):
