@@ -328,6 +328,15 @@ class Study:
         a, a_dist = self.group_distribution(treatment, ids)
         b, b_dist = self.group_distribution(reference, ids)
         out.update(self._difference("", a, a_dist, b, b_dist))
+        if len(treatment.cells) > 1 or len(reference.cells) > 1:
+            # Does the difference hold for every training seed? Each seed of the treatment against
+            # the same seed of the reference where it has one, else against the reference.
+            by_seed = dict(zip(reference.seeds, reference.cells)) if len(reference.cells) > 1 else {}
+            diffs = [self.cell_distribution(cell, ids)[0]
+                     - (self.cell_distribution(by_seed[seed], ids)[0] if seed in by_seed else b)
+                     for seed, cell in zip(treatment.seeds, treatment.cells)]
+            out["seed_diffs"] = " ".join(f"{d:+.2f}" for d in diffs)
+            out["seeds_agree"] = bool(all(np.sign(d) == np.sign(out["diff"]) for d in diffs))
         timed = self.common_ids(treatment.cells + reference.cells, timed=True)
         out["n_timed_paired"] = len(timed)
         if timed:
@@ -439,7 +448,7 @@ def latency_split(treatment: dict, reference: dict, interval) -> dict:
 # ---------------------------------------------------------------------------- the tables
 
 COMPARISON_COLUMNS = ["n_paired", "reference", "value", "diff", "diff_ci_low", "diff_ci_high", "rel_pct",
-                      "rel_ci_low", "rel_ci_high", "significance", "n_timed_paired", "latency_reference",
+                      "rel_ci_low", "rel_ci_high", "seed_diffs", "seeds_agree", "significance", "n_timed_paired", "latency_reference",
                       "latency_value", "latency_diff", "latency_diff_ci_low", "latency_diff_ci_high",
                       "latency_rel_pct", "latency_rel_ci_low", "latency_rel_ci_high", "latency_rounds",
                       "latency_rounds_agree", "latency_significance", "latency_tokens_pct", "latency_tokens_ci_low",
@@ -502,6 +511,10 @@ def _comparison(study: Study, treatment: Group, reference: Group) -> dict:
     result = study.compare(treatment, reference)
     result["significance"] = quality_verdict(result.get("diff_ci_low"), result.get("diff_ci_high"),
                                              study.higher_is_better(treatment.eval_task))
+    if result["significance"] != NOT_SIGNIFICANT and result.get("seeds_agree") is False:
+        # An interval over seeds and samples can exclude zero while one seed goes the other way.
+        result["significance"] = NOT_SIGNIFICANT
+        result.setdefault("note", f"the training seeds disagree on the sign ({result['seed_diffs']})")
     result["latency_significance"] = latency_verdict(result.get("latency_diff_ci_low"),
                                                      result.get("latency_diff_ci_high"),
                                                      result.get("latency_rounds_agree", True))

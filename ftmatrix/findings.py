@@ -202,9 +202,11 @@ def quality(topic: str, subject: Subject, row: dict, confidence: float) -> Findi
     """The headline metric's change in a comparison row (diff, its CI and its verdict)."""
     interval = _interval(row.get("diff_ci_low"), row.get("diff_ci_high"), confidence)
     verdict = row.get("significance") or interval_verdict(row.get("diff_ci_low"), row.get("diff_ci_high"))
+    facts = ({"seed_diffs": row["seed_diffs"], "seeds_agree": truthy(row.get("seeds_agree"))}
+             if row.get("seed_diffs") else {})
     return Finding(topic, subject, str(row.get("headline_metric") or ""), verdict,
                    effect=Effect(float(row["diff"]), POINTS, _number(row.get("rel_pct"))),
-                   interval=interval, covers=_covers(row))
+                   interval=interval, covers=_covers(row), facts=facts)
 
 
 def latency(topic: str, subject: Subject, row: dict, confidence: float) -> Finding | None:

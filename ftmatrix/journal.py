@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ftmatrix import findings
-from ftmatrix.analysis import FASTER, SIGNIFICANT_UP, SLOWER
+from ftmatrix.analysis import FASTER, NOT_SIGNIFICANT, SIGNIFICANT_UP, SLOWER
 from ftmatrix.config import PROJECT_ROOT
 from ftmatrix.errors import DataError, FtmatrixError
 from ftmatrix.findings import Finding
@@ -157,8 +157,14 @@ def quality_part(finding: Finding) -> dict:
     """'accuracy +23.3 points (+80%)' with its CI, significant or not."""
     effect = finding.effect
     rel = f" ({signed(effect.relative_pct, 0)}%)" if finite(effect.relative_pct) else ""
-    return {"text": f"{metric_name(finding.what)} {signed(effect.value)} points{rel}", "ci": _ci(finding.interval),
-            "significant": _significant(finding.interval)}
+    ci = _ci(finding.interval)
+    if finding.facts.get("seed_diffs"):
+        agree = "" if finding.facts.get("seeds_agree") else ", seeds disagree"
+        ci += f"; per seed {finding.facts['seed_diffs']}{agree}"
+    # Significant as the analysis called it: the interval excludes zero and, with several
+    # training seeds, every seed's difference has its sign.
+    return {"text": f"{metric_name(finding.what)} {signed(effect.value)} points{rel}", "ci": ci,
+            "significant": _significant(finding.interval) and finding.verdict != NOT_SIGNIFICANT}
 
 
 def latency_split_text(finding: Finding) -> str:
@@ -517,8 +523,10 @@ def comparison_rows(table, confidence: float, *, only_in_task: bool = False, wit
             continue
         out.append({**r,
                     "diff_text": signed(r.get("diff")),
-                    "ci_text": ci_text(r.get("diff_ci_low"), r.get("diff_ci_high"), confidence),
-                    "significant": is_significant(r.get("diff_ci_low"), r.get("diff_ci_high")),
+                    "ci_text": ci_text(r.get("diff_ci_low"), r.get("diff_ci_high"), confidence)
+                    + (f"; per seed {r['seed_diffs']}" if r.get("seed_diffs") else ""),
+                    "significant": is_significant(r.get("diff_ci_low"), r.get("diff_ci_high"))
+                    and r.get("significance") != NOT_SIGNIFICANT,
                     "latency_text": arrow(r.get("latency_rel_pct")),
                     "latency_ci": arrow_ci(r.get("latency_rel_ci_low"), r.get("latency_rel_ci_high"), confidence)
                     + _split_of_row(r, confidence),

@@ -289,3 +289,26 @@ def test_three_ranks_never_make_a_significant_correlation(tmp_path):
     rc = run(tree)["rank_correlation"].iloc[0]
     assert rc["permutation_p"] >= 2 / 6 - 1e-9
     assert rc["significance"] in ("no significant correlation", "n/a")
+
+
+def test_a_gain_that_one_seed_reverses_is_not_significant(tmp_path):
+    """With several training seeds, the interval over seeds and samples may exclude zero while one
+    seed goes the other way: the comparison is then not called significant, and says why."""
+    tree = write_results_tree(tmp_path, study_config(seeds=(0, 1, 2, 3), ranks=(4,), tasks=("arc",)))
+    folder = tree.root / "results" / "eval"
+    base = folder / "demo-small/base/r0/none/seed0/arc/predictions.jsonl"
+    rows = [json.loads(line) for line in base.read_text().splitlines()]
+
+    def write(path, fraction_right):
+        path.write_text("".join(json.dumps({**row, "scores": {"accuracy": float(i < fraction_right * len(rows))}})
+                                + "\n" for i, row in enumerate(rows)))
+
+    write(base, 0.40)
+    for seed, right in enumerate((0.95, 0.90, 0.85, 0.35)):    # three far better, one a little worse
+        write(folder / f"demo-small/full/r0/arc/seed{seed}/arc/predictions.jsonl", right)
+    transfer = run(tree)["transfer"]
+    row = transfer[(transfer["method"] == "full") & (transfer["train_task"] == "arc")].iloc[0]
+    assert row["seed_diffs"].split() == ["+55.00", "+50.00", "+45.00", "-5.00"]
+    assert row["diff_ci_low"] > 0                                   # the pooled interval alone would say "better"
+    assert not row["seeds_agree"]
+    assert row["significance"] == "no significant change" and "seeds disagree" in row["note"]
