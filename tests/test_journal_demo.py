@@ -95,3 +95,28 @@ def test_every_command_the_journal_prints_plans_the_study_it_describes(demo):
             assert "train_variant" not in text
         else:
             assert "Nothing to be done" in text, (command, text[-3000:])
+
+
+def test_demo_sweeps_select_one_run_per_variant_and_evaluate_it(demo):
+    """OpenMath's three rates per method are all trained; each variant's selection is the run with
+    the lowest validation loss, and the matrix's cells carry that run's learning rate."""
+    from ftmatrix.selection import LrSelection, read_sweep_table
+
+    results = demo["root"] / "results" / "demo"
+    sweep = read_sweep_table(results / "analysis" / "lr_sweep.csv")
+    assert len(sweep) == len(grid.runs(demo["config"]))
+    openmath = sweep[sweep["train_task"] == "openmath"]
+    assert set(openmath.groupby(["method", "rank"])["lr"].nunique()) == {3}
+    matrix = pd.read_csv(results / "matrix.csv")
+    for variant in grid.trained_variants(demo["config"]):
+        selection = LrSelection.read(results / "train" / variant.path / "selection.json")
+        finite_runs = [r for r in selection.runs if r["valid_loss_after"] == r["valid_loss_after"]]
+        assert selection.selected == min(finite_runs, key=lambda r: r["valid_loss_after"])["lr"]
+        rows = matrix[(matrix["model"] == variant.model) & (matrix["method"] == variant.method)
+                      & (matrix["rank"] == variant.rank) & (matrix["train_task"] == variant.train_task)
+                      & (matrix["seed"] == variant.seed)]
+        assert len(rows) == len(demo["config"]["tasks"])
+        assert (rows["learning_rate"] == selection.selected_learning_rate).all()
+    # ARC trains two seeds: its comparisons pool them
+    transfer = pd.read_csv(results / "analysis" / "transfer.csv")
+    assert (transfer[transfer["train_task"] == "arc"]["n_seeds"] == 2).all()
