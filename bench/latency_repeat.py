@@ -12,6 +12,7 @@ the journal's highlighted latency findings (``ftmatrix.findings.highlights``):
 - *one-sided*: significant in one run, not significant in the other.
 
     python bench/latency_repeat.py RUN_A/results/demo RUN_B/results/demo [--json out.json]
+    python bench/latency_repeat.py RUN_A/results/demo --rounds-as-runs   # each round alone, no rounds
 """
 
 from __future__ import annotations
@@ -86,12 +87,56 @@ def cell_ratios(a: Path, b: Path) -> dict:
             "b_mean_inside_a_ci": int(inside.sum())}
 
 
+def single_round_verdicts(results: Path, round_index: int) -> dict:
+    """The verdicts one timing round alone would give (a single timed pass, sample-only bootstrap):
+    the design before timing rounds, on this run's own measurements."""
+    from ftmatrix.aggregate import read_matrix
+    from ftmatrix.analysis import ANALYSES, TABLES, BootstrapSettings, Study, frame, read_predictions
+    from ftmatrix.findings import records
+
+    files = sorted(results.glob("eval/**/predictions.jsonl"))
+    predictions = read_predictions(files)
+    for rows in predictions.values():
+        for row in rows:
+            if row.get("latency_rounds_s"):
+                row["latency_rounds_s"] = [row["latency_rounds_s"][round_index]]
+                row["ttft_rounds_s"] = [row["ttft_rounds_s"][round_index]]
+                row["latency_s"] = row["latency_rounds_s"][0]
+    study = Study(read_matrix(results / "matrix.csv"), predictions, BootstrapSettings(1000, 0, 0.95))
+    out = {}
+    for table, keys in TABLE_KEYS.items():
+        for row in records(frame(ANALYSES[table](study), TABLES[table])):
+            if row.get("latency_significance") in (None, "n/a"):
+                continue
+            out[(table, *(str(row[k]) for k in keys))] = (row["latency_significance"], row.get("latency_rel_pct"),
+                                                          None)
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_a", type=Path, help="results/<study> of the first run")
-    parser.add_argument("run_b", type=Path, help="results/<study> of the second run")
+    parser.add_argument("run_b", type=Path, nargs="?", help="results/<study> of the second run")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--rounds-as-runs", action="store_true",
+                        help="compare the rounds of run_a with each other, each analysed alone as a single timed "
+                             "pass with the sample-only bootstrap (the design without rounds)")
     args = parser.parse_args(argv)
+    if args.rounds_as_runs:
+        import itertools
+
+        import pandas as pd
+
+        rounds = int(pd.read_csv(args.run_a / "matrix.csv")["timing_rounds"].max())
+        single = [single_round_verdicts(args.run_a, r) for r in range(rounds)]
+        worst = 0
+        for i, j in itertools.combinations(range(rounds), 2):
+            r = compare(single[i], single[j])
+            worst = max(worst, r["opposite"])
+            print(f"round {i + 1} vs round {j + 1}, each alone: {r['findings']} latency findings; significant "
+                  f"{r['significant_a']} / {r['significant_b']}; same verdict {r['agree']} "
+                  f"({100 * r['agree_share']:.1f}%); significant with opposite signs {r['opposite']}")
+        return 0
     report = {"comparisons": compare(verdicts(args.run_a), verdicts(args.run_b)),
               "highlights": compare(highlighted(args.run_a), highlighted(args.run_b)),
               "cells": cell_ratios(args.run_a, args.run_b)}

@@ -28,7 +28,6 @@ samples are in ``ftmatrix.bootstrap`` (``hierarchical_*``) and ``ftmatrix.analys
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from pathlib import Path
@@ -139,7 +138,7 @@ def time_round(settings: dict, *, manifests: dict[str, str], trained: dict[str, 
                dynamic_ncols=True)
     round_started = time.perf_counter()
     position = 0
-    for variant in [v for v in variants_in(order)]:
+    for variant in variants_in(order):
         manifest_file = manifests[variant.model]
         manifest = read_manifest(manifest_file)
         trained_dir = trained.get(variant.path) if variant.is_trained else None
@@ -199,10 +198,11 @@ def join_rounds(rows: Sequence[dict], timing_files: Sequence[str | Path]) -> tup
     ``tpot_s`` as means over the rounds. Returns (rows, {'rounds', 'mismatches', 'files'})."""
     from ftmatrix.records import TimingRecord
 
-    records = sorted((TimingRecord.read(path) for path in timing_files), key=lambda r: r.round)
+    pairs = sorted(((TimingRecord.read(path), path) for path in timing_files), key=lambda pair: pair[0].round)
+    records = [record for record, _ in pairs]
     by_id = {row["id"]: row for row in rows}
     ids = None
-    for record, path in zip(records, sorted(timing_files, key=lambda p: TimingRecord.read(p).round)):
+    for record, path in pairs:
         these = [s["id"] for s in record.samples]
         unknown = [i for i in these if i not in by_id]
         if unknown:
@@ -244,7 +244,3 @@ def round_medians(rows: Sequence[dict], rounds: int) -> list[float | None]:
         return [None] * rounds
     values = np.array(timed, dtype=float)          # samples × rounds
     return [float(np.median(values[:, r])) for r in range(values.shape[1])]
-
-
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
