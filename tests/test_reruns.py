@@ -81,11 +81,17 @@ def test_reordered_and_reformatted_study_reruns_nothing(finished):
         assert plan(finished) == {}
 
 
+def local_cells(config) -> list:
+    """The cells the pipeline generates itself (a model behind an endpoint has rule evaluate_endpoint)."""
+    local = {m["name"] for m in config["models"] if m["source"] != "api"}
+    return [c for c in ftmatrix.grid.cells(config) if c.variant.model in local]
+
+
 def test_the_quality_batch_size_reruns_the_quality_passes_and_no_timing(finished, demo_run):
     with edited_study(finished, lambda s: s["evaluate"].update(batch_size=s["evaluate"]["batch_size"] // 2)):
         jobs = plan(finished)
     assert "train_variant" not in jobs and "build_model" not in jobs and "prepare_task" not in jobs
-    assert jobs.get("evaluate_cell", 0) == len(ftmatrix.grid.cells(demo_run["config"]))
+    assert jobs.get("evaluate_cell", 0) == len(local_cells(demo_run["config"]))
     assert "time_round" not in jobs
 
 
@@ -155,8 +161,11 @@ def test_a_new_learning_rate_reruns_only_that_methods_trainings_and_what_they_fe
     assert jobs["train_variant"] == len(new_runs)
     assert jobs["select_learning_rate"] == len(changed)
     assert jobs.get("evaluate_cell", 0) <= len(changed) * len(config["tasks"])
+    # Timing rounds cover every cell the pipeline runs (all its latencies measured under the same
+    # conditions), so a retrained variant re-times them all, once per round.
+    assert jobs.get("time_round", 0) in (0, config["evaluate"]["timing_rounds"])
     assert set(jobs) <= {"train_variant", "select_learning_rate", "tabulate_sweeps", "evaluate_cell",
-                         "score_cell"} | REPORTING
+                         "time_round", "score_cell"} | REPORTING
 
 
 def test_checkpoint_bookkeeping_reruns_nothing(finished):
@@ -181,7 +190,10 @@ def test_a_new_lora_rank_adds_only_its_own_trainings_and_cells(finished, demo_ru
         jobs = plan(finished)
     assert jobs["train_variant"] == len(new_runs)
     assert jobs["select_learning_rate"] == len({run.variant for run in new_runs})
-    assert jobs["evaluate_cell"] == jobs["score_cell"] == len(new_cells)
+    assert jobs["evaluate_cell"] == len(new_cells)
+    # The rounds time every cell the pipeline runs, the new ones too, so every such cell is re-scored.
+    assert jobs["time_round"] == config["evaluate"]["timing_rounds"]
+    assert jobs["score_cell"] == len(local_cells(after))
     assert set(jobs) <= {"train_variant", "select_learning_rate", "tabulate_sweeps", "evaluate_cell",
                          "score_cell", "time_round"} | REPORTING
 
