@@ -39,7 +39,7 @@ def test_demo_study_replaces_models_and_tasks_wholesale():
     merged = cfg.load(ROOT / "config.yaml", [ROOT / "studies" / "demo.yaml"])
     assert [m["name"] for m in merged["models"]] == [m["name"] for m in demo["models"]]
     assert [t["name"] for t in merged["tasks"]] == [t["name"] for t in demo["tasks"]]
-    assert all(m["source"] == "build" for m in merged["models"])
+    assert not [m for m in merged["models"] if m["source"] == "hub"]   # built here, or served by the demo itself
     assert all(t["source"]["type"] == "demo" for t in merged["tasks"])
     assert merged["lora"]["ranks"] == demo["lora"]["ranks"]
     # dict sections merge key by key: unset keys keep the reference study's values
@@ -56,7 +56,7 @@ def test_snakemake_sees_exactly_the_demo_models_and_tasks(tmp_path):
     assert out.returncode == 0, out.stderr
     text = out.stdout + out.stderr
     assert "build_model" in text and "download_model" not in text
-    assert "data/models/demo-small/manifest.json" in text
+    assert "data/demo/models/demo-small/manifest.json" in text
     assert "qwen3" not in text.lower().replace("qwen3 architecture", "")
 
 
