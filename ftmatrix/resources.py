@@ -292,8 +292,9 @@ def project_study(config: dict, *, gpu: str = "h100-sxm", mfu: float = DEFAULT_M
         timed = n if ev["latency_samples"] is None else min(ev["latency_samples"], n)
         common = {"prompt_tokens": prompts[c.eval_task], "output_tokens": outputs[c.eval_task], "mfu": mfu}
         f1, s1 = generation_seconds(shape, card, samples=n, batch_size=ev["batch_size"], **common)
-        f2, s2 = (0.0, 0.0) if ev["batch_size"] == 1 else generation_seconds(
-            shape, card, samples=timed + ev["warmup"], batch_size=1, **common)
+        # the timed samples at batch size 1, once per timing round (rule time_round)
+        f2, s2 = (x * ev["timing_rounds"] for x in generation_seconds(
+            shape, card, samples=timed + ev["warmup"], batch_size=1, **common))
         jobs.append({"job": f"evaluate {c.path}", "stage": "evaluate", "flops": f1 + f2,
                      "hours": (s1 + s2) / 3600})
     hours = sum(j["hours"] for j in jobs)
