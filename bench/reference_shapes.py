@@ -145,13 +145,16 @@ def openmath_files(work: Path, tokenizer_dir: Path) -> dict[str, Path]:
 def train_settings(config: dict, model: str, method: str, rank: int, overrides: dict) -> dict:
     """What rules/common.smk's train_settings passes (and workflow_scripts/train_variant.py adds
     the bookkeeping keys to), with ``overrides`` for the measurement."""
+    from ftmatrix import grid
     from ftmatrix.config import TRAIN_BOOKKEEPING_KEYS
 
+    rate = grid.learning_rates(config, method, "openmath")[0]    # the first of the sweep's rates
+    run = grid.Run(grid.Variant(model, method, rank, "openmath", 0), grid.lr_text(rate))
     train = {k: v for k, v in config["train"].items() if k not in TRAIN_BOOKKEEPING_KEYS}
-    train["learning_rate"] = {method: config["train"]["learning_rate"][method]}
+    train["learning_rate"] = {method: run.learning_rate}
     train.update({key: config["train"][key] for key in TRAIN_BOOKKEEPING_KEYS})
     train.update(overrides)
-    settings = {"variant": f"{model}/{method}/r{rank}/openmath/seed0",
+    settings = {"variant": run.path,
                 "model": {k: v for k, v in model_entry(config, model).items() if k not in ("params_b", "finetune")},
                 "method": method, "rank": rank, "seed": 0, "train": train,
                 "enable_thinking": config["enable_thinking"]}
