@@ -138,6 +138,25 @@ def validate(config: dict, source: str = "config", schema: dict | None = None) -
     return filled
 
 
+# The linear layers of transformers' Qwen3ForCausalLM below its LM head: what LoRA can adapt
+# in a model the project builds (source: build).
+QWEN3_LINEAR_LAYERS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def target_modules_match(target: str, names) -> list[str]:
+    """The linear layers ``lora.target_modules`` adapts: all of them for 'all-linear', else the
+    names the string matches whole (PEFT reads a string as a regular expression)."""
+    import re
+
+    if target == "all-linear":
+        return list(names)
+    try:
+        pattern = re.compile(target)
+    except re.error as exc:
+        raise ConfigError(f"lora.target_modules is {target!r}, not a valid regular expression ({exc}).") from None
+    return [n for n in names if pattern.fullmatch(n)]
+
+
 def check(config: dict) -> list[str]:
     """Checks beyond the schema; returns a list of problems (empty when all is well)."""
     problems = []
@@ -162,6 +181,19 @@ def check(config: dict) -> list[str]:
                                 f"give the folder of a tokenizer (e.g. ../shared/data/qwen3-tokenizer).")
         if model["source"] == "api":
             problems += check_api_model(config, i)
+    target = config["lora"]["target_modules"]
+    if "lora" in methods and any(m["finetune"] and m["source"] == "build" for m in config["models"]):
+        # Built models are Qwen3: their layers are known before anything is built (other models'
+        # are checked by the training job, once the model is loaded).
+        try:
+            matched = target_modules_match(target, QWEN3_LINEAR_LAYERS)
+        except ConfigError as exc:
+            problems.append(str(exc))
+        else:
+            if not matched:
+                problems.append(f"lora.target_modules is {target!r}, which matches no linear layer of a Qwen3 "
+                                f"model ({', '.join(QWEN3_LINEAR_LAYERS)}); use all-linear, one of these names, "
+                                f"or a regular expression over them (e.g. '(q|v)_proj').")
     if set(methods) & {"full", "lora"} and not any(m["finetune"] for m in config["models"]):
         problems.append("methods asks for fine-tuning (full/lora) but no model has finetune: true; "
                         "set finetune: true on a model or use methods: [base].")

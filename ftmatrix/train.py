@@ -474,14 +474,37 @@ def load_model(model_dir: str | Path, trust_remote_code: bool = False, where: st
                          f"download or build it again.") from None
 
 
+def linear_module_names(model) -> list[str]:
+    """The short names of the model's linear layers below its LM head (what LoRA can adapt)."""
+    import torch
+
+    head = model.get_output_embeddings()
+    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                   if isinstance(module, torch.nn.Linear) and module is not head})
+
+
+def check_target_modules(model, target: str, where: str) -> None:
+    """Stop before training when ``lora.target_modules`` names no linear layer of the model."""
+    from ftmatrix.config import target_modules_match
+
+    names = linear_module_names(model)
+    if not target_modules_match(target, names):
+        raise ConfigError(f"{where}: lora.target_modules is {target!r}, which matches no linear layer of this "
+                          f"model; its linear layers are {', '.join(names)}. Use all-linear, one of these names, or "
+                          f"a regular expression over them (e.g. '(q|v)_proj').")
+
+
 def build_trainer(settings: dict, model_dir: str | Path, tokenizer, examples: list[dict], checkpoint_dir: str | Path,
                   *, precision: str = "fp32", device: str = "cpu", trust_remote_code: bool = False,
                   callbacks: list | None = None, where: str | None = None):
     """TRL's SFTTrainer for one variant (LoRA adapters added by PEFT when the method is lora)."""
     from trl import SFTTrainer
 
+    model = load_model(model_dir, trust_remote_code, where)
+    if settings["method"] == "lora":
+        check_target_modules(model, settings["lora"]["target_modules"], where or str(model_dir))
     return SFTTrainer(
-        model=load_model(model_dir, trust_remote_code, where),
+        model=model,
         args=sft_config(settings, checkpoint_dir, precision, device),
         train_dataset=to_dataset(examples, bool(settings["enable_thinking"])),
         processing_class=tokenizer,

@@ -122,3 +122,32 @@ def test_a_declared_size_far_from_the_manifest_is_warned_about(tmp_path):
     manifest.write_text("{}")   # not a manifest the pipeline wrote: the jobs report it, the warning stays out
     assert declared_size_warning("m", 405, manifest) is None
     assert declared_size_warning("m", 405, tmp_path / "absent.json") is None
+
+
+@pytest.mark.parametrize("target, ok", [("all-linear", True), ("(q|v)_proj", True), ("down_proj", True),
+                                        ("qkv_proj", False), ("attn.c_attn", False)])
+def test_lora_target_modules_are_checked_against_a_built_models_layers(target, ok):
+    config = cfg.read_yaml(ROOT / "config.yaml")
+    cfg.merge(config, cfg.read_yaml(ROOT / "studies" / "demo.yaml"))
+    config["lora"]["target_modules"] = target
+    if ok:
+        cfg.validate(config)
+    else:
+        with pytest.raises(ConfigError, match=f"lora.target_modules is '{target}', which matches no linear layer"):
+            cfg.validate(config)
+
+
+def test_lora_target_modules_are_checked_against_a_loaded_model_before_training():
+    """A model of another source is checked once loaded: the message lists its linear layers."""
+    torch = pytest.importorskip("torch")
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from ftmatrix.train import check_target_modules
+
+    torch.manual_seed(0)
+    model = Qwen3ForCausalLM(Qwen3Config(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=1, head_dim=8))
+    check_target_modules(model, "(q|v)_proj", "models[0]")
+    with pytest.raises(ConfigError, match=r"models\[0\]: lora.target_modules is 'c_attn'.*down_proj, gate_proj, "
+                                          r"k_proj, o_proj, q_proj, up_proj, v_proj"):
+        check_target_modules(model, "c_attn", "models[0]")
