@@ -83,6 +83,7 @@ class EvalSettings:
     merge_lora: bool
     precision: str
     enable_thinking: bool
+    engine: str = "transformers"     # the quality pass's engine (ftmatrix.engines): transformers, vllm
 
     @classmethod
     def from_settings(cls, settings: dict) -> "EvalSettings":
@@ -100,6 +101,7 @@ class EvalSettings:
             merge_lora=bool(ev["merge_lora"]),
             precision=ev["precision"],
             enable_thinking=bool(settings["enable_thinking"]),
+            engine=settings["model"].get("engine") or ev.get("engine") or "transformers",
         )
 
 
@@ -362,7 +364,7 @@ def run_key(cfg: EvalSettings, manifest: ModelManifest, trained_dir, eval_file, 
         "cell": cfg.cell, "method": cfg.method, "max_new_tokens": cfg.max_new_tokens,
         "batch_size": cfg.batch_size, "latency_samples": cfg.latency_samples, "warmup": cfg.warmup,
         "merge_lora": cfg.merge_lora, "precision": precision, "device": device,
-        "enable_thinking": cfg.enable_thinking,
+        "enable_thinking": cfg.enable_thinking, "engine": cfg.engine,
         "model": {"name": manifest.name, "path": manifest.path, "id": manifest.id,
                   "resolved_revision": manifest.resolved_revision, "revision": manifest.revision},
         "model_files": _folder_fingerprint(manifest.path),
@@ -474,6 +476,24 @@ def evaluate_cell(settings: dict, model_manifest, trained_dir, eval_file, genera
     generated_now = 0
     quality_s = timed_s = 0.0
     gen_started = time.perf_counter()
+    if cfg.engine == "vllm":
+        # One offline vLLM batch over every sample not generated yet; its ids are decoded here
+        # exactly as the transformers engine decodes its own (ftmatrix.engines.vllm_engine).
+        from ftmatrix.engines import vllm_engine
+
+        todo = [s for s in samples if s.id not in done]
+        if todo:
+            out_dir = Path(generations_file).parent
+            folder = vllm_model_folder(model, tokenizer, cfg.method, details, out_dir / "vllm-merged")
+            result = vllm_engine.generate(folder, [s.input_ids for s in todo], cfg.max_new_tokens, gen.stop_ids,
+                                          precision=precision, threads=threads, work_dir=out_dir,
+                                          log_file=out_dir / "vllm.log")
+            quality_s = result["generate_s"]
+            load_s += result["load_s"]
+            for s, ids in zip(todo, result["tokens"]):
+                done[s.id] = _row(s, gen._finish(ids), None)
+                generated_now += 1
+            bar.update(len(todo))
     with open(partial, "a", encoding="utf-8") as sink:
         for batch in fixed_batches(samples, cfg.batch_size):
             todo = [s for s in batch if s.id not in done]
@@ -574,4 +594,18 @@ def _summary(cfg: EvalSettings, manifest: ModelManifest, details: dict, rows: li
             config_hash, device=provenance.device_info(),
             eval_file={"path": str(eval_file), "fingerprint": io.file_sha256(eval_file, 16)},
             model_manifest=str(model_manifest)),
+        engine=cfg.engine,
     )
+
+
+def vllm_model_folder(model, tokenizer, method: str, details: dict, merged_dir: Path) -> Path:
+    """The folder vLLM loads: the base or fully fine-tuned weights as they are; a LoRA variant merged
+    into its base (the model load_variant merged) and saved as safetensors beside the cell's outputs."""
+    if method != "lora":
+        return Path(details["weights"])
+    if not details.get("merged"):
+        model = model.merge_and_unload()
+    merged_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(merged_dir, safe_serialization=True)
+    tokenizer.save_pretrained(merged_dir)
+    return merged_dir
