@@ -101,7 +101,7 @@ def run_lm_eval(h, model_dir: Path, task_dir: Path, batch_size: int) -> dict:
     generate_s = out["n"] / out["samples_per_s"]
     return {"engine": "lm-eval (hf)", "n": out["n"], "startup_s": total - generate_s, "generate_s": generate_s,
             "total_s": total, "samples_per_s": out["samples_per_s"], "samples_per_s_with_startup": out["n"] / total,
-            "texts": out["generated"]}
+            "by_id": out["generated"]}
 
 
 def main(argv=None) -> dict:
@@ -148,7 +148,9 @@ def main(argv=None) -> dict:
     report = {"size": args.size, "shape": SHAPES[args.size], "rows": args.rows, "max_new_tokens": args.max_new_tokens,
               "batch_size": args.batch_size, "threads": args.threads, "torch": torch.__version__, "engines": {}}
     for engine, r in results.items():
-        entry = {k: v for k, v in r.items() if k not in ("texts", "ids")}
+        if "by_id" in r and reference:
+            r["texts"] = [r["by_id"].get(i) for i in reference["ids"]]
+        entry = {k: v for k, v in r.items() if k not in ("texts", "ids", "by_id")}
         if reference and engine != "transformers":
             diffs = [i for i, (a, b) in enumerate(zip(reference["texts"], r["texts"])) if a != b]
             entry["same_text"] = len(r["texts"]) - len(diffs)

@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ftmatrix import io, provenance
+from ftmatrix.engines import engine_of
 from ftmatrix.errors import DataError, ModelError
 from ftmatrix.records import Decoding, GenerationRecord, GenerationRow, ModelManifest
 
@@ -101,7 +102,7 @@ class EvalSettings:
             merge_lora=bool(ev["merge_lora"]),
             precision=ev["precision"],
             enable_thinking=bool(settings["enable_thinking"]),
-            engine=settings["model"].get("engine") or ev.get("engine") or "transformers",
+            engine=engine_of(settings["model"], ev),
         )
 
 

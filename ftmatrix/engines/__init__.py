@@ -8,6 +8,8 @@ where the engine measures them, the request's latency and time to first token.
 engine             what generates
 =================  =====================================================================
 ``transformers``   the reference: ``generate()`` in this process (ftmatrix.evaluate)
+``vllm``           one offline vLLM batch in vLLM's own environment, from the same
+                   rendered token ids (ftmatrix.engines.vllm_engine; evaluate.engine)
 ``openai``         an OpenAI-compatible chat-completions endpoint: an API model or a
                    self-hosted server (vLLM, TGI, Ollama, transformers serve);
                    ftmatrix.engines.openai_endpoint
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-ENGINES = ("transformers", "openai")
+ENGINES = ("transformers", "vllm", "openai")
 
 
 @dataclass
@@ -49,6 +51,9 @@ class Completion:
         return self.error is not None
 
 
-def engine_of(model: dict) -> str:
-    """The engine that generates a model entry's cells."""
-    return "openai" if model["source"] == "api" else "transformers"
+def engine_of(model: dict, evaluate: dict | None = None) -> str:
+    """The engine that generates a model entry's cells: its endpoint's for source api, else the
+    entry's own ``engine``, else ``evaluate.engine``."""
+    if model["source"] == "api":
+        return "openai"
+    return model.get("engine") or (evaluate or {}).get("engine") or "transformers"
