@@ -629,6 +629,16 @@ def _merge_versions(blocks: Iterable[dict]) -> dict[str, str]:
     return {name: " / ".join(sorted(v)) for name, v in sorted(seen.items())}
 
 
+def _engines_text(matrix) -> str:
+    """Which engine generated how many cells, and which one timed the latency."""
+    engines = matrix["engine"].value_counts().to_dict() if "engine" in matrix else {"transformers": len(matrix)}
+    quality = ", ".join(f"{name} ({n} cell{'s' if n != 1 else ''})" for name, n in sorted(engines.items()))
+    timing = "latency timed by transformers in the timing rounds"
+    if engines.get("openai"):
+        timing += "; an endpoint's latency is every streamed request's"
+    return f"quality pass: {quality}; {timing}"
+
+
 def setup_section(config: dict, matrix, metrics_docs: list[CellMetrics], task_meta: dict[str, TaskMeta],
                   manifests: dict[str, ModelManifest], train_docs: list[TrainMetrics]) -> dict:
     """``config`` is the validated study configuration (every default filled in)."""
@@ -670,6 +680,7 @@ def setup_section(config: dict, matrix, metrics_docs: list[CellMetrics], task_me
         ("schedule", f"{train['lr_scheduler']}, warm-up ratio {train['warmup_ratio']}, weight decay "
                      f"{train['weight_decay']}"),
         ("precision (training)", train["precision"]),
+        ("generation engines", _engines_text(matrix)),
         ("LoRA ranks", ", ".join(map(str, lora["ranks"]))),
         ("LoRA alpha", f"{alpha['value']} × r" if alpha["rule"] == "proportional" else f"{alpha['value']} (fixed)"),
         ("LoRA dropout / targets", f"{lora['dropout']} / {lora['target_modules']}"
