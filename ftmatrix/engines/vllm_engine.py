@@ -75,7 +75,7 @@ def _child(request_file: str, result_file: str) -> None:
     request = json.loads(Path(request_file).read_text())
     longest = max(len(p) for p in request["prompt_ids"]) + request["max_tokens"]
     llm = LLM(model=request["model"], dtype=request["dtype"], enforce_eager=True, seed=0,
-              max_model_len=max(256, longest), gpu_memory_utilization=0.05 if _on_cpu() else 0.9,
+              max_model_len=max(256, longest), gpu_memory_utilization=_memory_share(request["model"]),
               enable_prefix_caching=False)
     loaded = time.perf_counter()
     params = SamplingParams(temperature=0.0, max_tokens=request["max_tokens"],
@@ -87,6 +87,18 @@ def _child(request_file: str, result_file: str) -> None:
         "tokens": [list(o.outputs[0].token_ids) for o in outputs],
         "finish_reasons": [o.outputs[0].finish_reason for o in outputs],
         "load_s": loaded - started, "generate_s": done - loaded, "version": __version__}))
+
+
+def _memory_share(model_dir: str) -> float:
+    """vLLM's gpu_memory_utilization. On its CPU backend it is the share of the machine's memory
+    vLLM counts against it everything its worker holds (about twice the weights once loaded, as
+    measured at the Qwen3-0.6B shape) before the KV cache: twice the weights plus 1.5 GiB of cache
+    (ample for a cell's batch), at most 90%; on a GPU, 90% of the device."""
+    if not _on_cpu():
+        return 0.9
+    weights = sum(f.stat().st_size for f in Path(model_dir).glob("*.safetensors"))
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return min(0.9, (2 * weights + 1.5 * 2**30) / total)
 
 
 def _on_cpu() -> bool:
