@@ -167,7 +167,7 @@ def test_the_data_stage_reads_the_demo_world(world_dir, tmp_path):
     (demo_dir / "seed0").symlink_to(world_dir)
     for kind in KINDS:
         cfg = {"name": kind, "kind": kind, "source": {"type": "demo", "seed": 0}, "train_size": 40,
-               "eval_size": 10, "max_new_tokens": 8, "licence": "test"}
+               "eval_size": 10, "valid_size": 5, "max_new_tokens": 8, "licence": "test"}
         meta = prepare_task(cfg, tmp_path / "tasks" / kind, data_seed=0, root=tmp_path, demo_dir=demo_dir)
         train = io.read_jsonl(tmp_path / "tasks" / kind / "train.jsonl")
         evaluation = io.read_jsonl(tmp_path / "tasks" / kind / "eval.jsonl")

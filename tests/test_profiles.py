@@ -95,7 +95,7 @@ def test_slurm_profile_asks_for_one_gpu_for_training_and_evaluation_only(tmp_pat
             assert int(res["cpus_per_gpu"]) >= 1
         else:
             assert "gres" not in res and res.get("gpu", "0") == "0", (rule, res)
-        assert int(res["mem_mb"]) >= 1000 and int(res["runtime"]) >= 10, (rule, res)
+        assert int(res["mem_mb"]) >= 500 and int(res["runtime"]) >= 5, (rule, res)
 
 
 def test_slurm_profile_marks_partition_and_account_as_placeholders(tmp_path):

@@ -187,7 +187,7 @@ def small_mount(tmp_path):
 
 
 def _arc_source(shared_data: Path) -> dict:
-    return {"name": "arc", "kind": "arc", "train_size": 1000, "eval_size": 200, "max_new_tokens": 8,
+    return {"name": "arc", "kind": "arc", "train_size": 1000, "eval_size": 200, "valid_size": 64, "max_new_tokens": 8,
             "licence": "CC BY-SA 4.0",
             "source": {"type": "local", "format": "arc_release", "revision": "local",
                        "train": str(shared_data / "arc" / "ARC-Challenge" / "ARC-Challenge-Train.jsonl"),

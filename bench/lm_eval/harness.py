@@ -34,11 +34,12 @@ def arc_examples(shared_data: Path, split: str = "Test", n: int | None = None) -
 
 
 def write_manifest(path: Path, model_dir: Path, name: str) -> Path:
-    from ftmatrix import io
+    from ftmatrix.models import link_model
 
-    io.write_json(path, {"name": name, "source": "local", "path": str(model_dir), "id": None, "revision": None,
-                         "resolved_revision": None, "params": None, "trust_remote_code": False})
-    return path
+    # The pipeline's own manifest of a local folder (file hashes, architecture checked).
+    link_model({"name": name, "source": "local", "path": str(Path(model_dir).resolve()), "trust_remote_code": False},
+               Path(path).parent, root=Path(model_dir).parent)
+    return Path(path).parent / "manifest.json"
 
 
 def train_tiny_arc_model(out_dir: Path, tokenizer_dir: Path, examples: list[dict], *, hidden_size: int = 64,
@@ -201,6 +202,8 @@ def run_pipeline(work_dir: Path, model_dir: Path, examples: list[dict], *, max_n
                           "bootstrap_seed": 0, "confidence": 0.95}, out / "generations.jsonl",
                          out / "generation.json", eval_file, out / "predictions.jsonl", out / "metrics.json", None)
     rows = io.read_jsonl(out / "generations.jsonl")
+    metrics = metrics.to_json()        # score_cell and evaluate_cell return their records
+    info = info.to_json() if hasattr(info, "to_json") else info
     return {"acc": metrics["metrics"]["accuracy"], "no_label": metrics["metrics"]["no_label_rate"],
             "macro_f1": metrics["metrics"]["macro_f1"], "generated": {r["id"]: r["generated"] for r in rows},
             "n": len(rows), "generate_s": info["wall_s"], "samples_per_s": info["samples_per_s"],
