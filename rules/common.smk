@@ -564,7 +564,13 @@ def analysis_settings():
 def journal_settings():
     """The journal shows the whole study (its description, prices, settings), so any edit
     rebuilds it; in canonical form, so reordering a study file does not."""
-    return canonical(config)
+    shown = {k: v for k, v in config.items() if k not in ftmatrix.config.PLACEMENT_KEYS}
+    shown["train"] = {
+        k: v
+        for k, v in config["train"].items()
+        if k not in ftmatrix.config.TRAIN_BOOKKEEPING_KEYS
+    }
+    return canonical(shown)
 
 
 def evaluate_mem_mb(wildcards, attempt):
