@@ -145,14 +145,18 @@ class SharedLimits:
 
         return FileLock(str(self.bucket) + ".lock", timeout=60)
 
+    def _read_state(self, now: float) -> dict:
+        """The shared bucket (a full one where none was written yet, or it is unreadable)."""
+        try:
+            return json.loads(self.bucket.read_text())
+        except (OSError, ValueError):
+            return {"tokens": self.capacity, "updated": now, "not_before": 0.0}
+
     def _take_token(self) -> float:
         """Take a token if one is there (returns 0), else the seconds to wait."""
         with self._bucket_lock():
             now = time.time()
-            try:
-                state = json.loads(self.bucket.read_text())
-            except (OSError, ValueError):
-                state = {"tokens": self.capacity, "updated": now, "not_before": 0.0}
+            state = self._read_state(now)
             if now < state.get("not_before", 0.0):
                 return state["not_before"] - now
             tokens = min(self.capacity, state["tokens"] + (now - state["updated"]) * self.rate)
@@ -167,10 +171,7 @@ class SharedLimits:
         """Hold every request to the endpoint for ``seconds`` (a Retry-After)."""
         with self._bucket_lock():
             now = time.time()
-            try:
-                state = json.loads(self.bucket.read_text())
-            except (OSError, ValueError):
-                state = {"tokens": self.capacity, "updated": now, "not_before": 0.0}
+            state = self._read_state(now)
             state["not_before"] = max(state.get("not_before", 0.0), now + seconds)
             self.bucket.write_text(json.dumps(state))
 
