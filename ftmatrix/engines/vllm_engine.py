@@ -74,9 +74,11 @@ def _child(request_file: str, result_file: str) -> None:
 
     request = json.loads(Path(request_file).read_text())
     longest = max(len(p) for p in request["prompt_ids"]) + request["max_tokens"]
+    memory = ({"kv_cache_memory_bytes": kv_cache_bytes(request["model"], request["dtype"], longest,
+                                                       len(request["prompt_ids"]))}
+              if _on_cpu() else {"gpu_memory_utilization": 0.9})
     llm = LLM(model=request["model"], dtype=request["dtype"], enforce_eager=True, seed=0,
-              max_model_len=max(256, longest), gpu_memory_utilization=_memory_share(request["model"]),
-              enable_prefix_caching=False)
+              max_model_len=max(256, longest), enable_prefix_caching=False, **memory)
     loaded = time.perf_counter()
     params = SamplingParams(temperature=0.0, max_tokens=request["max_tokens"],
                             stop_token_ids=request["stop_token_ids"], skip_special_tokens=True, detokenize=False)
@@ -89,16 +91,26 @@ def _child(request_file: str, result_file: str) -> None:
         "load_s": loaded - started, "generate_s": done - loaded, "version": __version__}))
 
 
-def _memory_share(model_dir: str) -> float:
-    """vLLM's gpu_memory_utilization. On its CPU backend it is the share of the machine's memory
-    vLLM counts against it everything its worker holds (about twice the weights once loaded, as
-    measured at the Qwen3-0.6B shape) before the KV cache: twice the weights plus 1.5 GiB of cache
-    (ample for a cell's batch), at most 90%; on a GPU, 90% of the device."""
-    if not _on_cpu():
-        return 0.9
-    weights = sum(f.stat().st_size for f in Path(model_dir).glob("*.safetensors"))
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return min(0.9, (2 * weights + 1.5 * 2**30) / total)
+_DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+KV_CACHE_MIN_BYTES = 256 * 2**20
+KV_CACHE_MAX_BYTES = 4 * 2**30
+
+
+def kv_cache_bytes(model_dir: str | Path, dtype: str, longest: int, prompts: int) -> int:
+    """The KV cache vLLM's CPU backend is given, in bytes: room for up to 64 sequences of the
+    cell's longest prompt + budget at the model's shape (2 × layers × KV heads × head width ×
+    bytes per value per token), between 256 MiB and 4 GiB.
+
+    Given explicitly because the CPU backend's other way, a share of the memory of the first
+    CPU's NUMA node (``gpu_memory_utilization``) minus what the worker already holds, depends on
+    the machine: on a 2-node machine a small share of node 0 is less than the loaded worker
+    itself, and vLLM refuses to start."""
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    config = config.get("text_config", config)
+    heads = config.get("num_key_value_heads") or config["num_attention_heads"]
+    width = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+    per_token = 2 * config["num_hidden_layers"] * heads * width * _DTYPE_BYTES.get(dtype, 4)
+    return int(min(KV_CACHE_MAX_BYTES, max(KV_CACHE_MIN_BYTES, per_token * longest * min(prompts, 64))))
 
 
 def _on_cpu() -> bool:
