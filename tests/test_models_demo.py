@@ -20,7 +20,7 @@ def demo(demo_run):
     seed = demo_run["config"]["models"][0]["build"]["seed"]
     base = root / "data" / "demo" / "models"
     built = {model["name"]: models.load_manifest(base / model["name"] / "manifest.json")
-             for model in demo_run["config"]["models"]}
+             for model in demo_run["config"]["models"] if model["source"] == "build"}   # not the API row
     world = root / "data" / "demo" / f"seed{seed}"
     eval_rows = {kind: io.read_jsonl(world / kind / "eval.jsonl")[:60] for kind in KINDS}
     return base, built, eval_rows

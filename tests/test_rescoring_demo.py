@@ -23,8 +23,9 @@ def test_forcerun_score_cell_rescores_from_saved_generations(demo_run, tmp_path)
     work = tmp_path / "project"
     shutil.copytree(demo_run["root"], work, symlinks=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    command = [SNAKEMAKE, "--cores", "2", "--forcerun", "score_cell", "--configfile", "studies/demo.yaml",
-               "results/demo/matrix.csv"]
+    # The target first: --forcerun and --configfile take every word after them up to the next option.
+    command = [SNAKEMAKE, "results/demo/matrix.csv", "--cores", "2", "--forcerun", "score_cell",
+               "--configfile", "studies/demo.yaml"]
     dry = subprocess.run([*command, "-n"], cwd=work, capture_output=True, text=True, timeout=600, env=env)
     plan = dry.stdout + dry.stderr
     assert dry.returncode == 0, plan[-3000:]

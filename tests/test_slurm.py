@@ -34,7 +34,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = ROOT / "studies" / "slurm-test.yaml"
 TARGET = "results/slurm-test/matrix.csv"
-GPU_RULES = {"train_variant", "evaluate_cell"}
+GPU_RULES = {"train_variant", "evaluate_cell", "time_round"}
 LOCAL_RULES = {"build_demo_world", "prepare_task", "score_cell", "aggregate_matrix"}
 RUN_TIMEOUT_S = int(os.environ.get("FTMATRIX_SLURM_TIMEOUT", "1500"))
 
@@ -243,7 +243,10 @@ def test_study_runs_on_slurm_with_one_gpu_per_gpu_job_and_matches_a_local_run(tm
     config = ftmatrix.config.load(ROOT / "config.yaml", [STUDY])
     expected = {"train_variant": len(ftmatrix.grid.trained_variants(config)),
                 "evaluate_cell": len(ftmatrix.grid.cells(config)),
-                "build_model": sum(m["source"] == "build" for m in config["models"])}
+                "build_model": sum(m["source"] == "build" for m in config["models"]),
+                # The timed passes: one job per round, on a GPU node of its own (--exclusive).
+                "time_round": config["evaluate"]["timing_rounds"]}
+    assert config["evaluate"]["latency_samples"] > 0
     assert expected["train_variant"] >= 2 and expected["evaluate_cell"] >= 3
 
     # The SLURM run and, beside it, the same study run locally (most of a run's time is

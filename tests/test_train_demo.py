@@ -20,7 +20,11 @@ def test_demo_full_fine_tuning_clearly_lowers_the_tasks_heldout_loss(demo_run, t
     import json
 
     config = demo_run["config"]
-    out = demo_run["root"] / "results" / "demo" / "train" / "demo-small" / "full" / "r0" / task / "seed0"
+    variant = demo_run["root"] / "results" / "demo" / "train" / "demo-small" / "full" / "r0" / task / "seed0"
+    # The run its learning-rate selection chose (the one the evaluation uses).
+    selection = json.loads((variant / "selection.json").read_text())
+    assert len(selection["runs"]) >= 3                      # the demo sweeps OpenMath's rates
+    out = variant / f"lr{selection['selected']}"
     metrics = json.loads((out / "train_metrics.json").read_text())
     before, after = metrics["heldout_loss_before"], metrics["heldout_loss_after"]
     assert after < 0.75 * before, (before, after)
