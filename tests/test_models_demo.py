@@ -100,7 +100,7 @@ def test_the_larger_demo_model_predicts_the_eval_answers_better(demo):
     mean = {name: sum(per_task.values()) / len(per_task) for name, per_task in losses.items()}
     assert mean["demo-large"] < mean["demo-small"] - 0.05, losses
     # Both far better than a uniform guess over the vocabulary.
-    vocab = demo[1]["demo-small"]["tokenizer"]["vocab_size"]
+    vocab = demo[1]["demo-small"].tokenizer["vocab_size"]
     assert all(v < 0.3 * math.log(vocab) for m in losses.values() for v in m.values()), losses
 
 
