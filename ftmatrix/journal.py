@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import re
 import sys
 from pathlib import Path
@@ -80,7 +81,10 @@ def money(value) -> str:
     if not finite(value):
         return "n/a"
     value = float(value)
-    return f"${value:.2f}" if value >= 0.1 else f"${value:.4f}"
+    if value >= 0.1 or value <= 0:
+        return f"${value:.2f}"
+    # Two significant digits for small sums, so two different costs never print alike.
+    return f"${value:.{max(4, 1 - math.floor(math.log10(value)))}f}"
 
 
 def count(value) -> str:
@@ -179,6 +183,9 @@ def latency_split_text(finding: Finding) -> str:
         if effect is None or not finite(effect.value):
             continue
         interval = facts.get(f"{part}_interval")
+        if part == "tokens" and effect.value == 0 and interval and interval.low == interval.high == 0:
+            parts.append("the same output tokens")       # answers of equal length: the split is all per-token
+            continue
         parts.append(f"{down if effect.value < 0 else up} {arrow(effect.value)} [{_arrow_ci(interval)}]")
     return ", ".join(parts)
 
@@ -191,7 +198,7 @@ def latency_part(finding: Finding) -> dict:
     ci = _arrow_ci(finding.interval)
     if facts.get("rounds"):
         agree = "" if facts.get("rounds_agree") else ", rounds disagree"
-        ci += f", {facts['rounds']} timing rounds{agree}"
+        ci += f", {facts['rounds']} timing round{'s' if facts['rounds'] != 1 else ''}{agree}"
     split = latency_split_text(finding)
     if split:
         ci += f"; {split}"
@@ -671,8 +678,9 @@ def setup_section(config: dict, matrix, metrics_docs: list[CellMetrics], task_me
     alpha = lora["alpha"]
     hyper = [
         ("methods", ", ".join(config["methods"])),
-        ("seeds", ", ".join(map(str, config["seeds"]))),
-        ("learning rate", f"full {lr['full']}, LoRA {lr['lora']} (as recorded per run below)"),
+        ("seeds", _per_task(config, "seeds", ", ".join(map(str, config["seeds"])))),
+        ("learning rate", _per_task(config, "learning_rate", f"full {lr['full']}, LoRA {lr['lora']}")
+         + " (as recorded per run below)"),
         ("epochs / max steps", f"{train['epochs']} / {train['max_steps'] if train['max_steps'] > 0 else 'no limit'}"),
         ("batch size", f"{train['per_device_batch_size']} × {train['gradient_accumulation_steps']} "
                        f"accumulation steps"),
@@ -752,6 +760,19 @@ def cost_projection(config: dict) -> dict | None:
                    f"sustained; training rows of half of max_length, answers of max_new_tokens (the most a cell "
                    f"can cost), each decoding step at least {projection['assumptions']['decode_step_floor_s'] * 1e3:.0f} ms",
             "rows": rows}
+
+
+def _per_task(config: dict, key: str, study_wide: str) -> str:
+    """A study-wide setting, then each task that sets its own ('0; <task>: 0, 1')."""
+    def text(value) -> str:
+        if isinstance(value, dict):
+            return ", ".join(f"{'LoRA' if k == 'lora' else k} {text(v)}" for k, v in value.items())
+        if isinstance(value, list):
+            return " / ".join(map(str, value)) if key == "learning_rate" else ", ".join(map(str, value))
+        return str(value)
+
+    own = [f"{t['name']}: {text(t[key])}" for t in config["tasks"] if t.get(key) is not None]
+    return "; ".join([study_wide, *own])
 
 
 def _count_text(value) -> str:
@@ -926,7 +947,7 @@ def journal_context(*, matrix_file, analysis_dir, figures_dir, metrics_files, pr
         "lora_rank": _records(tables["lora_rank"]),
         "sweeps": sweep_rows(tables["lr_sweep"]),
         "seeds": _records(tables["seeds"]),
-        "several_seeds": len(config["seeds"]) > 1,
+        "several_seeds": any(int(r["n_seeds"]) > 1 for r in _records(tables["seeds"])),
         "samples": sample_predictions(matrix, tables, predictions, report["samples_per_task"],
                                       report["max_sample_chars"]),
         "figures": figures,
