@@ -41,7 +41,7 @@ ALLOW_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "*.json", "*.txt"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 IGNORE_PATTERNS = [f"*{suffix}" for suffix in PICKLE_SUFFIXES]
 # How text is split before BPE merges (see train_tokenizer).
-PRE_TOKENIZER_PATTERN = r"\p{L}+ ?|\p{N}+|[^\p{L}\p{N}\s]+ ?|\s+"
+PRE_TOKENIZER_PATTERN = r"\p{L}+ ?|\p{N}+ ?|[^\p{L}\p{N}\s]+ ?|\s+"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 
 
@@ -457,9 +457,10 @@ def train_tokenizer(text: str, vocab_size: int):
     for token in special + markers:
         text = text.replace(token, "\n")
     tokenizer = Tokenizer(models.BPE())
-    # Words carry the space that follows them (not, as in GPT-2, the one before), and numbers
-    # stand alone: so a word or number is the same token inside a passage and at the start
-    # of an answer, which lets a tiny model learn to copy spans.
+    # Words and numbers carry the space that follows them (not, as in GPT-2, the one before),
+    # and numbers never merge with letters: so a word or number is the same token inside a
+    # passage and at the start of an answer, and "3 + 8 = 11" is five tokens, not eight with
+    # a space token after each number, which lets a tiny model learn to copy and add.
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(PRE_TOKENIZER_PATTERN), behavior="isolated"),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
