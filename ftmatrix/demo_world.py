@@ -8,6 +8,16 @@ rules ("a glorb is a fruit", "a baker works in a bakery", "Tulvar lies in Osk") 
 knowledge the multiple-choice task asks about; its people are who the word problems and
 the reading passages are about.
 
+The tasks are sized for models of a few hundred thousand parameters, pretrained for about
+a minute on a CPU: every skill they ask for is one such a model learns from the corpus or
+from a few hundred training rows. Multiple choice asks a rule of the world, with the four
+choices of a question family always listed in one order (the four regions; a group of four
+workplaces …), so answering needs the rule and the choice's label, not a search through
+shuffled options. Reading passages state one to three facts about a person, and each
+question asks for a fact the passage states (its region, what kind of thing they own, where
+they work, what they make) or one it leaves out (unanswerable). Word problems need a sum,
+a difference or a product of small numbers.
+
 People are split into three groups that never meet: *train* people appear only in the
 training rows, *eval* people only in the evaluation rows, and *corpus* people only in the
 pretraining corpus. So no evaluation question (or its answer) is in the training rows or
@@ -25,10 +35,15 @@ in the corpus, while the rules every question relies on are taught by the corpus
 
 The corpus teaches the rules in plain sentences and the arithmetic the word problems use;
 drills practise the skills the tasks need (a passage followed by every question about it,
-answered or "unanswerable"; four labelled options and which label names what); and chat
-exchanges of all three task shapes about the corpus people, with prompts built by the task
-modules and rendered with the project's chat template, teach instruction following. A model
-pretrained on it answers in each task's format with some skill; fine-tuning adds more.
+answered or "unanswerable"; a question family's four labelled options and which label names
+what); and chat exchanges of all three task shapes about the corpus people, with prompts
+built by the task modules and rendered with the project's chat template, teach the chat
+format. The exchanges answer the way an untuned chat model does, in a whole sentence ("The
+answer is B: forge.", "Tulvar lives in Osk.", "Let's think step by step. …"), while the
+tasks' training rows answer in the short form the prompts ask for. So the untuned models
+answer at length and with some skill, the larger one with more; fine-tuning teaches the short
+form and sharpens the skill, and a model tuned on one task carries its short answers and its
+knowledge to the others, or loses their format.
 Same seed, same bytes.
 """
 
@@ -46,13 +61,13 @@ WORLD_VERSION = 1
 # How many rows each split holds (the data stage subsamples train_size / eval_size).
 SPLIT_ROWS = {"train": 480, "eval": 150}
 # Chat exchanges of each task shape in the corpus.
-CORPUS_EXCHANGES = 1000
+CORPUS_EXCHANGES = {"arc": 300, "openmath": 1000, "squad_v2": 1000}
 # People in each group (names never repeat across groups).
-GROUP_PEOPLE = {"train": 200, "eval": 80, "corpus": 1000}
+GROUP_PEOPLE = {"train": 200, "eval": 80, "corpus": 2000}
 # Paragraphs of plain facts and of arithmetic in the corpus.
 FACT_PARAGRAPHS = 360
 ARITHMETIC_PARAGRAPHS = 400
-CHOICE_DRILLS = 1500
+CHOICE_DRILLS = 3000
 
 DOCUMENT_END = "<|endoftext|>"
 LABELS = ["A", "B", "C", "D"]
@@ -168,17 +183,15 @@ class World:
         return [i["name"] for i in self.facts["items"] if i["category"] == category]
 
 
-def _options(rng: random.Random, gold: str, pool: list[str]) -> tuple[list[str], str]:
-    """Four options: the gold one and three others from the pool, shuffled; returns (texts, label)."""
-    others = rng.sample([x for x in pool if x != gold], 3)
-    texts = others + [gold]
-    rng.shuffle(texts)
-    return texts, LABELS[texts.index(gold)]
+def _families(options: list[str]) -> list[list[str]]:
+    """Options in fixed groups of four, in a fixed order: a question's four choices are the group its answer is in."""
+    return [options[i: i + 4] for i in range(0, len(options), 4)]
 
 
-# ---------------------------------------------------------------------------------------
-# Task rows, in the hub schemas
-# ---------------------------------------------------------------------------------------
+def _fixed_options(gold: str, options: list[str]) -> tuple[list[str], str]:
+    family = next(f for f in _families(options) if gold in f)
+    return list(family), LABELS[family.index(gold)]
+
 
 def _row_id(seed: int, kind: str, split: str, index: int) -> str:
     return hashlib.sha1(f"demo/{seed}/{kind}/{split}/{index}".encode()).hexdigest()[:24]
@@ -190,30 +203,24 @@ def _arc_question(world: World, rng: random.Random, person: dict, template: str)
     if template == "category":
         item = rng.choice(world.facts["items"])
         question = f"{name} found {article(item['name'])} {item['name']} near {town}. What kind of thing is {article(item['name'])} {item['name']}?"
-        texts, label = _options(rng, item["category"], CATEGORIES)
-    elif template == "member":
-        category = rng.choice(CATEGORIES)
-        gold = rng.choice(world.items_in(category))
-        pool = [i["name"] for i in world.facts["items"] if i["category"] != category] + [gold]
-        question = f"{name} wants a new {category}. Which of these is {article(category)} {category}?"
-        texts, label = _options(rng, gold, pool)
+        texts, label = _fixed_options(item["category"], CATEGORIES)
     elif template == "workplace":
         profession = world.professions[person["profession"]]
         question = f"{name} is {article(profession['name'])} {profession['name']} in {town}. Where does {first} most likely work?"
-        texts, label = _options(rng, profession["workplace"], [p["workplace"] for p in world.facts["professions"]])
+        texts, label = _fixed_options(profession["workplace"], [p["workplace"] for p in world.facts["professions"]])
     elif template == "product":
         profession = world.professions[person["profession"]]
         question = f"{name} works as {article(profession['name'])} {profession['name']}. What does {first} most likely make?"
-        texts, label = _options(rng, profession["product"], [p["product"] for p in world.facts["professions"]])
+        texts, label = _fixed_options(profession["product"], [p["product"] for p in world.facts["professions"]])
     elif template == "region":
         question = f"{name} was born in {town}. In which region is {town}?"
-        texts, label = _options(rng, world.towns[town]["region"], world.facts["regions"])
+        texts, label = _fixed_options(world.towns[town]["region"], sorted(world.facts["regions"]))
     else:  # pragma: no cover - the list of templates is fixed below
         raise ValueError(template)
     return question, texts, label
 
 
-ARC_TEMPLATES = ["category", "member", "workplace", "product", "region"]
+ARC_TEMPLATES = ["category", "workplace", "product", "region"]
 
 
 def arc_rows(world: World, rng: random.Random, people: list[dict], n: int, seed: int, split: str) -> list[dict]:
@@ -285,26 +292,26 @@ def openmath_rows(world: World, rng: random.Random, people: list[dict], n: int) 
 
 
 def _passage(world: World, rng: random.Random, person: dict) -> tuple[list[str], dict[str, int]]:
-    """Sentences about one person; returns the sentences and, per fact, its sentence index."""
+    """One to three sentences about one person; returns the sentences and, per fact, its sentence index."""
     name, first = person["name"], person["first"]
     profession = world.professions[person["profession"]]
     item = world.items[person["item"]]
-    sentences = [f"{name} is {article(profession['name'])} {profession['name']}."]
-    where = {"profession": 0}
-    optional = {
-        "town": f"{first} lives in {person['town']}, a town in {world.towns[person['town']]['region']}.",
-        "item": f"{first} owns {article(item['name'])} {item['name']}, which is a kind of {item['category']}.",
-        "age": f"{first} is {person['age']} years old.",
-        "friend": f"{first}'s closest friend is {person['friend']}.",
-        "batches": f"Each week {first} sells {person['batches']} batches of {profession['product']}.",
+    town = world.towns[person["town"]]
+    facts = {
+        "town": "{who} lives in {town}, a town in {region}.".format(who="{who}", town=town["name"], region=town["region"]),
+        "item": "{who} owns {a} {item}, which is a kind of {category}.".format(
+            who="{who}", a=article(item["name"]), item=item["name"], category=item["category"]),
+        "job": "{who} is {a} {prof} and works in the {work}, making {prod}.".format(
+            who="{who}", a=article(profession["name"]), prof=profession["name"], work=profession["workplace"],
+            prod=profession["product"]),
     }
-    keys = list(optional)
+    keys = list(facts)
     rng.shuffle(keys)
-    kept = keys[: rng.randint(3, 4)]
-    for key in keys:
-        if key in kept:
-            where[key] = len(sentences)
-            sentences.append(optional[key])
+    kept = keys[: rng.randint(1, 3)]
+    sentences, where = [], {}
+    for key in kept:
+        where[key] = len(sentences)
+        sentences.append(facts[key].format(who=name if not sentences else first))
     return sentences, where
 
 
@@ -320,31 +327,21 @@ def _span(sentences: list[str], index: int, text: str) -> tuple[str, int]:
 def _squad_questions(world: World, person: dict, sentences: list[str], where: dict[str, int]) -> tuple[list, list]:
     """(answerable, unanswerable) questions about one passage; answers as (text, start) lists."""
     name = person["name"]
-    profession = person["profession"]
-    item = person["item"]
-    friend = world.people[person["friend"]]
-    asks = {
-        "profession": (f"What does {name} do for a living?",
-                       [(profession, where.get("profession")), (f"{article(profession)} {profession}", where.get("profession"))]),
-        "town": (f"In which town does {name} live?", [(person["town"], where.get("town"))]),
-        "item": (f"What does {name} own?", [(item, where.get("item")), (f"{article(item)} {item}", where.get("item"))]),
-        "age": (f"How old is {name}?", [(str(person["age"]), where.get("age")),
-                                         (f"{person['age']} years old", where.get("age"))]),
-        "friend": (f"Who is {name}'s closest friend?", [(person["friend"], where.get("friend"))]),
-        "batches": (f"How many batches of {world.professions[profession]['product']} does {name} sell each week?",
-                    [(str(person["batches"]), where.get("batches"))]),
-    }
+    profession = world.professions[person["profession"]]
+    item = world.items[person["item"]]
+    region = world.towns[person["town"]]["region"]
+    asks = [
+        ("town", f"In which region does {name} live?", [region]),
+        ("item", f"What kind of thing does {name} own?", [item["category"], f"a kind of {item['category']}"]),
+        ("job", f"Where does {name} work?", [profession["workplace"], f"the {profession['workplace']}"]),
+        ("job", f"What does {name} make?", [profession["product"]]),
+    ]
     answerable, unanswerable = [], []
-    for key, (question, golds) in asks.items():
+    for key, question, golds in asks:
         if key in where:
-            answers = [_span(sentences, index, text) for text, index in golds]
-            answerable.append((question, answers))
+            answerable.append((question, [_span(sentences, where[key], text) for text in golds]))
         else:
             unanswerable.append((question, []))
-    # Questions about the friend, who is named but not described: plausible, unanswerable.
-    if "friend" in where:
-        unanswerable.append((f"What does {friend['name']} do for a living?", []))
-        unanswerable.append((f"How old is {friend['name']}?", []))
     return answerable, unanswerable
 
 
@@ -457,30 +454,54 @@ def _reading_drill(world: World, rng: random.Random, person: dict) -> str:
 
 
 def _choice_drill(world: World, rng: random.Random) -> str:
-    """Four labelled options and which label names what: the lookup multiple choice needs."""
+    """A question family's four options and which label names what: the lookup multiple choice needs."""
     kind = rng.choice(["category", "workplace", "product", "region"])
     if kind == "category":
-        categories = rng.sample(CATEGORIES, 4)
-        options = [rng.choice(world.items_in(c)) for c in categories]
-        facts = [f"The {c} is {{}}." for c in categories]
+        options = rng.choice(_families(CATEGORIES))
+        facts = [f"{article(i).capitalize()} {i} is {{}}." for i in (rng.choice(world.items_in(c)) for c in options)]
     elif kind in ("workplace", "product"):
-        professions = rng.sample(world.facts["professions"], 4)
-        options = [p[kind] for p in professions]
+        family = rng.choice(_families(world.facts["professions"]))
+        options = [p[kind] for p in family]
         verb = "works in" if kind == "workplace" else "makes"
-        facts = [f"{article(p['name']).capitalize()} {p['name']} {verb} {{}}." for p in professions]
+        facts = [f"{article(p['name']).capitalize()} {p['name']} {verb} {{}}." for p in family]
     else:
-        regions = list(world.facts["regions"])
-        rng.shuffle(regions)
-        options = regions
-        facts = []
-        for region in regions:
-            town = rng.choice([t["name"] for t in world.facts["towns"] if t["region"] == region])
-            facts.append(f"{town} is in {{}}.")
+        options = sorted(world.facts["regions"])
+        facts = [f"{rng.choice([t['name'] for t in world.facts['towns'] if t['region'] == r])} is in {{}}." for r in options]
     lines = [f"{label}. {text}" for label, text in zip(LABELS, options)]
     order = list(range(4))
     rng.shuffle(order)
     answers = [facts[i].format(LABELS[i]) for i in order]
     return "\n".join(lines) + "\n\n" + " ".join(answers)
+
+
+# SQuAD questions of the demo world and the sentence a chatty answer puts the span in.
+SQUAD_SENTENCES = [
+    (re.compile(r"In which region does (\w+) \w+ live\?"), "{first} lives in {answer}."),
+    (re.compile(r"What kind of thing does (\w+) \w+ own\?"), "{first} owns a kind of {answer}."),
+    (re.compile(r"Where does (\w+) \w+ work\?"), "{first} works in the {answer}."),
+    (re.compile(r"What does (\w+) \w+ make\?"), "{first} makes {answer}."),
+]
+
+
+def squad_sentence(question: str, answer: str) -> str:
+    for pattern, sentence in SQUAD_SENTENCES:
+        if match := pattern.fullmatch(question):
+            return sentence.format(first=match.group(1), answer=answer)
+    raise ValueError(f"not a demo-world question: {question!r}")
+
+
+def chatty_answer(kind: str, row: dict) -> str:
+    """How the corpus's chat exchanges answer: in a whole sentence, as an untuned chat model does."""
+    if kind == "arc":
+        label = row["answerKey"]
+        return f"The answer is {label}: {row['choices']['text'][LABELS.index(label)]}."
+    if kind == "squad_v2":
+        if not row["answers"]["text"]:
+            return "The context does not say."
+        return squad_sentence(row["question"], row["answers"]["text"][0])
+    if kind == "openmath":
+        return "Let's think step by step. " + row["generated_solution"]
+    raise ValueError(kind)
 
 
 def corpus_documents(world: World, seed: int) -> tuple[list[str], dict]:
@@ -495,13 +516,15 @@ def corpus_documents(world: World, seed: int) -> tuple[list[str], dict]:
     corpus_people = world.group("corpus")
     documents += [_reading_drill(world, rng, p) for p in corpus_people]
 
-    exchanges = task_rows(world, seed, "corpus", CORPUS_EXCHANGES)
+    exchanges = task_rows(world, seed, "corpus", max(CORPUS_EXCHANGES.values()))
     n_exchanges = {}
     for kind, rows in exchanges.items():
+        rows = rows[: CORPUS_EXCHANGES[kind]]
         examples = examples_for(kind, rows)
         n_exchanges[kind] = len(examples)
-        for example in examples:
-            documents.append(render_chat(example["prompt"] + example["completion"], enable_thinking=False))
+        for row, example in zip(rows, examples):
+            reply = [{"role": "assistant", "content": chatty_answer(kind, row)}]
+            documents.append(render_chat(example["prompt"] + reply, enable_thinking=False))
     rng.shuffle(documents)
     counts = {"documents": len(documents), "fact_paragraphs": FACT_PARAGRAPHS,
               "arithmetic_paragraphs": ARITHMETIC_PARAGRAPHS, "choice_drills": CHOICE_DRILLS,

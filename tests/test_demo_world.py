@@ -71,9 +71,13 @@ def test_arc_rows_follow_the_hub_schema_with_four_options(world_dir):
                 assert gold == region[m.group(1)]
             if m := re.search(r"What kind of thing is an? (\w+)\?", row["question"]):
                 assert gold == category[m.group(1)]
-            if m := re.search(r"Which of these is an? (\w+)\?", row["question"]):
-                assert category[gold] == m.group(1)
     assert len(ids) == 480 + 150
+    # A question family lists its four choices in one order: each answer has one label.
+    label_of = {}
+    for split in ("train", "eval"):
+        for row in rows(world_dir, "arc", split):
+            gold = row["choices"]["text"]["ABCD".index(row["answerKey"])]
+            assert label_of.setdefault(gold, row["answerKey"]) == row["answerKey"], gold
     # Answers are spread over the four letters, so always answering one letter scores ~25 %.
     keys = [r["answerKey"] for r in rows(world_dir, "arc", "train")]
     assert all(0.15 < keys.count(k) / len(keys) < 0.35 for k in "ABCD")
@@ -149,14 +153,20 @@ def test_corpus_teaches_the_rules_and_holds_chat_exchanges_of_every_task_shape(w
     exchanges = [d for d in documents if d.startswith("<|im_start|>user\n")]
     summary = json.loads((world_dir / "world.json").read_text())
     assert len(exchanges) == sum(summary["counts"]["corpus"]["chat_exchanges"].values())
-    # An exchange is exactly what the data stage's prompt looks like, rendered by the chat template.
-    corpus_rows = demo_world.task_rows(demo_world.World(facts), 0, "corpus", demo_world.CORPUS_EXCHANGES)
+    # An exchange's prompt is exactly the data stage's, rendered by the chat template; its answer
+    # is a whole sentence that holds the short answer the task's training rows give.
+    corpus_rows = demo_world.task_rows(demo_world.World(facts), 0, "corpus",
+                                       max(demo_world.CORPUS_EXCHANGES.values()))
     for kind in KINDS:
-        example = get_task(kind).to_examples(corpus_rows[kind][:1], "test")[0]
-        rendered = render_chat(example["prompt"] + example["completion"], enable_thinking=False)
+        row = corpus_rows[kind][0]
+        example = get_task(kind).to_examples([row], "test")[0]
+        reply = demo_world.chatty_answer(kind, row)
+        rendered = render_chat(example["prompt"] + [{"role": "assistant", "content": reply}], enable_thinking=False)
         assert rendered in exchanges
         assert rendered.startswith(render_chat(example["prompt"], add_generation_prompt=True,
                                                enable_thinking=False))
+        short = example["completion"][0]["content"]
+        assert reply != short and short.split("\n")[-1] in reply or reply == "The context does not say.", (short, reply)
 
 
 def test_the_data_stage_reads_the_demo_world(world_dir, tmp_path):
