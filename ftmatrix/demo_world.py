@@ -198,22 +198,23 @@ def _row_id(seed: int, kind: str, split: str, index: int) -> str:
 
 
 def _arc_question(world: World, rng: random.Random, person: dict, template: str) -> tuple[str, list[str], str]:
-    name, first = person["name"], person["first"]
-    town = person["town"]
+    # The person's name stands between the rule's words and the choices: questions about one
+    # rule share no long run of words (rule decontaminate_task would take them for copies).
+    name, town = person["name"], person["town"]
     if template == "category":
         item = rng.choice(world.facts["items"])
-        question = f"{name} found {article(item['name'])} {item['name']} near {town}. What kind of thing is {article(item['name'])} {item['name']}?"
+        question = f"What kind of thing is the {item['name']} that {name} found?"
         texts, label = _fixed_options(item["category"], CATEGORIES)
     elif template == "workplace":
         profession = world.professions[person["profession"]]
-        question = f"{name} is {article(profession['name'])} {profession['name']} in {town}. Where does {first} most likely work?"
+        question = f"Where does {article(profession['name'])} {profession['name']} like {name} most likely work?"
         texts, label = _fixed_options(profession["workplace"], [p["workplace"] for p in world.facts["professions"]])
     elif template == "product":
         profession = world.professions[person["profession"]]
-        question = f"{name} works as {article(profession['name'])} {profession['name']}. What does {first} most likely make?"
+        question = f"What does {article(profession['name'])} {profession['name']} like {name} most likely make?"
         texts, label = _fixed_options(profession["product"], [p["product"] for p in world.facts["professions"]])
     elif template == "region":
-        question = f"{name} was born in {town}. In which region is {town}?"
+        question = f"In which region is {town}, the town where {name} was born?"
         texts, label = _fixed_options(world.towns[town]["region"], sorted(world.facts["regions"]))
     else:  # pragma: no cover - the list of templates is fixed below
         raise ValueError(template)
@@ -292,18 +293,20 @@ def openmath_rows(world: World, rng: random.Random, people: list[dict], n: int) 
 
 
 def _passage(world: World, rng: random.Random, person: dict) -> tuple[list[str], dict[str, int]]:
-    """One to three sentences about one person; returns the sentences and, per fact, its sentence index."""
+    """One to three sentences about one person; returns the sentences and, per fact, its sentence index.
+
+    Every sentence names the person in full, and no run of words between names is long: runs of
+    13 words shared by a training and an eval row (a passage's end and the question's start
+    included) would count as overlap, and rule decontaminate_task would drop the training row.
+    """
     name, first = person["name"], person["first"]
     profession = world.professions[person["profession"]]
     item = world.items[person["item"]]
     town = world.towns[person["town"]]
     facts = {
-        "town": "{who} lives in {town}, a town in {region}.".format(who="{who}", town=town["name"], region=town["region"]),
-        "item": "{who} owns {a} {item}, which is a kind of {category}.".format(
-            who="{who}", a=article(item["name"]), item=item["name"], category=item["category"]),
-        "job": "{who} is {a} {prof} and works in the {work}, making {prod}.".format(
-            who="{who}", a=article(profession["name"]), prof=profession["name"], work=profession["workplace"],
-            prod=profession["product"]),
+        "town": f"{name} lives in {town['name']}, in {town['region']}.",
+        "item": f"{name} owns {article(item['name'])} {item['name']}, a kind of {item['category']}.",
+        "job": f"{name} works in the {profession['workplace']}, where {first} makes {profession['product']}.",
     }
     keys = list(facts)
     rng.shuffle(keys)
@@ -311,7 +314,7 @@ def _passage(world: World, rng: random.Random, person: dict) -> tuple[list[str],
     sentences, where = [], {}
     for key in kept:
         where[key] = len(sentences)
-        sentences.append(facts[key].format(who=name if not sentences else first))
+        sentences.append(facts[key])
     return sentences, where
 
 

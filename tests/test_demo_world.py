@@ -65,11 +65,11 @@ def test_arc_rows_follow_the_hub_schema_with_four_options(world_dir):
             ids.add(row["id"])
             gold = texts["ABCD".index(row["answerKey"])]
             # The gold option is the world's fact, checked against world.json.
-            if m := re.search(r"is an? (\w+) in \w+\. Where does", row["question"]):
+            if m := re.search(r"Where does an? (\w+) like", row["question"]):
                 assert gold == workplace[m.group(1)]
-            if m := re.search(r"In which region is (\w+)\?", row["question"]):
+            if m := re.search(r"In which region is (\w+), the town", row["question"]):
                 assert gold == region[m.group(1)]
-            if m := re.search(r"What kind of thing is an? (\w+)\?", row["question"]):
+            if m := re.search(r"What kind of thing is the (\w+) that", row["question"]):
                 assert gold == category[m.group(1)]
     assert len(ids) == 480 + 150
     # A question family lists its four choices in one order: each answer has one label.
