@@ -108,9 +108,12 @@ def is_significant(low, high) -> bool:
     return finite(low) and finite(high) and (float(low) > 0 or float(high) < 0)
 
 
-def ci_text(low, high, confidence: float, unit: str = "") -> str:
+def ci_text(low, high, confidence: float, unit: str = "", *, of_change: bool = True) -> str:
+    """'95% CI +1.2 to +3.4' for a change; '95% CI 40.0–52.0' for a value (of_change=False)."""
     if not (finite(low) and finite(high)):
         return "CI n/a"
+    if not of_change:
+        return f"{confidence:.0%} CI {num(low)}{unit}–{num(high)}{unit}"
     return f"{confidence:.0%} CI {signed(low)}{unit} to {signed(high)}{unit}"
 
 
@@ -565,7 +568,8 @@ def api_rows(matrix, table, confidence: float) -> list[dict]:
 
         def side(r):
             return {"headline": num(r.get("headline")),
-                    "headline_ci": ci_text(r.get("headline_ci_low"), r.get("headline_ci_high"), confidence),
+                    "headline_ci": ci_text(r.get("headline_ci_low"), r.get("headline_ci_high"), confidence,
+                                           of_change=False),
                     "latency": seconds(r.get("latency_mean_s")),
                     "latency_ci": (f"{seconds(r.get('latency_mean_ci_low'))}–{seconds(r.get('latency_mean_ci_high'))}"
                                    if finite(r.get("latency_mean_ci_low")) else "CI n/a"),
