@@ -82,8 +82,12 @@ def test_the_matrix_records_the_rounds_and_their_medians(demo_run):
     assert set(matrix["timing_rounds"]) == {rounds}
     medians = matrix["latency_round_medians_s"].str.split()
     assert set(medians.map(len)) == {rounds}
+    # A cell whose every timed answer is one token has no time per further token: n/a, never 0.
+    one_token = matrix["output_tokens_timed_mean"] == 1
+    assert matrix.loc[one_token, ["tpot_s", "tpot_ci_low", "tpot_ci_high"]].isna().all().all()
     for column in ("latency_mean", "ttft_mean", "tpot", "output_tokens"):
-        low, high = matrix[f"{column}_ci_low"], matrix[f"{column}_ci_high"]
+        rows = matrix[~one_token] if column == "tpot" else matrix
+        low, high = rows[f"{column}_ci_low"], rows[f"{column}_ci_high"]
         assert (low <= high).all(), column
     value = matrix["latency_mean_s"]
     assert ((matrix["latency_mean_ci_low"] <= value) & (value <= matrix["latency_mean_ci_high"])).all()
