@@ -56,7 +56,10 @@ from pathlib import Path
 
 from ftmatrix import io
 
-WORLD_VERSION = 1
+# The generator's version: a param of rule build_demo_world, so a world built by an older
+# generator is built again (and everything made from it) instead of silently reused.
+# 2: learnable tasks (question families, 1–3-fact passages, whole-sentence chat exchanges).
+WORLD_VERSION = 2
 
 # How many rows each split holds (the data stage subsamples train_size / eval_size).
 SPLIT_ROWS = {"train": 480, "eval": 150}

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 from snakemake.utils import validate
 
 import ftmatrix.config
+import ftmatrix.demo_world
 import ftmatrix.grid
 import ftmatrix.integrity
 import ftmatrix.io

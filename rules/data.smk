@@ -16,6 +16,8 @@ rule build_demo_world:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        version=ftmatrix.demo_world.WORLD_VERSION,
     script:
         "../workflow_scripts/build_demo_world.py"
 

@@ -179,6 +179,21 @@ def test_checkpoint_bookkeeping_reruns_nothing(finished):
         assert plan(finished) == {}
 
 
+def test_a_new_demo_world_generator_rebuilds_the_world_and_what_was_made_from_it(finished):
+    """A checkout whose demo-world generator changed (a new WORLD_VERSION) does not reuse a world
+    an older one built: the world, the models pretrained on it, its tasks and everything after."""
+    module = finished / "ftmatrix" / "demo_world.py"
+    original = module.read_text()
+    version = int(re.search(r"^WORLD_VERSION = (\d+)$", original, re.M).group(1))
+    try:
+        module.write_text(original.replace(f"WORLD_VERSION = {version}\n", f"WORLD_VERSION = {version + 1}\n"))
+        jobs = plan(finished)
+    finally:
+        module.write_text(original)
+    assert jobs.get("build_demo_world") == 1, jobs
+    assert {"build_model", "prepare_task", "train_variant", "evaluate_cell"} <= set(jobs), jobs
+
+
 def test_a_new_lora_rank_adds_only_its_own_trainings_and_cells(finished, demo_run):
     config = demo_run["config"]
     new_rank = 2
