@@ -463,7 +463,7 @@ GRADING_COLUMNS = ["grading", "other_grading", "other_reference", "other_value",
 VS_BASE_COLUMNS = (["model", "method", "rank", "train_task", "seed", "eval_task", "label", "in_task",
                     "headline_metric"] + COMPARISON_COLUMNS + GRADING_COLUMNS + ["note"])
 VS_LARGER_COLUMNS = (["model", "method", "rank", "train_task", "eval_task", "label", "n_seeds", "in_task",
-                      "larger_model", "model_params", "larger_model_params", "headline_metric"]
+                      "larger_model", "larger_is_api", "model_params", "larger_model_params", "headline_metric"]
                      + COMPARISON_COLUMNS + ["note"])
 FULL_VS_LORA_COLUMNS = (["model", "train_task", "eval_task", "in_task", "headline_metric", "best_rank",
                          "lora_ranks", "n_seeds"] + COMPARISON_COLUMNS + ["note"])
@@ -594,7 +594,8 @@ def vs_larger_base(study: Study) -> list[dict]:
             row = {"model": group.model, "method": group.method, "rank": group.rank,
                    "train_task": group.train_task, "eval_task": group.eval_task, "label": group.label,
                    "n_seeds": len(group.cells), "in_task": group.train_task == group.eval_task,
-                   "larger_model": other, "model_params": mine, "larger_model_params": theirs,
+                   "larger_model": other, "larger_is_api": study.is_endpoint(other),
+                   "model_params": mine, "larger_model_params": theirs,
                    "headline_metric": study.headline_name(group.eval_task)}
             row.update(_comparison(study, group, larger))
             rows.append(row)

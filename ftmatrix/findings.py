@@ -44,6 +44,7 @@ POINTS_SD = "points (standard deviation)"
 
 # Highlight topics.
 VS_LARGER = "small vs larger base"
+VS_API = "local vs API"
 VS_OWN_BASE = "fine-tuned vs own base"
 FULL_VS_BEST_LORA = "full vs best LoRA"
 LORA_RANK = "LoRA rank"
@@ -256,8 +257,10 @@ def vs_larger_base(tables: Tables, confidence: float) -> list[Finding]:
         if row is None:
             continue
         subject = Subject(task, _variant(row), Variant(big))
-        out += [f for f in (quality(VS_LARGER, subject, row, confidence),
-                            latency(VS_LARGER, subject, row, confidence)) if f]
+        # A model behind an endpoint counts as larger than every local one; said as what it is.
+        topic = VS_API if truthy(row.get("larger_is_api")) else VS_LARGER
+        out += [f for f in (quality(topic, subject, row, confidence),
+                            latency(topic, subject, row, confidence)) if f]
     return out
 
 

@@ -235,10 +235,12 @@ def highlight_part(finding: Finding) -> dict:
 def highlight_subject(finding: Finding) -> str:
     subject, variant = finding.subject, finding.subject.variant
     task = subject.eval_task
-    if finding.topic == findings.VS_LARGER:
+    if finding.topic in (findings.VS_LARGER, findings.VS_API):
         who = (f"{variant.model} ({how(variant.method, variant.rank)} on {task})" if variant.method != "base"
                else f"untuned {variant.model}")
-        return f"{task}: {who} vs untuned {subject.reference.model}"
+        them = (f"{subject.reference.model} (API)" if finding.topic == findings.VS_API
+                else f"untuned {subject.reference.model}")
+        return f"{task}: {who} vs {them}"
     if finding.topic == findings.VS_OWN_BASE:
         return f"{task}: {variant.model} {how(variant.method, variant.rank)} vs untuned {subject.reference.model}"
     if finding.topic == findings.FULL_VS_BEST_LORA:

@@ -114,6 +114,15 @@ def test_vs_larger_base_falls_back_on_the_untuned_model(tables):
     assert speed.verdict == FASTER
 
 
+def test_a_model_behind_an_endpoint_is_compared_as_an_api_not_as_a_larger_base(tables):
+    """The API row counts as larger than every local model; its findings say "local vs API"."""
+    api = {**larger_row("full", 0, "quiz", 2.0, -1.0, 5.0, latency=(-80.0, -85.0, -75.0)),
+           "larger_model": "hosted", "larger_is_api": True, "larger_model_params": float("nan")}
+    t = tables(vs_larger_base=[larger_row("full", 0, "quiz", -20.0, -25.0, -15.0), api])
+    topics = {(f.topic, f.subject.reference.model) for f in F.vs_larger_base(t, CONFIDENCE)}
+    assert topics == {(F.VS_LARGER, "large"), (F.VS_API, "hosted")}
+
+
 # ---------------------------------------------------------------------------- full vs LoRA
 
 
