@@ -953,7 +953,7 @@ def journal_context(*, matrix_file, analysis_dir, figures_dir, metrics_files, pr
         "lora_rank": _records(tables["lora_rank"]),
         "sweeps": sweep_rows(tables["lr_sweep"]),
         "seeds": _records(tables["seeds"]),
-        "several_seeds": any(int(r["n_seeds"]) > 1 for r in _records(tables["seeds"])),
+        "several_seeds": any(finite(r.get("n_seeds")) and float(r["n_seeds"]) > 1 for r in _records(tables["seeds"])),
         "samples": sample_predictions(matrix, tables, predictions, report["samples_per_task"],
                                       report["max_sample_chars"]),
         "figures": figures,

@@ -18,7 +18,8 @@ SHARED_DATA = Path(os.environ.get("FTMATRIX_SHARED_DATA", ROOT.parent / "shared"
 
 # What a copy of the project leaves out: the environment, git, and everything a run produces
 # (at the top level only: ftmatrix/tasks/ is code, data/<study>/tasks/ is output).
-PRODUCED = {".venv", ".venv-vllm", ".git", ".snakemake", "results", "logs", "benchmarks", "data", ".pytest_cache", ".hypothesis"}
+PRODUCED = {".venv", ".venv-vllm", ".git", ".snakemake", "results", "logs", "benchmarks", "data", ".pytest_cache",
+            ".hypothesis"}
 
 
 def _ignore_produced(folder, names):
