@@ -46,19 +46,6 @@ def seeded_study(seed: int) -> tuple[str, Path]:
     return name, path
 
 
-def demo_of(study: str, study_file: Path) -> dict:
-    """What tests/test_demo_findings.py's fixture gives its tests, for a finished study."""
-    from ftmatrix import config as cfg
-
-    config = cfg.load(ROOT / "config.yaml", [study_file])
-    models = {m["name"]: m for m in config["models"]}
-    small = next(n for n, m in models.items() if m["finetune"] and m["source"] == "build")
-    large = next(n for n, m in models.items() if not m["finetune"] and m["source"] == "build"
-                 and m["params_b"] > models[small]["params_b"])
-    return {"root": ROOT, "results": ROOT / "results" / study, "config": config, "small": small, "large": large,
-            "tasks": {t["name"]: t for t in config["tasks"]}}
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, required=True)
@@ -80,8 +67,9 @@ def main(argv=None) -> int:
             return done.returncode
 
     import tests.test_demo_findings as findings
+    from ftmatrix import config as cfg
 
-    demo = demo_of(study, study_file)
+    demo = findings.finished_demo(ROOT, cfg.load(ROOT / "config.yaml", [study_file]))
     failed = 0
     for name in sorted(n for n in dir(findings) if n.startswith("test_")):
         try:

@@ -25,17 +25,21 @@ ARC_CHANCE = 25.0
 RESAMPLES = 2000
 
 
-@pytest.fixture(scope="module")
-def demo(demo_run):
-    root = demo_run["root"]
-    config = demo_run["config"]
+def finished_demo(root, config: dict) -> dict:
+    """What the tests below read of a finished demo study (its results folder, its smaller
+    fine-tuned model and larger untuned one, its tasks); also bench/demo_seed.py's."""
     models = {m["name"]: m for m in config["models"]}
     small = next(name for name, m in models.items() if m["finetune"] and m["source"] == "build")
     large = next(name for name, m in models.items()
                  if not m["finetune"] and m["source"] == "build" and m["params_b"] > models[small]["params_b"])
     tasks = {t["name"]: t for t in config["tasks"]}
-    return {"root": root, "results": root / "results" / "demo", "config": config, "small": small,
+    return {"root": root, "results": root / "results" / config["study"], "config": config, "small": small,
             "large": large, "tasks": tasks}
+
+
+@pytest.fixture(scope="module")
+def demo(demo_run):
+    return finished_demo(demo_run["root"], demo_run["config"])
 
 
 def predictions(demo, model, method, rank, train_task, seed, eval_task) -> list[dict]:

@@ -29,13 +29,13 @@ def plan(root, *extra) -> dict[str, int]:
                           timeout=300)
     text = done.stdout + done.stderr
     assert done.returncode == 0, text[-4000:]
-    return dict(jobs_in(text))
+    return jobs_in(text)
 
 
-def jobs_in(text: str):
-    """The (rule, count) pairs of a dry run's job table (none when nothing is to be done)."""
+def jobs_in(text: str) -> dict[str, int]:
+    """A dry run's jobs by rule ({} when nothing is to be done)."""
     if "Nothing to be done" in text:
-        return {}.items()
+        return {}
     table = text[text.index("Job stats"):]
     counts = {}
     for line in table.splitlines()[3:]:
@@ -44,7 +44,7 @@ def jobs_in(text: str):
             break
         if len(parts) == 2 and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
-    return counts.items()
+    return counts
 
 
 @contextlib.contextmanager
@@ -240,7 +240,7 @@ def test_another_study_in_the_same_checkout_keeps_its_own_outputs(finished):
     assert plan(finished) == {}
 
 
-def test_a_declared_size_reruns_nothing_and_is_checked_against_the_manifest(finished):
+def test_a_declared_size_reruns_only_the_journal_and_is_checked_against_the_manifest(finished):
     """params_b sizes jobs and shapes no computed output (only the journal, whose GPU-hour
     projection is sized from it); 405 B for a model of a few hundred thousand parameters draws a
     warning naming the entry and the real size."""
@@ -252,5 +252,5 @@ def test_a_declared_size_reruns_nothing_and_is_checked_against_the_manifest(fini
                                "studies/demo.yaml"], cwd=finished, capture_output=True, text=True, timeout=300)
     text = done.stdout + done.stderr
     assert done.returncode == 0, text[-3000:]
-    assert jobs_in(text) <= {"build_journal": 1, "journal_pdf": 1, "all": 1}.items(), text[-3000:]
+    assert jobs_in(text).items() <= {"build_journal": 1, "journal_pdf": 1, "all": 1}.items(), text[-3000:]
     assert "models entry 'demo-small' declares params_b: 405" in text and "set it to" in text
