@@ -11,17 +11,23 @@ VLLM_STAMP := $(VLLM_VENV)/.ftmatrix-installed
 
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: demo test install vllm lint clean-demo help
+.PHONY: demo test install vllm vllm-lm-eval lint clean-demo help
 
 help:
 	@echo "make demo   - run the demo study (offline, CPU, minutes): results/demo/journal/journal.html"
 	@echo "make test   - run the test suite"
 	@echo "make lint   - snakemake --lint and snakefmt --check"
-	@echo "make vllm   - the vLLM environment (.venv-vllm) for the real-server endpoint tests"
+	@echo "make vllm   - the vLLM environment (.venv-vllm): evaluate.engine / timing_engine vllm, the vLLM tests"
+	@echo "make vllm-lm-eval - lm-eval in .venv-vllm, for bench/eval_engines.py's lm-eval-vllm engine"
 
 install: $(STAMP)
 
 vllm: $(VLLM_STAMP)
+
+# lm-eval beside vLLM, for bench/eval_engines.py's lm-eval-vllm engine only (the pipeline does
+# not use it); vLLM's pinned packages are held by the lock as constraints.
+vllm-lm-eval: $(VLLM_STAMP)
+	$(VLLM_VENV)/bin/python -m pip install --quiet -c requirements-vllm.lock lm-eval==$(shell sed -n 's/^lm.eval==//p' requirements.lock)
 
 $(VLLM_STAMP): requirements-vllm.lock
 	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)

@@ -1,4 +1,5 @@
-"""Quality-pass engines side by side: transformers vs vLLM (evaluate.engine) vs lm-eval's hf backend.
+"""Quality-pass engines side by side: transformers vs vLLM (evaluate.engine) vs lm-eval's hf and
+vLLM backends.
 
 Same model folder, same ARC-Challenge rows, same rendered prompts (the model's chat template),
 greedy to the same end-of-turn token and token budget, fp32 on the CPU with the same threads.
@@ -15,8 +16,14 @@ A random model never says its end-of-turn token, so every sample runs to the bud
 
     python bench/eval_engines.py --size demo --rows 200 --max-new-tokens 64
     python bench/eval_engines.py --size 0.6b --rows 200 --max-new-tokens 64 --json docs/eval_engines_06b.json
+    python bench/eval_engines.py --size 0.6b --lora 64 --engines transformers,vllm,vllm-adapter
 
-Needs ../shared/data (the ARC release, the Qwen3 tokenizer), lm-eval, and .venv-vllm (make vllm).
+With ``--lora RANK`` the model is a LoRA variant (a random adapter of that rank on every linear
+layer): ``transformers`` and ``vllm`` merge it first (``evaluate.merge_lora: true``, the merge is
+part of the start-up), ``vllm-adapter`` hands it to vLLM's own LoRA support on the base weights.
+
+Needs ../shared/data (the ARC release, the Qwen3 tokenizer), lm-eval, and .venv-vllm (make vllm);
+lm-eval's vLLM backend also needs lm-eval in .venv-vllm (make vllm-lm-eval).
 """
 
 from __future__ import annotations
@@ -71,20 +78,37 @@ def build_model(out_dir: Path, tokenizer_dir: Path, shape: dict) -> Path:
     return out_dir
 
 
+def build_adapter(out_dir: Path, model_dir: Path, rank: int) -> Path:
+    """A LoRA adapter of ``rank`` on every linear layer, with random (non-zero) weights."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(1)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir),
+                           LoraConfig(r=rank, lora_alpha=32, target_modules="all-linear", init_lora_weights=False))
+    model.save_pretrained(out_dir)
+    return out_dir
+
+
 def run_engine(engine: str, work: Path, manifest: Path, eval_file: Path, max_new_tokens: int, batch_size: int,
-               threads: int) -> dict:
+               threads: int, adapter: Path | None = None) -> dict:
+    """One engine through the pipeline's evaluate_cell: ``transformers``, ``vllm``, or with an
+    adapter ``vllm-adapter`` (evaluate.merge_lora false: vLLM's LoRA support; the others merge)."""
     from ftmatrix import io
     from ftmatrix.evaluate import evaluate_cell
 
-    settings = {"cell": "bench/base/r0/none/seed0/arc", "model": {"name": "bench", "source": "local"},
-                "method": "base", "task": {"name": "arc", "kind": "arc", "max_new_tokens": max_new_tokens},
-                "evaluate": {"batch_size": batch_size, "latency_samples": 0, "warmup": 0, "merge_lora": True,
-                             "precision": "fp32", "engine": engine},
+    method = "lora" if adapter else "base"
+    settings = {"cell": f"bench/{method}/r0/none/seed0/arc", "model": {"name": "bench", "source": "local"},
+                "method": method, "task": {"name": "arc", "kind": "arc", "max_new_tokens": max_new_tokens},
+                "evaluate": {"batch_size": batch_size, "latency_samples": 0, "warmup": 0,
+                             "merge_lora": engine != "vllm-adapter", "precision": "fp32",
+                             "engine": engine.removesuffix("-adapter")},
                 "enable_thinking": False}
     out = work / engine
     started = time.perf_counter()
-    record = evaluate_cell(settings, manifest, None, eval_file, out / "generations.jsonl", out / "generation.json",
-                           None, threads, progress=False)
+    record = evaluate_cell(settings, manifest, adapter, eval_file, out / "generations.jsonl",
+                           out / "generation.json", None, threads, progress=False)
     total = time.perf_counter() - started
     rows = io.read_jsonl(out / "generations.jsonl")
     n = len(rows)
@@ -104,6 +128,26 @@ def run_lm_eval(h, model_dir: Path, task_dir: Path, batch_size: int) -> dict:
             "by_id": out["generated"]}
 
 
+def run_lm_eval_vllm(h, model_dir: Path, task_dir: Path, max_new_tokens: int, rows: int, threads: int) -> dict:
+    """lm-eval's vLLM backend, in .venv-vllm (bench/lm_eval/vllm_backend.py); its start-up includes
+    starting the process and importing lm-eval and vLLM."""
+    import subprocess
+
+    from ftmatrix.engines.vllm_engine import kv_cache_bytes, vllm_python
+
+    out = task_dir / "lm_eval_vllm.json"
+    kv = kv_cache_bytes(model_dir, "float32", 2048, rows)
+    started = time.perf_counter()
+    subprocess.run([str(vllm_python()), str(ROOT / "bench" / "lm_eval" / "vllm_backend.py"), str(model_dir),
+                    str(task_dir), h.TASK_NAME, str(out), str(kv), str(threads)], check=True,
+                   env={**os.environ, "OMP_NUM_THREADS": str(threads)}, cwd=task_dir)
+    total = time.perf_counter() - started
+    got = json.loads(out.read_text())
+    return {"engine": "lm-eval (vllm)", "n": got["n"], "startup_s": total - got["generate_s"],
+            "generate_s": got["generate_s"], "total_s": total, "samples_per_s": got["n"] / got["generate_s"],
+            "samples_per_s_with_startup": got["n"] / total, "by_id": got["generated"]}
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shared-data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -112,7 +156,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--engines", default="transformers,vllm,lm-eval")
+    parser.add_argument("--engines", default="transformers,vllm,lm-eval,lm-eval-vllm",
+                        help="any of transformers, vllm, lm-eval (its hf backend), lm-eval-vllm (its vllm backend)")
+    parser.add_argument("--lora", type=int, metavar="RANK",
+                        help="evaluate a LoRA variant of this rank (random adapter on every linear layer): "
+                             "transformers and vllm merge it, vllm-adapter gives it to vLLM's LoRA support")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
@@ -133,19 +181,25 @@ def main(argv=None) -> dict:
                work / "manifest", root=work)
     manifest = work / "manifest" / "manifest.json"
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    adapter = build_adapter(work / "adapter", model_dir, args.lora) if args.lora else None
+    if adapter and any(e.startswith("lm-eval") for e in engines):
+        parser.error("--lora compares the pipeline's engines only; leave lm-eval and lm-eval-vllm out of --engines")
     results = {}
     for engine in engines:
         if engine == "lm-eval":
             task_dir = h.write_task(work / "lm_eval_task", model_dir, examples, args.max_new_tokens)
             results[engine] = run_lm_eval(h, model_dir, task_dir, args.batch_size)
+        elif engine == "lm-eval-vllm":
+            task_dir = h.write_task(work / "lm_eval_vllm_task", model_dir, examples, args.max_new_tokens)
+            results[engine] = run_lm_eval_vllm(h, model_dir, task_dir, args.max_new_tokens, args.rows, args.threads)
         else:
             results[engine] = run_engine(engine, work, manifest, eval_file, args.max_new_tokens, args.batch_size,
-                                         args.threads)
+                                         args.threads, adapter)
         r = results[engine]
         print(f"{engine:<13} {r['samples_per_s']:8.2f} samples/s generating, {r['samples_per_s_with_startup']:8.2f} "
               f"with start-up ({r['startup_s']:.1f} s start-up, {r['generate_s']:.1f} s generating)", flush=True)
     reference = results.get("transformers")
-    report = {"size": args.size, "shape": SHAPES[args.size], "rows": args.rows, "max_new_tokens": args.max_new_tokens,
+    report = {"size": args.size, "shape": SHAPES[args.size], "lora_rank": args.lora, "rows": args.rows, "max_new_tokens": args.max_new_tokens,
               "batch_size": args.batch_size, "threads": args.threads, "torch": torch.__version__, "engines": {}}
     for engine, r in results.items():
         if "by_id" in r and reference:

@@ -52,7 +52,7 @@ TRAINING_COLUMNS = ["trainable_params", "total_params", "trainable_pct", "train_
                     "heldout_loss_after", "train_truncated_examples", "train_peak_memory_kind"]
 COST_COLUMNS = ["cost_device_kind", "cost_hourly_usd"]
 API_COLUMNS = ["api_name", "api_cost_per_1k_usd"]
-PROVENANCE_COLUMNS = ["device", "engine", "precision", "batch_size", "max_new_tokens", "enable_thinking",
+PROVENANCE_COLUMNS = ["device", "engine", "timing_engine", "precision", "batch_size", "max_new_tokens", "enable_thinking",
                       "merge_lora", "model_revision", "eval_data_fingerprint", "train_data_fingerprint",
                       "git_commit", "git_dirty", "config_hash"]
 
@@ -256,7 +256,8 @@ def cell_row(metrics: CellMetrics, path: Path, *, train: TrainMetrics | None, ta
         })
 
     row.update({
-        "device": device_name(device), "engine": generation.engine, "precision": generation.precision,
+        "device": device_name(device), "engine": generation.engine, "timing_engine": latency.engine,
+        "precision": generation.precision,
         "batch_size": generation.batch_size, "max_new_tokens": generation.max_new_tokens,
         "enable_thinking": generation.enable_thinking,
         "merge_lora": generation.merge_lora if variant.method == "lora" else None,

@@ -197,7 +197,25 @@ def check(config: dict) -> list[str]:
     if set(methods) & {"full", "lora"} and not any(m["finetune"] for m in config["models"]):
         problems.append("methods asks for fine-tuning (full/lora) but no model has finetune: true; "
                         "set finetune: true on a model or use methods: [base].")
-    return problems + check_task_kinds(config)
+    return problems + check_vllm_lora(config) + check_task_kinds(config)
+
+
+def check_vllm_lora(config: dict) -> list[str]:
+    """Unmerged LoRA adapters (evaluate.merge_lora: false) through vLLM need ranks vLLM takes."""
+    ev = config["evaluate"]
+    if ev["merge_lora"] or "lora" not in config["methods"]:
+        return []
+    from ftmatrix.engines import engine_of
+    from ftmatrix.engines.vllm_engine import LORA_RANKS
+
+    uses_vllm = ev["timing_engine"] == "vllm" or any(engine_of(m, ev) == "vllm" for m in config["models"]
+                                                     if m["finetune"])
+    too_large = [r for r in config["lora"]["ranks"] if r > max(LORA_RANKS)]
+    if uses_vllm and too_large:
+        return [f"lora.ranks has {', '.join(map(str, too_large))}, above the largest rank vLLM's LoRA support takes "
+                f"({max(LORA_RANKS)}), and evaluate.merge_lora is false with the vllm engine; set "
+                f"evaluate.merge_lora: true (adapters merged before vLLM loads them) or use engine transformers."]
+    return []
 
 
 def check_api_model(config: dict, i: int) -> list[str]:
@@ -291,7 +309,7 @@ TRAIN_BOOKKEEPING_KEYS = ("save_steps", "save_total_limit", "report_to")
 SCORING_KEYS = ("bootstrap_resamples", "bootstrap_seed", "confidence", "grading")
 # Evaluation settings read only by the timing rounds (ftmatrix.timing); a change to them re-times
 # without generating the quality pass again, and a quality setting re-times nothing.
-TIMING_KEYS = ("latency_samples", "warmup", "timing_rounds")
+TIMING_KEYS = ("latency_samples", "warmup", "timing_rounds", "timing_engine")
 
 
 def study_hash(config: dict) -> str:

@@ -485,10 +485,11 @@ def evaluate_cell(settings: dict, model_manifest, trained_dir, eval_file, genera
         todo = [s for s in samples if s.id not in done]
         if todo:
             out_dir = Path(generations_file).parent
-            folder = vllm_model_folder(model, tokenizer, cfg.method, details, out_dir / "vllm-merged")
-            result = vllm_engine.generate(folder, [s.input_ids for s in todo], cfg.max_new_tokens, gen.stop_ids,
-                                          precision=precision, threads=threads, work_dir=out_dir,
-                                          log_file=out_dir / "vllm.log")
+            inputs = vllm_inputs(model, tokenizer, cfg.method, details, out_dir / "vllm-merged")
+            result = vllm_engine.generate(inputs["model_dir"], [s.input_ids for s in todo], cfg.max_new_tokens,
+                                          gen.stop_ids, precision=precision, threads=threads, work_dir=out_dir,
+                                          log_file=out_dir / "vllm.log", adapter=inputs["adapter"],
+                                          adapter_rank=inputs["adapter_rank"])
             quality_s = result["generate_s"]
             load_s += result["load_s"]
             for s, ids in zip(todo, result["tokens"]):
@@ -599,14 +600,18 @@ def _summary(cfg: EvalSettings, manifest: ModelManifest, details: dict, rows: li
     )
 
 
-def vllm_model_folder(model, tokenizer, method: str, details: dict, merged_dir: Path) -> Path:
-    """The folder vLLM loads: the base or fully fine-tuned weights as they are; a LoRA variant merged
-    into its base (the model load_variant merged) and saved as safetensors beside the cell's outputs."""
+def vllm_inputs(model, tokenizer, method: str, details: dict, merged_dir: Path) -> dict:
+    """What vLLM loads for a variant: ``{'model_dir', 'adapter', 'adapter_rank'}``. The base or fully
+    fine-tuned weights as they are; a LoRA variant merged into its base (the model load_variant
+    merged, saved as safetensors in ``merged_dir``) when ``evaluate.merge_lora`` is on, else the
+    base weights with the adapter applied by vLLM's own LoRA support."""
     if method != "lora":
-        return Path(details["weights"])
+        return {"model_dir": Path(details["weights"]), "adapter": None, "adapter_rank": None}
     if not details.get("merged"):
-        model = model.merge_and_unload()
+        adapter = Path(details["adapter"])
+        config = json.loads((adapter / "adapter_config.json").read_text())
+        return {"model_dir": Path(details["weights"]), "adapter": adapter, "adapter_rank": int(config["r"])}
     merged_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(merged_dir, safe_serialization=True)
     tokenizer.save_pretrained(merged_dir)
-    return merged_dir
+    return {"model_dir": merged_dir, "adapter": None, "adapter_rank": None}

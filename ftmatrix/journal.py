@@ -645,8 +645,19 @@ def _merge_versions(blocks: Iterable[dict]) -> dict[str, str]:
 def _engines_text(matrix) -> str:
     """Which engine generated how many cells, and which one timed the latency."""
     engines = matrix["engine"].value_counts().to_dict() if "engine" in matrix else {"transformers": len(matrix)}
-    quality = ", ".join(f"{name} ({n} cell{'s' if n != 1 else ''})" for name, n in sorted(engines.items()))
-    timing = "latency timed by transformers in the timing rounds"
+
+    def which(name: str, n: int) -> str:
+        # With more than one engine, each names its models (the matrix's engine column has every cell's).
+        models = (", ".join(dict.fromkeys(matrix.loc[matrix["engine"] == name, "model"]))
+                  if len(engines) > 1 and "model" in matrix else "")
+        return f"{name} ({n} cell{'s' if n != 1 else ''}{': ' + models if models else ''})"
+
+    quality = ", ".join(which(name, n) for name, n in sorted(engines.items()))
+    timers = sorted(e for e in matrix["timing_engine"].dropna().unique()
+                    if e != "openai") if "timing_engine" in matrix else []
+    timing = f"latency timed by {' and '.join(timers) or 'transformers'} in the timing rounds"
+    if len(timers) > 1:
+        timing += " (cells timed by different engines: their latencies are not comparable)"
     if engines.get("openai"):
         timing += "; an endpoint's latency is every streamed request's"
     return f"quality pass: {quality}; {timing}"

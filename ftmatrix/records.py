@@ -469,6 +469,7 @@ class TimingRecord(Record):
     load_average: list           # the machine's 1-minute load average before and after the cell
     samples: list                # TimedSample objects, in the eval file's order
     provenance: dict
+    engine: str = "transformers"  # what timed the samples (evaluate.timing_engine): transformers, vllm
 
     def _check(self, prefix: str) -> None:
         for number, sample in enumerate(self.samples):
@@ -525,6 +526,9 @@ class LatencySummary(Record):
     output_tokens_ci_high: float | None
     timed_mismatches: int        # timed samples whose text differs from the quality pass's in some round
     device: str | None           # where the rounds ran
+    # What timed the samples: the timing rounds' engine (evaluate.timing_engine), or the quality
+    # pass's where it timed them itself (an endpoint's streamed requests: openai); None if untimed.
+    engine: str | None = None
 
 
 @dataclass

@@ -151,7 +151,8 @@ def confidence_intervals(task, rows: Sequence[dict], names: Sequence[str], *, re
 
 
 def latency_summary(rows: Sequence[dict], *, rounds: int = 0, resamples: int = 1000, seed: int = 0,
-                    confidence: float = 0.95, device: str | None = None) -> LatencySummary:
+                    confidence: float = 0.95, device: str | None = None,
+                    engine: str | None = None) -> LatencySummary:
     """Latency over the timed samples (each timed in ``rounds`` rounds: intervals by the
     bootstrap over rounds and samples); token counts over all samples."""
     import numpy as np
@@ -218,6 +219,7 @@ def latency_summary(rows: Sequence[dict], *, rounds: int = 0, resamples: int = 1
         output_tokens_ci_low=tok_low, output_tokens_ci_high=tok_high,
         timed_mismatches=sum(1 for r in timed if r.get("timed_matches") is False),
         device=device if timed else None,
+        engine=engine if timed else None,
     )
 
 
@@ -250,12 +252,17 @@ def score_cell(settings: dict, generations_file, info_file, eval_file, predictio
     if not eval_rows:
         raise DataError(f"{eval_file}: no evaluation rows; rerun the data stage for this task.")
     rows = join_rows(generations, eval_rows, generations_file, eval_file)
-    rounds, timing_device = 0, None
+    rounds, timing_device, timing_engine = 0, None, info.engine
     if timing_files:
         from ftmatrix.timing import join_rounds
 
         rows, timing = join_rounds(rows, timing_files)
         rounds, timing_device = timing["rounds"], timing["records"][0].device
+        engines = sorted({record.engine for record in timing["records"]})
+        if len(engines) > 1:
+            raise DataError(f"{info.cell}: its timing rounds were taken by different engines ({', '.join(engines)}); "
+                            f"rerun every round (snakemake --forcerun time_round).")
+        timing_engine = engines[0]
     # A sample the engine could not generate (an endpoint failing after every retry) has no answer
     # to score: it is left out, never scored as an empty answer, and the cell counts it
     # (generation.json's failed, the matrix's n_failed).
@@ -301,7 +308,7 @@ def score_cell(settings: dict, generations_file, info_file, eval_file, predictio
         format_rate=in_format,
         format_rate_ci=[in_format_low, in_format_high],
         latency=latency_summary(rows, rounds=rounds, resamples=resamples, seed=seed, confidence=confidence,
-                                device=timing_device),
+                                device=timing_device, engine=timing_engine),
         hit_limit=hit_limit,
         hit_limit_pct=100.0 * hit_limit / len(rows),
         generation=info,

@@ -8,6 +8,12 @@ every variant of the study in turn and times each cell's timed samples (the firs
 ``evaluate.warmup`` untimed generations on that cell. It writes one ``TimingRecord`` per cell
 and round: ``results/<study>/eval/<cell>/timing/round<r>.json``.
 
+One engine times every local cell of a study (``evaluate.timing_engine``), so a latency column
+never mixes engines: ``transformers`` (``generate()`` at batch size 1, the default) or ``vllm``
+(one vLLM process per variant and round, each request alone in the engine; the record, the
+metrics and the matrix's ``timing_engine`` column name it). An endpoint's cells are timed by
+their own streamed requests.
+
 Why rounds, and why this is enough to separate them:
 
 * a round is a Snakemake job of its own that holds every core of the machine (rule
@@ -76,28 +82,72 @@ def _load_average() -> float | None:
         return None
 
 
-def time_cell(gen, tokenizer, rows: list[dict], *, warmup: int, enable_thinking: bool) -> tuple[list[dict], float]:
-    """Time each row at batch size 1 after ``warmup`` untimed generations; (samples, seconds)."""
+def prompt_samples(tokenizer, rows: list[dict], enable_thinking: bool) -> list:
+    """The rows as ``Sample`` objects, rendered and tokenised as the quality pass does."""
     from ftmatrix.evaluate import Sample, render_prompt
-    from ftmatrix.records import TimedSample
 
     samples = []
     for index, row in enumerate(rows):
         text = render_prompt(tokenizer, row["prompt"], enable_thinking)
         samples.append(Sample(index, row["id"], text, tokenizer(text, add_special_tokens=False)["input_ids"]))
-    for i in range(warmup if samples else 0):
-        gen.timed(samples[i % len(samples)])
-    started = time.perf_counter()
+    return samples
+
+
+def timed_samples(samples: Sequence, results: Sequence) -> list[dict]:
+    """TimedSample documents from each sample's timed ``Output`` (latency_s and ttft_s set)."""
+    from ftmatrix.records import TimedSample
+
     out = []
-    for sample in samples:
-        result = gen.timed(sample)
+    for sample, result in zip(samples, results):
         n_out = len(result.tokens)
         out.append(TimedSample(
             id=sample.id, output_tokens=n_out, hit_limit=result.hit_limit, latency_s=result.latency_s,
             ttft_s=result.ttft_s,
             tpot_s=(result.latency_s - result.ttft_s) / (n_out - 1) if n_out > 1 else None,
             generated=result.text).to_json())
-    return out, time.perf_counter() - started
+    return out
+
+
+def time_cell(gen, tokenizer, rows: list[dict], *, warmup: int, enable_thinking: bool) -> tuple[list[dict], float]:
+    """Time each row at batch size 1 after ``warmup`` untimed generations, with transformers'
+    ``generate()``; (samples, seconds)."""
+    samples = prompt_samples(tokenizer, rows, enable_thinking)
+    for i in range(warmup if samples else 0):
+        gen.timed(samples[i % len(samples)])
+    started = time.perf_counter()
+    results = [gen.timed(sample) for sample in samples]
+    return timed_samples(samples, results), time.perf_counter() - started
+
+
+def time_variant_vllm(model, tokenizer, variant: Variant, details: dict, cells: Sequence[Cell], *,
+                      generators: dict, rows_by_task: dict, warmup: int, enable_thinking: bool, precision: str,
+                      threads: int, work_dir: Path, log_file: Path) -> tuple[dict, float]:
+    """Time the variant's ``cells`` with vLLM (``evaluate.timing_engine: vllm``): one vLLM process
+    for the variant, each cell's samples one request at a time at batch size 1 after ``warmup``
+    untimed ones (ftmatrix.engines.vllm_engine). Returns ({cell: (samples, seconds)}, vLLM's
+    start-up in seconds). The generated ids are decoded as the quality pass decodes its own."""
+    import tempfile
+
+    from ftmatrix.engines import vllm_engine
+    from ftmatrix.evaluate import vllm_inputs
+
+    work_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="vllm-timing-", dir=work_dir) as tmp:
+        inputs = vllm_inputs(model, tokenizer, variant.method, details, Path(tmp) / "merged")
+        prompts = {cell: prompt_samples(tokenizer, rows_by_task[cell.eval_task], enable_thinking) for cell in cells}
+        jobs = [{"prompt_ids": [s.input_ids for s in prompts[cell]], "max_tokens": generators[cell].max_new_tokens,
+                 "stop_token_ids": generators[cell].stop_ids, "timed": True, "warmup": warmup} for cell in cells]
+        result = vllm_engine.run(inputs["model_dir"], jobs, precision=precision, threads=threads, work_dir=tmp,
+                                 log_file=log_file, adapter=inputs["adapter"], adapter_rank=inputs["adapter_rank"])
+    out = {}
+    for cell, job in zip(cells, result["jobs"]):
+        outputs = []
+        for ids, latency, ttft in zip(job["tokens"], job["latency_s"], job["ttft_s"]):
+            output = generators[cell]._finish(ids)
+            output.latency_s, output.ttft_s = latency, ttft
+            outputs.append(output)
+        out[cell] = (timed_samples(prompts[cell], outputs), job["generate_s"])
+    return out, result["load_s"]
 
 
 def time_round(settings: dict, *, manifests: dict[str, str], trained: dict[str, str], eval_files: dict[str, str],
@@ -107,7 +157,7 @@ def time_round(settings: dict, *, manifests: dict[str, str], trained: dict[str, 
     TimingRecord per cell to ``outputs[cell path]``. Returns the cells in the order timed.
 
     ``settings``: ``round``, ``rounds``, ``evaluate`` (latency_samples, warmup, precision,
-    merge_lora), ``enable_thinking``, ``tasks`` ({name: {kind, max_new_tokens}}) and ``cells``
+    merge_lora, timing_engine), ``enable_thinking``, ``tasks`` ({name: {kind, max_new_tokens}}) and ``cells``
     (cell paths in the grid's order). ``manifests``: model -> manifest.json; ``trained``:
     variant path -> trained folder; ``eval_files``: task -> eval.jsonl."""
     import torch
@@ -119,6 +169,7 @@ def time_round(settings: dict, *, manifests: dict[str, str], trained: dict[str, 
     from ftmatrix.workflow import job_threads
 
     ev = settings["evaluate"]
+    engine = ev.get("timing_engine", "transformers")
     round_number, rounds = int(settings["round"]), int(settings["rounds"])
     cells = [cell_from_path(path) for path in settings["cells"]]
     variants = list(dict.fromkeys(c.variant for c in cells))
@@ -152,13 +203,29 @@ def time_round(settings: dict, *, manifests: dict[str, str], trained: dict[str, 
         model, tokenizer, details = load_variant(manifest, variant.method, trained_dir, merge_lora=ev["merge_lora"],
                                                  precision=precision, device=device, manifest_file=manifest_file)
         load_s = time.perf_counter() - tick
-        for cell in [c for c in order if c.variant == variant]:
+        cells_here = [c for c in order if c.variant == variant]
+        generators = {cell: Generator(model, tokenizer, int(settings["tasks"][cell.eval_task]["max_new_tokens"]),
+                                      device) for cell in cells_here}
+        if engine == "vllm":
+            # One vLLM process for the variant's cells; its start-up is this variant's load time.
+            first = Path(outputs[cells_here[0].path]).parent
+            log_file = first / f"vllm-round{round_number}.log"
+            log_file.unlink(missing_ok=True)
+            started_at, load_before = time.time(), _load_average()
+            by_vllm, vllm_load_s = time_variant_vllm(
+                model, tokenizer, variant, details, cells_here, generators=generators, rows_by_task=rows_by_task,
+                warmup=int(ev["warmup"]), enable_thinking=bool(settings["enable_thinking"]), precision=precision,
+                threads=threads, work_dir=first, log_file=log_file)
+            load_s += vllm_load_s
+        for cell in cells_here:
             position += 1
             task = settings["tasks"][cell.eval_task]
-            gen = Generator(model, tokenizer, int(task["max_new_tokens"]), device)
-            started_at, load_before = time.time(), _load_average()
-            samples, seconds = time_cell(gen, tokenizer, rows_by_task[cell.eval_task], warmup=int(ev["warmup"]),
-                                         enable_thinking=bool(settings["enable_thinking"]))
+            if engine == "vllm":
+                samples, seconds = by_vllm[cell]
+            else:
+                started_at, load_before = time.time(), _load_average()
+                samples, seconds = time_cell(generators[cell], tokenizer, rows_by_task[cell.eval_task],
+                                             warmup=int(ev["warmup"]), enable_thinking=bool(settings["enable_thinking"]))
             bar.update(len(samples))
             record = TimingRecord(
                 cell=cell.path, round=round_number, rounds=rounds, position=position, cells_in_round=len(order),
@@ -174,7 +241,8 @@ def time_round(settings: dict, *, manifests: dict[str, str], trained: dict[str, 
                 provenance=provenance.record(config_hash, device=provenance.device_info(),
                                              eval_file={"path": str(eval_files[cell.eval_task]),
                                                         "fingerprint": io.file_sha256(eval_files[cell.eval_task],
-                                                                                      16)}))
+                                                                                      16)}),
+                engine=engine)
             record.write(outputs[cell.path])
             load_s = 0.0     # the model was loaded once for the variant's cells
         del model

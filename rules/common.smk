@@ -494,7 +494,13 @@ def timing_settings(wildcards):
             "rounds": ev["timing_rounds"],
             "evaluate": {
                 k: ev[k]
-                for k in ("latency_samples", "warmup", "precision", "merge_lora")
+                for k in (
+                    "latency_samples",
+                    "warmup",
+                    "precision",
+                    "merge_lora",
+                    "timing_engine",
+                )
             },
             "enable_thinking": config["enable_thinking"],
             "models": {name: model_settings(name) for name in LOCAL_MODELS},

@@ -165,7 +165,24 @@ BAD = [
         _set(["models", 0, "build"], {"tokenizer": {"source": "path"}})),
         "models[0].build.tokenizer has source: path but no path"),
     ("latency samples negative", _set(["evaluate", "latency_samples"], -5), "evaluate.latency_samples is -5; it must be ≥ 0"),
+    ("unknown timing engine", _set(["evaluate", "timing_engine"], "tgi"), "evaluate.timing_engine is 'tgi'"),
+    ("rank 1024 unmerged through vLLM", _apply(
+        _set(["evaluate", "engine"], "vllm"), _set(["evaluate", "merge_lora"], False)),
+        "lora.ranks has 1024, above the largest rank vLLM's LoRA support takes (512)"),
+    ("rank 1024 unmerged, timed by vLLM", _apply(
+        _set(["evaluate", "timing_engine"], "vllm"), _set(["evaluate", "merge_lora"], False)),
+        "set evaluate.merge_lora: true"),
 ]
+
+
+def test_unmerged_adapters_through_vllm_are_fine_within_its_ranks():
+    config = reference()
+    config["evaluate"].update(engine="vllm", merge_lora=False)
+    config["lora"]["ranks"] = [32, 512]
+    cfg.validate(config)
+    config["lora"]["ranks"] = [32, 1024]
+    config["evaluate"]["merge_lora"] = True       # merged first: any rank
+    cfg.validate(config)
 
 
 @pytest.mark.parametrize("description,mutate,expected", BAD, ids=[b[0] for b in BAD])

@@ -223,3 +223,17 @@ def test_learning_rate_section_shows_every_run_and_flags_sweeps_to_widen(journal
     assert section.count("widen the sweep") == len(edges) > 0
     assert re.search(r"the sweep over [^<]* selected [^<]* on the validation split", text)
     assert "Widen the sweep" in text
+
+
+def test_the_setup_names_the_engine_that_timed_the_latency():
+    import pandas as pd
+
+    from ftmatrix.journal import _engines_text
+
+    matrix = pd.DataFrame({"model": ["small", "large", "api"], "engine": ["vllm", "vllm", "openai"],
+                           "timing_engine": ["vllm", "vllm", "openai"]})
+    text = _engines_text(matrix)
+    assert "openai (1 cell: api), vllm (2 cells: small, large)" in text
+    assert "latency timed by vllm in the timing rounds" in text
+    mixed = pd.DataFrame({"engine": ["transformers"] * 2, "timing_engine": ["transformers", "vllm"]})
+    assert "not comparable" in _engines_text(mixed)

@@ -76,8 +76,12 @@ def test_every_cell_was_timed_in_every_round_in_a_turning_order(demo_run):
 def test_the_matrix_records_the_rounds_and_their_medians(demo_run):
     import pandas as pd
 
-    matrix = pd.read_csv(demo_run["root"] / "results" / "demo" / "matrix.csv")
-    matrix = matrix[matrix["model"].isin(local_models(demo_run["config"]))]
+    everything = pd.read_csv(demo_run["root"] / "results" / "demo" / "matrix.csv")
+    local = everything["model"].isin(local_models(demo_run["config"]))
+    # One engine timed every local cell (evaluate.timing_engine); an endpoint's cells its requests.
+    assert set(everything.loc[local, "timing_engine"]) == {demo_run["config"]["evaluate"]["timing_engine"]}
+    assert set(everything.loc[~local, "timing_engine"]) <= {"openai"}
+    matrix = everything[local]
     rounds = demo_run["config"]["evaluate"]["timing_rounds"]
     assert set(matrix["timing_rounds"]) == {rounds}
     medians = matrix["latency_round_medians_s"].str.split()

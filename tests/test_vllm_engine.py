@@ -64,15 +64,75 @@ def test_vllm_base_answers_are_the_transformers_answers(tmp_path, model_h64, arc
 
 
 def test_vllm_lora_variant_is_merged_and_gives_the_transformers_answers(tmp_path, model_h64, arc_eval):
+    info, out = compare(tmp_path, "lora", model_h64[1], arc_eval, trained=_adapter(tmp_path, model_h64[0]))
+    assert info["merge_lora"] is True
+    assert (out / "vllm-merged" / "model.safetensors").is_file()
+
+
+def _adapter(tmp_path, model_dir, rank=4):
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    base = AutoModelForCausalLM.from_pretrained(model_h64[0])
+    base = AutoModelForCausalLM.from_pretrained(model_dir)
     torch.manual_seed(2)
-    adapter = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+    adapter = get_peft_model(base, LoraConfig(r=rank, lora_alpha=8, target_modules="all-linear",
                                               init_lora_weights=False))
     adapter.save_pretrained(tmp_path / "lora")
-    info, out = compare(tmp_path, "lora", model_h64[1], arc_eval, trained=tmp_path / "lora")
-    assert info["merge_lora"] is True
-    assert (out / "vllm-merged" / "model.safetensors").is_file()
+    return tmp_path / "lora"
+
+
+def test_vllm_lora_support_applies_an_unmerged_adapter_with_the_transformers_answers(tmp_path, model_h64, arc_eval):
+    """evaluate.merge_lora: false with vLLM: the adapter goes to vLLM's own LoRA support on the base
+    weights (nothing merged, nothing saved), against PEFT's unmerged adapter in transformers."""
+    lora = _adapter(tmp_path, model_h64[0])
+    cfg = engine_settings("lora", "vllm")
+    cfg["evaluate"]["merge_lora"] = False
+    ref_cfg = engine_settings("lora", "transformers")
+    ref_cfg["evaluate"]["merge_lora"] = False
+    ref, ref_info, _ = run(tmp_path, ref_cfg, model_h64[1], arc_eval, lora, "tf-unmerged")
+    got, got_info, out = run(tmp_path, cfg, model_h64[1], arc_eval, lora, "vllm-adapter")
+    assert (got_info["engine"], got_info["merge_lora"]) == ("vllm", False)
+    assert not (out / "vllm-merged").exists()
+    same = sum(a["generated"] == b["generated"] and a["output_tokens"] == b["output_tokens"] for a, b in zip(ref, got))
+    assert same >= 0.99 * len(ref), [(a["generated"], b["generated"]) for a, b in zip(ref, got)]
+    assert len({r["generated"] for r in got}) > 1
+
+
+def test_a_timing_round_by_vllm_times_each_request_alone_and_says_so(tmp_path, model_h64, shared_data):
+    """evaluate.timing_engine: vllm: every cell of a round is timed by vLLM, one request at a time,
+    with the text the transformers engine times, and the records name the engine."""
+    from ftmatrix.records import TimingRecord
+    from ftmatrix.timing import time_round
+    from tests.test_evaluate import arc_eval_rows
+
+    evals = {}
+    for task, rows in (("a", arc_eval_rows(shared_data, 8)), ("b", arc_eval_rows(shared_data, 8)[::-1])):
+        evals[task] = tmp_path / task / "eval.jsonl"
+        io.write_jsonl(evals[task], rows)
+    cells = ["tiny/base/r0/none/seed0/a", "tiny/base/r0/none/seed0/b"]
+    records = {}
+    for engine in ("transformers", "vllm"):
+        outputs = {c: tmp_path / engine / c / "timing" / "round1.json" for c in cells}
+        settings = {"round": 1, "rounds": 3, "enable_thinking": False, "cells": cells,
+                    "evaluate": {"latency_samples": 6, "warmup": 2, "precision": "fp32", "merge_lora": True,
+                                 "timing_engine": engine},
+                    "tasks": {"a": {"kind": "arc", "max_new_tokens": 16}, "b": {"kind": "arc", "max_new_tokens": 8}}}
+        time_round(settings, manifests={"tiny": str(model_h64[1])}, trained={}, eval_files=evals,
+                   outputs={c: str(p) for c, p in outputs.items()}, config_hash="h", max_threads=2, progress=False)
+        records[engine] = {c: TimingRecord.read(outputs[c]) for c in cells}
+    for cell in cells:
+        tf, vl = records["transformers"][cell], records["vllm"][cell]
+        assert (tf.engine, vl.engine) == ("transformers", "vllm")
+        assert [s["id"] for s in vl.samples] == [s["id"] for s in tf.samples] and len(vl.samples) == 6
+        assert [(s["generated"], s["output_tokens"]) for s in vl.samples] == \
+               [(s["generated"], s["output_tokens"]) for s in tf.samples]
+        for s in vl.samples:
+            assert 0 < s["ttft_s"] <= s["latency_s"] < 60
+            if s["output_tokens"] > 2:      # the first token is timed apart from the last
+                assert s["ttft_s"] < s["latency_s"]
+    # vLLM's start-up is the first cell's load time; the second cell reuses the process
+    assert records["vllm"][cells[0]].load_s > records["transformers"][cells[0]].load_s
+    assert records["vllm"][cells[1]].load_s == 0
+    # each cell's budget is its own: task b stops at 8 tokens
+    assert max(s["output_tokens"] for s in records["vllm"][cells[1]].samples) <= 8

