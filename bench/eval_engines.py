@@ -140,7 +140,7 @@ def run_lm_eval_vllm(h, model_dir: Path, task_dir: Path, max_new_tokens: int, ro
     started = time.perf_counter()
     subprocess.run([str(vllm_python()), str(ROOT / "bench" / "lm_eval" / "vllm_backend.py"), str(model_dir),
                     str(task_dir), h.TASK_NAME, str(out), str(kv), str(threads)], check=True,
-                   env={**os.environ, "OMP_NUM_THREADS": str(threads)}, cwd=task_dir)
+                   env={**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}, cwd=task_dir)
     total = time.perf_counter() - started
     got = json.loads(out.read_text())
     return {"engine": "lm-eval (vllm)", "n": got["n"], "startup_s": total - got["generate_s"],
@@ -191,7 +191,12 @@ def main(argv=None) -> dict:
             results[engine] = run_lm_eval(h, model_dir, task_dir, args.batch_size)
         elif engine == "lm-eval-vllm":
             task_dir = h.write_task(work / "lm_eval_vllm_task", model_dir, examples, args.max_new_tokens)
-            results[engine] = run_lm_eval_vllm(h, model_dir, task_dir, args.max_new_tokens, args.rows, args.threads)
+            try:
+                results[engine] = run_lm_eval_vllm(h, model_dir, task_dir, args.max_new_tokens, args.rows,
+                                                   args.threads)
+            except Exception as exc:       # reported, and the other engines' results kept
+                print(f"lm-eval-vllm did not run: {exc} (is lm-eval in .venv-vllm? make vllm-lm-eval)", flush=True)
+                continue
         else:
             results[engine] = run_engine(engine, work, manifest, eval_file, args.max_new_tokens, args.batch_size,
                                          args.threads, adapter)
@@ -199,7 +204,8 @@ def main(argv=None) -> dict:
         print(f"{engine:<13} {r['samples_per_s']:8.2f} samples/s generating, {r['samples_per_s_with_startup']:8.2f} "
               f"with start-up ({r['startup_s']:.1f} s start-up, {r['generate_s']:.1f} s generating)", flush=True)
     reference = results.get("transformers")
-    report = {"size": args.size, "shape": SHAPES[args.size], "lora_rank": args.lora, "rows": args.rows, "max_new_tokens": args.max_new_tokens,
+    report = {"size": args.size, "shape": SHAPES[args.size], "lora_rank": args.lora, "rows": args.rows,
+              "max_new_tokens": args.max_new_tokens,
               "batch_size": args.batch_size, "threads": args.threads, "torch": torch.__version__, "engines": {}}
     for engine, r in results.items():
         if "by_id" in r and reference:

@@ -486,6 +486,7 @@ def evaluate_cell(settings: dict, model_manifest, trained_dir, eval_file, genera
         if todo:
             out_dir = Path(generations_file).parent
             inputs = vllm_inputs(model, tokenizer, cfg.method, details, out_dir / "vllm-merged")
+            release_device(model, device)
             result = vllm_engine.generate(inputs["model_dir"], [s.input_ids for s in todo], cfg.max_new_tokens,
                                           gen.stop_ids, precision=precision, threads=threads, work_dir=out_dir,
                                           log_file=out_dir / "vllm.log", adapter=inputs["adapter"],
@@ -615,3 +616,13 @@ def vllm_inputs(model, tokenizer, method: str, details: dict, merged_dir: Path) 
     model.save_pretrained(merged_dir, safe_serialization=True)
     tokenizer.save_pretrained(merged_dir)
     return {"model_dir": merged_dir, "adapter": None, "adapter_rank": None}
+
+
+def release_device(model, device: str) -> None:
+    """Move a model the job no longer generates with off the GPU, so the vLLM process it starts
+    next finds the GPU's memory free (vLLM claims a share of the whole GPU)."""
+    if device.startswith("cuda"):
+        import torch
+
+        model.to("cpu")
+        torch.cuda.empty_cache()

@@ -121,7 +121,7 @@ def time_cell(gen, tokenizer, rows: list[dict], *, warmup: int, enable_thinking:
 
 def time_variant_vllm(model, tokenizer, variant: Variant, details: dict, cells: Sequence[Cell], *,
                       generators: dict, rows_by_task: dict, warmup: int, enable_thinking: bool, precision: str,
-                      threads: int, work_dir: Path, log_file: Path) -> tuple[dict, float]:
+                      device: str, threads: int, work_dir: Path, log_file: Path) -> tuple[dict, float]:
     """Time the variant's ``cells`` with vLLM (``evaluate.timing_engine: vllm``): one vLLM process
     for the variant, each cell's samples one request at a time at batch size 1 after ``warmup``
     untimed ones (ftmatrix.engines.vllm_engine). Returns ({cell: (samples, seconds)}, vLLM's
@@ -129,11 +129,12 @@ def time_variant_vllm(model, tokenizer, variant: Variant, details: dict, cells: 
     import tempfile
 
     from ftmatrix.engines import vllm_engine
-    from ftmatrix.evaluate import vllm_inputs
+    from ftmatrix.evaluate import release_device, vllm_inputs
 
     work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="vllm-timing-", dir=work_dir) as tmp:
         inputs = vllm_inputs(model, tokenizer, variant.method, details, Path(tmp) / "merged")
+        release_device(model, device)
         prompts = {cell: prompt_samples(tokenizer, rows_by_task[cell.eval_task], enable_thinking) for cell in cells}
         jobs = [{"prompt_ids": [s.input_ids for s in prompts[cell]], "max_tokens": generators[cell].max_new_tokens,
                  "stop_token_ids": generators[cell].stop_ids, "timed": True, "warmup": warmup} for cell in cells]
@@ -157,8 +158,8 @@ def time_round(settings: dict, *, manifests: dict[str, str], trained: dict[str, 
     TimingRecord per cell to ``outputs[cell path]``. Returns the cells in the order timed.
 
     ``settings``: ``round``, ``rounds``, ``evaluate`` (latency_samples, warmup, precision,
-    merge_lora, timing_engine), ``enable_thinking``, ``tasks`` ({name: {kind, max_new_tokens}}) and ``cells``
-    (cell paths in the grid's order). ``manifests``: model -> manifest.json; ``trained``:
+    merge_lora, timing_engine), ``enable_thinking``, ``tasks`` ({name: {kind, max_new_tokens}})
+    and ``cells`` (cell paths in the grid's order). ``manifests``: model -> manifest.json; ``trained``:
     variant path -> trained folder; ``eval_files``: task -> eval.jsonl."""
     import torch
     from tqdm.auto import tqdm
@@ -215,7 +216,7 @@ def time_round(settings: dict, *, manifests: dict[str, str], trained: dict[str, 
             by_vllm, vllm_load_s = time_variant_vllm(
                 model, tokenizer, variant, details, cells_here, generators=generators, rows_by_task=rows_by_task,
                 warmup=int(ev["warmup"]), enable_thinking=bool(settings["enable_thinking"]), precision=precision,
-                threads=threads, work_dir=first, log_file=log_file)
+                device=device, threads=threads, work_dir=first, log_file=log_file)
             load_s += vllm_load_s
         for cell in cells_here:
             position += 1
@@ -225,7 +226,8 @@ def time_round(settings: dict, *, manifests: dict[str, str], trained: dict[str, 
             else:
                 started_at, load_before = time.time(), _load_average()
                 samples, seconds = time_cell(generators[cell], tokenizer, rows_by_task[cell.eval_task],
-                                             warmup=int(ev["warmup"]), enable_thinking=bool(settings["enable_thinking"]))
+                                             warmup=int(ev["warmup"]),
+                                             enable_thinking=bool(settings["enable_thinking"]))
             bar.update(len(samples))
             record = TimingRecord(
                 cell=cell.path, round=round_number, rounds=rounds, position=position, cells_in_round=len(order),
@@ -263,7 +265,8 @@ def join_rounds(rows: Sequence[dict], timing_files: Sequence[str | Path]) -> tup
     """Add each timed sample's rounds to its quality row: ``latency_rounds_s``, ``ttft_rounds_s``
     (one value per round, in round order), ``timed_output_tokens`` and ``timed_matches`` (every
     round's text and token count equal the quality pass's), and ``latency_s`` / ``ttft_s`` /
-    ``tpot_s`` as means over the rounds. Returns (rows, {'rounds', 'mismatches', 'files'})."""
+    ``tpot_s`` as means over the rounds. Returns (rows, {'rounds', 'mismatches', 'records', 'engine'}),
+    the engine that timed every round (one per cell: rounds by different engines are refused)."""
     from ftmatrix.records import TimingRecord
 
     pairs = sorted(((TimingRecord.read(path), path) for path in timing_files), key=lambda pair: pair[0].round)
@@ -279,6 +282,10 @@ def join_rounds(rows: Sequence[dict], timing_files: Sequence[str | Path]) -> tup
         if ids is not None and these != ids:
             raise DataError(f"{path}: round {record.round} timed other samples than round {records[0].round}; "
                             f"rerun every round (snakemake --forcerun time_round).")
+        if record.engine != records[0].engine:
+            raise DataError(f"{path}: round {record.round} was timed by {record.engine}, round {records[0].round} by "
+                            f"{records[0].engine}; a cell's rounds need one engine — rerun every round "
+                            f"(snakemake --forcerun time_round).")
         ids = these
     out = [dict(row, latency_s=None, ttft_s=None, tpot_s=None, timed_matches=None) for row in rows]
     index = {row["id"]: row for row in out}
@@ -300,7 +307,8 @@ def join_rounds(rows: Sequence[dict], timing_files: Sequence[str | Path]) -> tup
         if not row["timed_matches"]:
             mismatches += 1
             row["timed_generated"] = samples[0]["generated"]
-    return out, {"rounds": len(records), "mismatches": mismatches, "records": records}
+    return out, {"rounds": len(records), "mismatches": mismatches, "records": records,
+                 "engine": records[0].engine if records else None}
 
 
 def round_medians(rows: Sequence[dict], rounds: int) -> list[float | None]:

@@ -109,6 +109,18 @@ def test_rounds_that_timed_other_samples_are_refused(tmp_path):
         join_rounds(rows, [tmp_path / "r3.json"])
 
 
+def test_rounds_timed_by_different_engines_are_refused(tmp_path):
+    rows = [{"id": "x", "generated": "A", "output_tokens": 3}]
+    _record("c", 1, [_timed("x", 0.1)]).write(tmp_path / "r1.json")
+    record = _record("c", 2, [_timed("x", 0.05)])
+    record.engine = "vllm"
+    record.write(tmp_path / "r2.json")
+    with pytest.raises(DataError, match="round 2 was timed by vllm, round 1 by transformers"):
+        join_rounds(rows, [tmp_path / "r1.json", tmp_path / "r2.json"])
+    _, info = join_rounds(rows, [tmp_path / "r2.json"])
+    assert info["engine"] == "vllm"
+
+
 def test_a_timing_record_with_a_broken_sample_names_the_key(tmp_path):
     path = tmp_path / "round1.json"
     record = _record("c", 1, [_timed("x", 0.1)]).to_json()

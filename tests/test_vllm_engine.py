@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def model_h64(tmp_path_factory, qwen_tokenizer_dir):
+def vllm_env():
     from ftmatrix.engines.vllm_engine import vllm_python
 
     if not vllm_python().exists():
@@ -30,6 +30,11 @@ def model_h64(tmp_path_factory, qwen_tokenizer_dir):
         if os.environ.get("FTMATRIX_REQUIRE_VLLM") == "1":
             pytest.fail(f"{reason} (FTMATRIX_REQUIRE_VLLM=1 requires it)")
         pytest.skip(reason)
+    return vllm_python()
+
+
+@pytest.fixture(scope="module")
+def model_h64(tmp_path_factory, qwen_tokenizer_dir, vllm_env):
     folder = make_tiny_qwen3(tmp_path_factory.mktemp("h64"), qwen_tokenizer_dir, hidden_size=256, seed=3)
     return folder, write_manifest(tmp_path_factory.mktemp("manifest") / "manifest.json", folder)
 
@@ -136,3 +141,35 @@ def test_a_timing_round_by_vllm_times_each_request_alone_and_says_so(tmp_path, m
     assert records["vllm"][cells[1]].load_s == 0
     # each cell's budget is its own: task b stops at 8 tokens
     assert max(s["output_tokens"] for s in records["vllm"][cells[1]].samples) <= 8
+
+
+def test_a_study_generated_and_timed_by_vllm_says_so_in_its_matrix_and_journal(tmp_path, root, vllm_env):
+    """studies/vllm-test.yaml through Snakemake: the quality pass in vLLM with the LoRA adapter through
+    vLLM's LoRA support, the three timing rounds by vLLM; the matrix and the journal name both."""
+    import os
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from ftmatrix.records import GenerationRecord, TimingRecord
+
+    journal = "results/vllm-test/journal/journal.html"
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(root / "Snakefile"), "-d", str(tmp_path),
+                          "--cores", "2", journal, "--configfile", str(root / "studies" / "vllm-test.yaml")],
+                         capture_output=True, text=True, timeout=1800,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
+    matrix = pd.read_csv(tmp_path / "results" / "vllm-test" / "matrix.csv")
+    assert len(matrix) == 1
+    row = matrix.iloc[0]
+    assert (row["engine"], row["timing_engine"], bool(row["merge_lora"])) == ("vllm", "vllm", False)
+    assert row["timing_rounds"] == 3 and row["n_timed"] == 4 and row["latency_mean_s"] > 0
+    assert row["timed_mismatches"] == 0        # vLLM timed the texts vLLM generated
+    cell = tmp_path / "results" / "vllm-test" / "eval" / row["cell"]
+    assert GenerationRecord.read(cell / "generation.json").engine == "vllm"
+    assert not (cell / "vllm-merged").exists()                  # the adapter, not merged weights
+    rounds = [TimingRecord.read(cell / "timing" / f"round{r}.json") for r in (1, 2, 3)]
+    assert {r.engine for r in rounds} == {"vllm"} and all(r.load_s > 0 for r in rounds)
+    html = (tmp_path / journal).read_text(encoding="utf-8")
+    assert "quality pass: vllm (1 cell)" in html and "latency timed by vllm in the timing rounds" in html

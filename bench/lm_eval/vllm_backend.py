@@ -20,6 +20,25 @@ def main(model_dir: str, task_dir: str, task_name: str, out: str, kv_bytes: str,
     os.environ.setdefault("OMP_NUM_THREADS", threads)
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
     started = time.perf_counter()
+    import importlib.metadata
+
+    # vLLM's CPU build is the distribution vllm-cpu; lm-eval asks the version of "vllm".
+    real_version = importlib.metadata.version
+
+    def version(name: str) -> str:
+        try:
+            return real_version(name)
+        except importlib.metadata.PackageNotFoundError:
+            if name == "vllm":
+                return real_version("vllm-cpu")
+            raise
+
+    importlib.metadata.version = version
+    try:
+        real_version("vllm")
+    except importlib.metadata.PackageNotFoundError:
+        # ... and vLLM, asked the same, would no longer see that it is the CPU build.
+        os.environ["VLLM_TARGET_DEVICE"] = "cpu"
     import lm_eval
     from lm_eval import simple_evaluate
     from lm_eval.models.vllm_causallms import VLLM

@@ -65,10 +65,9 @@ def run(model_dir: str | Path, jobs: list[dict], *, precision: str = "fp32", thr
     if adapter is not None and (adapter_rank is None or adapter_rank > max(LORA_RANKS)):
         raise ModelError(f"{adapter}: vLLM's LoRA support takes ranks up to {max(LORA_RANKS)}, this adapter has "
                          f"{adapter_rank}; set evaluate.merge_lora: true (the adapter is merged before vLLM loads it).")
-    work_dir = Path(work_dir)
+    work_dir = Path(work_dir).resolve()      # the child runs in it: every path it is given is absolute
     work_dir.mkdir(parents=True, exist_ok=True)
     request, result = work_dir / "vllm_request.json", work_dir / "vllm_result.json"
-    # Absolute: the child runs in work_dir.
     request.write_text(json.dumps({"model": str(Path(model_dir).resolve()), "jobs": jobs, "dtype": _DTYPES[precision],
                                    "adapter": str(Path(adapter).resolve()) if adapter else None,
                                    "adapter_rank": adapter_rank}))
@@ -80,7 +79,8 @@ def run(model_dir: str | Path, jobs: list[dict], *, precision: str = "fp32", thr
                               stdout=sink, stderr=subprocess.STDOUT, env=env, timeout=timeout_s, cwd=work_dir)
     if proc.returncode != 0 or not result.exists():
         tail = Path(log_file).read_text(errors="replace")[-2500:] if log_file else ""
-        raise ModelError(f"vLLM failed on {model_dir} (exit code {proc.returncode}); its log ({log_file}) ends:\n{tail}")
+        raise ModelError(f"vLLM failed on {model_dir} (exit code {proc.returncode}); its log ({log_file}) "
+                         f"ends:\n{tail}")
     out = json.loads(result.read_text())
     out["wall_s"] = time.perf_counter() - started
     request.unlink(missing_ok=True)
@@ -186,9 +186,12 @@ KV_CACHE_MAX_BYTES = 4 * 2**30
 
 
 def kv_cache_bytes(model_dir: str | Path, dtype: str, longest: int, prompts: int) -> int:
-    """The KV cache vLLM's CPU backend is given, in bytes: room for up to 64 sequences of the
-    cell's longest prompt + budget at the model's shape (2 × layers × KV heads × head width ×
-    bytes per value per token), between 256 MiB and 4 GiB.
+    """The KV cache vLLM's CPU backend is given, in bytes: room for up to 256 sequences (vLLM's
+    default batch) of the cell's longest prompt + budget at the model's shape (2 × layers × KV
+    heads × head width × bytes per value per token), between 256 MiB and 4 GiB. A cache for
+    fewer sequences than the batch runs it in smaller steps: at the 0.6B shape on 2 CPU cores,
+    200 samples generated at 1.22 samples/s with room for 64 sequences, 1.35 with the 4 GiB
+    cap (docs/performance.md, "Evaluation engines").
 
     Given explicitly because the CPU backend's other way, a share of the memory of the first
     CPU's NUMA node (``gpu_memory_utilization``) minus what the worker already holds, depends on
@@ -199,7 +202,7 @@ def kv_cache_bytes(model_dir: str | Path, dtype: str, longest: int, prompts: int
     heads = config.get("num_key_value_heads") or config["num_attention_heads"]
     width = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
     per_token = 2 * config["num_hidden_layers"] * heads * width * _DTYPE_BYTES.get(dtype, 4)
-    return int(min(KV_CACHE_MAX_BYTES, max(KV_CACHE_MIN_BYTES, per_token * longest * min(prompts, 64))))
+    return int(min(KV_CACHE_MAX_BYTES, max(KV_CACHE_MIN_BYTES, per_token * longest * min(prompts, 256))))
 
 
 def _on_cpu() -> bool:
