@@ -52,9 +52,9 @@ TRAINING_COLUMNS = ["trainable_params", "total_params", "trainable_pct", "train_
                     "heldout_loss_after", "train_truncated_examples", "train_peak_memory_kind"]
 COST_COLUMNS = ["cost_device_kind", "cost_hourly_usd"]
 API_COLUMNS = ["api_name", "api_cost_per_1k_usd"]
-PROVENANCE_COLUMNS = ["device", "engine", "timing_engine", "precision", "batch_size", "max_new_tokens", "enable_thinking",
-                      "merge_lora", "model_revision", "eval_data_fingerprint", "train_data_fingerprint",
-                      "git_commit", "git_dirty", "config_hash"]
+PROVENANCE_COLUMNS = ["device", "engine", "timing_engine", "precision", "batch_size", "max_new_tokens",
+                      "enable_thinking", "merge_lora", "model_revision", "eval_data_fingerprint",
+                      "train_data_fingerprint", "git_commit", "git_dirty", "config_hash"]
 
 COLUMN_GROUPS = {
     **{c: "identity" for c in IDENTITY_COLUMNS},
