@@ -57,9 +57,8 @@ def regenerate_variant(cell_dirs: list[Path], out: Path, threads: int) -> tuple[
     generation.json (engine vllm) under ``out``. Returns ({cell dir: out dir}, vLLM start-up s)."""
     from ftmatrix import io
     from ftmatrix.engines import vllm_engine
-    from ftmatrix.evaluate import Generator, _row, load_variant, read_manifest, vllm_inputs
+    from ftmatrix.evaluate import Generator, _row, load_variant, prompt_samples, read_manifest, vllm_inputs
     from ftmatrix.records import GenerationRecord
-    from ftmatrix.timing import prompt_samples
 
     records = {d: GenerationRecord.read(d / "generation.json") for d in cell_dirs}
     first = records[cell_dirs[0]]

@@ -128,7 +128,7 @@ def run_lm_eval(h, model_dir: Path, task_dir: Path, batch_size: int) -> dict:
             "by_id": out["generated"]}
 
 
-def run_lm_eval_vllm(h, model_dir: Path, task_dir: Path, max_new_tokens: int, rows: int, threads: int) -> dict:
+def run_lm_eval_vllm(h, model_dir: Path, task_dir: Path, rows: int, threads: int) -> dict:
     """lm-eval's vLLM backend, in .venv-vllm (bench/lm_eval/vllm_backend.py); its start-up includes
     starting the process and importing lm-eval and vLLM."""
     import subprocess
@@ -192,8 +192,7 @@ def main(argv=None) -> dict:
         elif engine == "lm-eval-vllm":
             task_dir = h.write_task(work / "lm_eval_vllm_task", model_dir, examples, args.max_new_tokens)
             try:
-                results[engine] = run_lm_eval_vllm(h, model_dir, task_dir, args.max_new_tokens, args.rows,
-                                                   args.threads)
+                results[engine] = run_lm_eval_vllm(h, model_dir, task_dir, args.rows, args.threads)
             except Exception as exc:       # reported, and the other engines' results kept
                 print(f"lm-eval-vllm did not run: {exc} (is lm-eval in .venv-vllm? make vllm-lm-eval)", flush=True)
                 continue

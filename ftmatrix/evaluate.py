@@ -413,6 +413,16 @@ def timed_indices(n: int, latency_samples: int | None) -> set[int]:
     return set(range(k))
 
 
+def prompt_samples(tokenizer, rows: list[dict], enable_thinking: bool) -> list[Sample]:
+    """The eval rows as ``Sample`` objects: each prompt rendered with the chat template and tokenised
+    (the quality pass, the timing rounds and every engine start from these ids)."""
+    samples = []
+    for index, row in enumerate(rows):
+        text = render_prompt(tokenizer, row["prompt"], enable_thinking)
+        samples.append(Sample(index, row["id"], text, tokenizer(text, add_special_tokens=False)["input_ids"]))
+    return samples
+
+
 def _row(sample: Sample, out: Output, timed: Output | None) -> dict:
     row = GenerationRow(id=sample.id, prompt=sample.prompt, generated=out.text, input_tokens=len(sample.input_ids),
                         output_tokens=len(out.tokens), hit_limit=out.hit_limit, latency_s=None, ttft_s=None,
@@ -452,10 +462,7 @@ def evaluate_cell(settings: dict, model_manifest, trained_dir, eval_file, genera
     gen = Generator(model, tokenizer, cfg.max_new_tokens, device)
     load_s = time.perf_counter() - started
     tick = time.perf_counter()
-    samples = []
-    for index, row in enumerate(rows):
-        text = render_prompt(tokenizer, row["prompt"], cfg.enable_thinking)
-        samples.append(Sample(index, row["id"], text, tokenizer(text, add_special_tokens=False)["input_ids"]))
+    samples = prompt_samples(tokenizer, rows, cfg.enable_thinking)
     tokenize_s = time.perf_counter() - tick
     limit = getattr(model.config, "max_position_embeddings", None)
     longest = max(len(s.input_ids) for s in samples)

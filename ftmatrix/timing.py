@@ -82,17 +82,6 @@ def _load_average() -> float | None:
         return None
 
 
-def prompt_samples(tokenizer, rows: list[dict], enable_thinking: bool) -> list:
-    """The rows as ``Sample`` objects, rendered and tokenised as the quality pass does."""
-    from ftmatrix.evaluate import Sample, render_prompt
-
-    samples = []
-    for index, row in enumerate(rows):
-        text = render_prompt(tokenizer, row["prompt"], enable_thinking)
-        samples.append(Sample(index, row["id"], text, tokenizer(text, add_special_tokens=False)["input_ids"]))
-    return samples
-
-
 def timed_samples(samples: Sequence, results: Sequence) -> list[dict]:
     """TimedSample documents from each sample's timed ``Output`` (latency_s and ttft_s set)."""
     from ftmatrix.records import TimedSample
@@ -111,6 +100,8 @@ def timed_samples(samples: Sequence, results: Sequence) -> list[dict]:
 def time_cell(gen, tokenizer, rows: list[dict], *, warmup: int, enable_thinking: bool) -> tuple[list[dict], float]:
     """Time each row at batch size 1 after ``warmup`` untimed generations, with transformers'
     ``generate()``; (samples, seconds)."""
+    from ftmatrix.evaluate import prompt_samples
+
     samples = prompt_samples(tokenizer, rows, enable_thinking)
     for i in range(warmup if samples else 0):
         gen.timed(samples[i % len(samples)])
@@ -129,7 +120,7 @@ def time_variant_vllm(model, tokenizer, variant: Variant, details: dict, cells: 
     import tempfile
 
     from ftmatrix.engines import vllm_engine
-    from ftmatrix.evaluate import release_device, vllm_inputs
+    from ftmatrix.evaluate import prompt_samples, release_device, vllm_inputs
 
     work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="vllm-timing-", dir=work_dir) as tmp:

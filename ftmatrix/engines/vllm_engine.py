@@ -146,8 +146,7 @@ def _child(request_file: str, result_file: str) -> None:
         results.append({"tokens": [t[0] for t in timed], "finish_reasons": [t[1] for t in timed],
                         "latency_s": [t[2] for t in timed], "ttft_s": [t[3] for t in timed],
                         "generate_s": time.perf_counter() - tick})
-    Path(result_file).write_text(json.dumps({"jobs": results, "load_s": loaded - started, "version": __version__,
-                                             "lora": "adapter" if lora_request else None}))
+    Path(result_file).write_text(json.dumps({"jobs": results, "load_s": loaded - started, "version": __version__}))
 
 
 def _params(job: dict):
