@@ -11,8 +11,7 @@ and prints one line per finding, with the wall time of the run.
     python bench/demo_seed.py --seed 1            # run, then check
     python bench/demo_seed.py --seed 0 --study demo --no-run   # check a finished demo
 
-Exit status 1 when a finding does not hold (positive transfer included, which the demo world is
-known not to show yet).
+Exit status 1 when a finding does not hold.
 """
 
 from __future__ import annotations

@@ -10,12 +10,14 @@ the reading passages are about.
 
 The tasks are sized for models of a few hundred thousand parameters, pretrained for about
 a minute on a CPU: every skill they ask for is one such a model learns from the corpus or
-from a few hundred training rows. Multiple choice asks a rule of the world, with the four
-choices of a question family always listed in one order (the four regions; a group of four
-workplaces …), so answering needs the rule and the choice's label, not a search through
-shuffled options. Reading passages state one to three facts about a person, and each
-question asks for a fact the passage states (its region, what kind of thing they own, where
-they work, what they make) or one it leaves out (unanswerable). Word problems need a sum,
+from a few hundred training rows. Half the multiple-choice questions ask a rule of the world;
+the other half state the fact they ask in their stem (one to three sentences about a person,
+as many ARC questions describe a situation before asking), so they are answered by reading.
+The four choices of a question family are always listed in one order (the four regions; a
+group of four workplaces …), so answering needs the rule (or the stem) and the choice's label,
+not a search through shuffled options. Reading passages state one to three facts about a
+person, and each question asks for a fact the passage states (its region, what kind of thing
+they own, where they work, what they make) or one it leaves out (unanswerable). Word problems need a sum,
 a difference or a product of small numbers.
 
 People are split into three groups that never meet: *train* people appear only in the
@@ -43,7 +45,10 @@ answer is B: forge.", "Tulvar lives in Osk.", "Let's think step by step. …"), 
 tasks' training rows answer in the short form the prompts ask for. So the untuned models
 answer at length and with some skill, the larger one with more; fine-tuning teaches the short
 form and sharpens the skill, and a model tuned on one task carries its short answers and its
-knowledge to the others, or loses their format.
+knowledge to the others, or loses their format: tuned on reading passages, a model answers a
+reading question in multiple choice with the choice's words, which ARC's lenient grading
+credits; tuned on multiple choice, it answers a passage's question with a label, which no
+SQuAD scorer credits.
 Same seed, same bytes.
 """
 
@@ -59,7 +64,8 @@ from ftmatrix import io
 # The generator's version: a param of rule build_demo_world, so a world built by an older
 # generator is built again (and everything made from it) instead of silently reused.
 # 2: learnable tasks (question families, 1–3-fact passages, whole-sentence chat exchanges).
-WORLD_VERSION = 2
+# 3: half the multiple-choice questions state the fact they ask in their stem (reading questions).
+WORLD_VERSION = 3
 
 # How many rows each split holds (the data stage subsamples train_size / eval_size).
 SPLIT_ROWS = {"train": 480, "eval": 150}
@@ -204,6 +210,8 @@ def _arc_question(world: World, rng: random.Random, person: dict, template: str)
     # The person's name stands between the rule's words and the choices: questions about one
     # rule share no long run of words (rule decontaminate_task would take them for copies).
     name, town = person["name"], person["town"]
+    if template.startswith("reading_"):
+        return _reading_question(world, rng, person, template.removeprefix("reading_"))
     if template == "category":
         item = rng.choice(world.facts["items"])
         question = f"What kind of thing is the {item['name']} that {name} found?"
@@ -224,12 +232,49 @@ def _arc_question(world: World, rng: random.Random, person: dict, template: str)
     return question, texts, label
 
 
-ARC_TEMPLATES = ["category", "workplace", "product", "region"]
+# A reading question's fact (a key of _person_facts), its question (as SQuAD v2's rows ask it)
+# and the question family of its answer.
+READING = {
+    "region": ("town", "In which region does {name} live?"),
+    "category": ("item", "What kind of thing does {name} own?"),
+    "workplace": ("job", "Where does {name} work?"),
+    "product": ("job", "What does {name} make?"),
+}
 
 
-def arc_rows(world: World, rng: random.Random, people: list[dict], n: int, seed: int, split: str) -> list[dict]:
-    """Four-option multiple choice about the world's rules; every question names one person."""
-    pairs = [(p, t) for p in people for t in ARC_TEMPLATES]
+def _reading_question(world: World, rng: random.Random, person: dict, asked: str) -> tuple[str, list[str], str]:
+    """A question whose stem states the fact it asks (with up to two others), as many ARC
+    questions describe a situation first: answered by reading, not by a rule of the world."""
+    fact, question = READING[asked]
+    facts = _person_facts(world, person)
+    others = [key for key in facts if key != fact]
+    rng.shuffle(others)
+    kept = [fact] + others[: rng.randint(0, 2)]
+    rng.shuffle(kept)
+    stem = " ".join(facts[key] for key in kept)
+    profession = world.professions[person["profession"]]
+    gold, options = {
+        "region": (world.towns[person["town"]]["region"], sorted(world.facts["regions"])),
+        "category": (world.items[person["item"]]["category"], CATEGORIES),
+        "workplace": (profession["workplace"], [p["workplace"] for p in world.facts["professions"]]),
+        "product": (profession["product"], [p["product"] for p in world.facts["professions"]]),
+    }[asked]
+    texts, label = _fixed_options(gold, options)
+    return f"{stem} {question.format(name=person['name'])}", texts, label
+
+
+# Half the questions ask a rule of the world, half a fact their stem states. The corpus's
+# multiple-choice exchanges ask rules only: the untuned models have practised reading on
+# passages, not in multiple choice.
+RULE_TEMPLATES = ["category", "workplace", "product", "region"]
+ARC_TEMPLATES = RULE_TEMPLATES + ["reading_region", "reading_category", "reading_workplace", "reading_product"]
+
+
+def arc_rows(world: World, rng: random.Random, people: list[dict], n: int, seed: int, split: str,
+             templates: list[str] = ARC_TEMPLATES) -> list[dict]:
+    """Four-option multiple choice: a rule of the world, or a fact the stem states; every question
+    names one person."""
+    pairs = [(p, t) for p in people for t in templates]
     rng.shuffle(pairs)
     if n > len(pairs):
         raise ValueError(f"the demo world has only {len(pairs)} ARC questions for {split}, asked for {n}")
@@ -295,8 +340,8 @@ def openmath_rows(world: World, rng: random.Random, people: list[dict], n: int) 
     return rows
 
 
-def _passage(world: World, rng: random.Random, person: dict) -> tuple[list[str], dict[str, int]]:
-    """One to three sentences about one person; returns the sentences and, per fact, its sentence index.
+def _person_facts(world: World, person: dict) -> dict[str, str]:
+    """The sentences a passage (or a reading question's stem) can state about a person.
 
     Every sentence names the person in full, and no run of words between names is long: runs of
     13 words shared by a training and an eval row (a passage's end and the question's start
@@ -306,11 +351,16 @@ def _passage(world: World, rng: random.Random, person: dict) -> tuple[list[str],
     profession = world.professions[person["profession"]]
     item = world.items[person["item"]]
     town = world.towns[person["town"]]
-    facts = {
+    return {
         "town": f"{name} lives in {town['name']}, in {town['region']}.",
         "item": f"{name} owns {article(item['name'])} {item['name']}, a kind of {item['category']}.",
         "job": f"{name} works in the {profession['workplace']}, where {first} makes {profession['product']}.",
     }
+
+
+def _passage(world: World, rng: random.Random, person: dict) -> tuple[list[str], dict[str, int]]:
+    """One to three sentences about one person; returns the sentences and, per fact, its sentence index."""
+    facts = _person_facts(world, person)
     keys = list(facts)
     rng.shuffle(keys)
     kept = keys[: rng.randint(1, 3)]
@@ -387,11 +437,12 @@ def squad_rows(world: World, rng: random.Random, people: list[dict], n: int, see
 TASK_KINDS = ("arc", "openmath", "squad_v2")
 
 
-def task_rows(world: World, seed: int, group: str, n: int) -> dict[str, list[dict]]:
+def task_rows(world: World, seed: int, group: str, n: int,
+              arc_templates: list[str] = ARC_TEMPLATES) -> dict[str, list[dict]]:
     people = world.group(group)
     rng = random.Random(f"ftmatrix-demo-rows-{seed}-{group}")
     return {
-        "arc": arc_rows(world, rng, people, n, seed, group),
+        "arc": arc_rows(world, rng, people, n, seed, group, arc_templates),
         "openmath": openmath_rows(world, rng, people, n),
         "squad_v2": squad_rows(world, rng, people, n, seed, group),
     }
@@ -522,7 +573,7 @@ def corpus_documents(world: World, seed: int) -> tuple[list[str], dict]:
     corpus_people = world.group("corpus")
     documents += [_reading_drill(world, rng, p) for p in corpus_people]
 
-    exchanges = task_rows(world, seed, "corpus", max(CORPUS_EXCHANGES.values()))
+    exchanges = task_rows(world, seed, "corpus", max(CORPUS_EXCHANGES.values()), RULE_TEMPLATES)
     n_exchanges = {}
     for kind, rows in exchanges.items():
         rows = rows[: CORPUS_EXCHANGES[kind]]

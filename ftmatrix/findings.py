@@ -93,7 +93,7 @@ WIDEN_SWEEP = "widen the sweep"
 SWEEP_BRACKETS = "the sweep brackets the best rate"
 VALIDATION_LOSS = "validation loss"
 
-MAX_CROSS_TASK_HIGHLIGHTS = 4    # the largest effects, full fine-tuning first
+MAX_CROSS_TASK_HIGHLIGHTS = 4    # the largest effects, full fine-tuning first, each kind kept
 MIN_RANKS_FOR_CORRELATION = 3    # analysis.rank_correlation needs three ranks
 RAMBLING_HIT_LIMIT_PCT = 25.0    # a base model hitting max_new_tokens this often "runs to the limit"
 
@@ -328,17 +328,33 @@ def rank_correlations(tables: Tables, confidence: float) -> list[Finding]:
             if truthy(row["in_task"])]
 
 
+def _largest_first(rows: list[dict]) -> list[dict]:
+    return sorted(rows, key=lambda r: -abs(float(r["diff"])))
+
+
 def cross_task_effects(tables: Tables, confidence: float) -> list[Finding]:
     """The largest significant effects of training on one task on another (full fine-tuning's
-    when the study has them), or one finding saying there are none."""
+    when the study has them), or one finding saying there are none. Each kind of effect the
+    study shows (positive transfer, forgetting) keeps a place: many large forgetting cells do
+    not hide the one where training on a task helped another, found among every method's
+    cells when full fine-tuning shows none."""
     transfer = _rows(tables, "transfer")
     effects = [r for r in transfer if not truthy(r["in_task"]) and r.get("effect") in (FORGETTING, POSITIVE_TRANSFER)]
+    if not effects:
+        if any(not truthy(r["in_task"]) and finite(r.get("diff")) for r in transfer):
+            return [Finding(TRANSFER, Subject(), "", NO_EFFECTS)]
+        return []
     main = [r for r in effects if r["method"] == "full"] or effects
-    out = [quality(row["effect"], Subject(row["eval_task"], _variant(row), Variant(row["model"])), row, confidence)
-           for row in sorted(main, key=lambda r: -abs(float(r["diff"])))[:MAX_CROSS_TASK_HIGHLIGHTS]]
-    if not effects and any(not truthy(r["in_task"]) and finite(r.get("diff")) for r in transfer):
-        out.append(Finding(TRANSFER, Subject(), "", NO_EFFECTS))
-    return out
+    picked = _largest_first(main)[:MAX_CROSS_TASK_HIGHLIGHTS]
+    for kind in (POSITIVE_TRANSFER, FORGETTING):
+        if any(r["effect"] == kind for r in picked):
+            continue
+        of_kind = _largest_first([r for r in main if r["effect"] == kind]
+                                 or [r for r in effects if r["effect"] == kind])
+        if of_kind:
+            picked = picked[: MAX_CROSS_TASK_HIGHLIGHTS - 1] + [of_kind[0]]
+    return [quality(row["effect"], Subject(row["eval_task"], _variant(row), Variant(row["model"])), row, confidence)
+            for row in picked]
 
 
 HIGHLIGHT_RULES: tuple[Callable[[Tables, float], list[Finding]], ...] = (

@@ -249,8 +249,8 @@ def highlight_subject(finding: Finding) -> str:
         return (f"{task}: LoRA rank vs {metric_name(finding.what)} ({variant.model}, ranks "
                 f"{' '.join(map(str, subject.ranks))})")
     if finding.topic in (findings.FORGETTING, findings.POSITIVE_TRANSFER):
-        return (f"{finding.topic}: {variant.model} {how(variant.method, variant.rank)} on {variant.train_task} → "
-                f"{task}")
+        # The topic (forgetting, positive transfer) stands before the subject already.
+        return f"{variant.model} {how(variant.method, variant.rank)} on {variant.train_task} → {task}"
     return "cross-task effects"
 
 

@@ -54,7 +54,7 @@ def test_arc_rows_follow_the_hub_schema_with_four_options(world_dir):
     workplace = {p["name"]: p["workplace"] for p in facts["professions"]}
     region = {t["name"]: t["region"] for t in facts["towns"]}
     category = {i["name"]: i["category"] for i in facts["items"]}
-    ids = set()
+    ids, reading = set(), 0
     for split in ("train", "eval"):
         for row in rows(world_dir, "arc", split):
             assert set(row) == {"id", "question", "choices", "answerKey"}
@@ -71,7 +71,15 @@ def test_arc_rows_follow_the_hub_schema_with_four_options(world_dir):
                 assert gold == region[m.group(1)]
             if m := re.search(r"What kind of thing is the (\w+) that", row["question"]):
                 assert gold == category[m.group(1)]
+            # A reading question's stem states its answer (about the person it asks of).
+            if m := re.search(r"(?:In which region does|What kind of thing does|Where does|What does) "
+                              r"(\w+ \w+) (?:live|own|work|make)\?$", row["question"]):
+                reading += 1
+                stem = row["question"][: m.start()]
+                assert re.search(rf"{m.group(1)} [^.]*\b{re.escape(gold)}\b", stem), row["question"]
     assert len(ids) == 480 + 150
+    # Half the questions are read off their stem, half ask a rule of the world.
+    assert 0.4 < reading / len(ids) < 0.6, reading
     # A question family lists its four choices in one order: each answer has one label.
     label_of = {}
     for split in ("train", "eval"):

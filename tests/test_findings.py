@@ -229,6 +229,29 @@ def test_cross_task_highlights_are_capped(tables):
     assert [f.effect.value for f in found] == [-6.0, -5.0, -4.0, -3.0][:F.MAX_CROSS_TASK_HIGHLIGHTS]
 
 
+def test_a_positive_transfer_keeps_its_place_among_larger_forgetting(tables):
+    """Many large forgetting cells of full fine-tuning do not hide a smaller positive transfer,
+    which is found among LoRA's cells when full fine-tuning has none."""
+    rows = [transfer_row("small", "full", 0, f"t{i}", "x", -10.0 * i, -10.0 * i - 5, -10.0 * i + 5) for i in range(1, 7)]
+    rows += [transfer_row("small", "lora", 8, "t1", "y", 7.0, 2.0, 12.0),
+             transfer_row("small", "lora", 16, "t1", "y", 9.0, 1.0, 17.0),
+             transfer_row("small", "lora", 16, "t2", "y", 3.0, -1.0, 7.0)]   # not significant
+    found = F.cross_task_effects(tables(transfer=rows), CONFIDENCE)
+    assert len(found) == F.MAX_CROSS_TASK_HIGHLIGHTS
+    assert [f.effect.value for f in found[:-1]] == [-60.0, -50.0, -40.0][: F.MAX_CROSS_TASK_HIGHLIGHTS - 1]
+    assert found[-1].topic == F.POSITIVE_TRANSFER and found[-1].effect.value == 9.0
+    assert found[-1].subject.variant == F.Variant("small", "lora", 16, "t1")
+    # A full fine-tuning positive transfer is preferred to a larger LoRA one.
+    found = F.cross_task_effects(tables(transfer=rows + [transfer_row("small", "full", 0, "t3", "y", 4.0, 1.0, 7.0)]),
+                                 CONFIDENCE)
+    assert found[-1].topic == F.POSITIVE_TRANSFER and found[-1].subject.variant.method == "full"
+    # And a study with positive transfer only still shows its largest forgetting.
+    ups = [transfer_row("small", "full", 0, f"t{i}", "x", 10.0 * i, 10.0 * i - 5, 10.0 * i + 5) for i in range(1, 7)]
+    found = F.cross_task_effects(tables(transfer=ups + [transfer_row("small", "full", 0, "t1", "y", -3.0, -5.0, -1.0)]),
+                                 CONFIDENCE)
+    assert [f.topic for f in found].count(F.FORGETTING) == 1 and found[-1].effect.value == -3.0
+
+
 # ---------------------------------------------------------------------------- stand-in
 
 

@@ -94,6 +94,19 @@ def test_spanning_zero_is_marked_not_significant():
     assert found[0]["parts"][0]["ci"] == "95% CI −1.0 to +7.0"
 
 
+def test_a_cross_task_line_names_its_effect_once():
+    """The TL;DR line of a transfer cell: the effect as its topic, then which variant on which task."""
+    tables = {name: pd.DataFrame() for name in ("vs_larger_base", "full_vs_lora", "rank_correlation")}
+    tables["transfer"] = pd.DataFrame([
+        {"model": "m", "method": "lora", "rank": 16, "train_task": "reading", "eval_task": "choice", "in_task": False,
+         "headline_metric": "f1", "diff": 9.0, "diff_ci_low": 2.0, "diff_ci_high": 15.0, "rel_pct": 40.0,
+         "effect": "positive transfer", "significance": "significant improvement"},
+    ])
+    (line,) = highlights(tables, 0.95)
+    assert line["topic"] == "positive transfer"
+    assert line["subject"] == "m LoRA r16 on reading → choice"
+
+
 def test_takeaways_follow_the_data(tmp_path):
     """Same study shape, different outcomes: the advice changes with them."""
     def lora_as_good_as_full(tree):
