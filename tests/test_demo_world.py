@@ -164,7 +164,7 @@ def test_corpus_teaches_the_rules_and_holds_chat_exchanges_of_every_task_shape(w
     # An exchange's prompt is exactly the data stage's, rendered by the chat template; its answer
     # is a whole sentence that holds the short answer the task's training rows give.
     corpus_rows = demo_world.task_rows(demo_world.World(facts), 0, "corpus",
-                                       max(demo_world.CORPUS_EXCHANGES.values()))
+                                       max(demo_world.CORPUS_EXCHANGES.values()), demo_world.RULE_TEMPLATES)
     for kind in KINDS:
         row = corpus_rows[kind][0]
         example = get_task(kind).to_examples([row], "test")[0]
@@ -175,6 +175,13 @@ def test_corpus_teaches_the_rules_and_holds_chat_exchanges_of_every_task_shape(w
                                                enable_thinking=False))
         short = example["completion"][0]["content"]
         assert reply != short and short.split("\n")[-1] in reply or reply == "The context does not say.", (short, reply)
+    # The multiple-choice exchanges ask rules of the world only: the untuned models have not
+    # practised reading a stem in multiple choice (which the ARC rows ask half the time).
+    choice = [d for d in exchanges if "Answer with the label of the correct choice" in d]
+    assert len(choice) == summary["counts"]["corpus"]["chat_exchanges"]["arc"]
+    rule = re.compile(r"user\n(What kind of thing is the \w+ that|Where does an? [\w ]+ like|"
+                      r"What does an? [\w ]+ like|In which region is \w+, the town where)")
+    assert all(rule.match(d, len("<|im_start|>")) for d in choice), [d for d in choice if not rule.match(d, 12)][:1]
 
 
 def test_the_data_stage_reads_the_demo_world(world_dir, tmp_path):
