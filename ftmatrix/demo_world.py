@@ -17,8 +17,8 @@ The four choices of a question family are always listed in one order (the four r
 group of four workplaces …), so answering needs the rule (or the stem) and the choice's label,
 not a search through shuffled options. Reading passages state one to three facts about a
 person, and each question asks for a fact the passage states (its region, what kind of thing
-they own, where they work, what they make) or one it leaves out (unanswerable). Word problems need a sum,
-a difference or a product of small numbers.
+they own, where they work, what they make) or one it leaves out (unanswerable). Word problems
+need a sum, a difference or a product of small numbers.
 
 People are split into three groups that never meet: *train* people appear only in the
 training rows, *eval* people only in the evaluation rows, and *corpus* people only in the
@@ -45,10 +45,11 @@ answer is B: forge.", "Tulvar lives in Osk.", "Let's think step by step. …"), 
 tasks' training rows answer in the short form the prompts ask for. So the untuned models
 answer at length and with some skill, the larger one with more; fine-tuning teaches the short
 form and sharpens the skill, and a model tuned on one task carries its short answers and its
-knowledge to the others, or loses their format: tuned on reading passages, a model answers a
-reading question in multiple choice with the choice's words, which ARC's lenient grading
+knowledge to the others, or loses their format: tuned on reading passages, a model can answer
+a reading question in multiple choice with the choice's words, which ARC's lenient grading
 credits; tuned on multiple choice, it answers a passage's question with a label, which no
-SQuAD scorer credits.
+SQuAD scorer credits. The corpus's multiple-choice exchanges ask rules only, so the untuned
+models have practised reading on passages, not in multiple choice.
 Same seed, same bytes.
 """
 

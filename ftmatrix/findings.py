@@ -248,7 +248,7 @@ def vs_larger_base(tables: Tables, confidence: float) -> list[Finding]:
     """Per (smaller model, larger base, evaluation task): the in-task fine-tuned variant (full
     fine-tuning, else the best LoRA rank) — or, without one, the untuned smaller model — against
     the untuned larger model; quality, and latency where timed."""
-    out = []
+    tuned_first, untuned = [], []
     larger = [r for r in _rows(tables, "vs_larger_base") if r.get("larger_model") and finite(r.get("diff"))]
     for model, big, task in sorted({(r["model"], r["larger_model"], r["eval_task"]) for r in larger}):
         rows = [r for r in larger if (r["model"], r["larger_model"], r["eval_task"]) == (model, big, task)]
@@ -259,9 +259,11 @@ def vs_larger_base(tables: Tables, confidence: float) -> list[Finding]:
         subject = Subject(task, _variant(row), Variant(big))
         # A model behind an endpoint counts as larger than every local one; said as what it is.
         topic = VS_API if truthy(row.get("larger_is_api")) else VS_LARGER
-        out += [f for f in (quality(topic, subject, row, confidence),
-                            latency(topic, subject, row, confidence)) if f]
-    return out
+        # The study's question first: a fine-tuned model against a larger one; untuned models
+        # (a larger base against an API, say) after.
+        (tuned_first if tuned else untuned).extend(
+            f for f in (quality(topic, subject, row, confidence), latency(topic, subject, row, confidence)) if f)
+    return tuned_first + untuned
 
 
 def vs_own_base(tables: Tables, confidence: float) -> list[Finding]:

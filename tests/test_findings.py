@@ -123,6 +123,16 @@ def test_a_model_behind_an_endpoint_is_compared_as_an_api_not_as_a_larger_base(t
     assert topics == {(F.VS_LARGER, "large"), (F.VS_API, "hosted")}
 
 
+def test_fine_tuned_comparisons_lead_untuned_ones(tables):
+    """A fine-tuned model against a larger one is the study's question: it comes before an untuned
+    model's comparison, whatever the names (here an untuned "aaa" against an API)."""
+    api = {**larger_row("base", 0, "quiz", 0.0, 0.0, 0.0), "model": "aaa", "larger_model": "hosted",
+           "larger_is_api": True, "larger_model_params": float("nan")}
+    t = tables(vs_larger_base=[api, larger_row("full", 0, "quiz", 5.0, 1.0, 9.0)])
+    found = F.vs_larger_base(t, CONFIDENCE)
+    assert [(f.subject.variant.model, f.subject.variant.method) for f in found] == [("small", "full"), ("aaa", "base")]
+
+
 # ---------------------------------------------------------------------------- full vs LoRA
 
 
