@@ -243,6 +243,15 @@ READING = {
 }
 
 
+_READING_ASK = re.compile("(?:" + "|".join(re.escape(q).replace(re.escape("{name}"), r"\w+ \w+")
+                                            for _, q in READING.values()) + ")$")
+
+
+def is_reading_question(question: str) -> bool:
+    """Whether a multiple-choice question of the demo world is a reading one (its stem states the answer)."""
+    return bool(_READING_ASK.search(question))
+
+
 def _reading_question(world: World, rng: random.Random, person: dict, asked: str) -> tuple[str, list[str], str]:
     """A question whose stem states the fact it asks (with up to two others), as many ARC
     questions describe a situation first: answered by reading, not by a rule of the world."""
