@@ -117,11 +117,11 @@ def test_demo_sweeps_select_one_run_per_variant_and_evaluate_it(demo):
                       & (matrix["seed"] == variant.seed)]
         assert len(rows) == len(demo["config"]["tasks"])
         assert (rows["learning_rate"] == selection.selected_learning_rate).all()
-    # ARC trains two seeds: its comparisons pool them
+    # One training seed: every comparison rests on one run a variant, and the journal says so
+    # rather than showing a spread; the setup names where each task's rates come from.
     transfer = pd.read_csv(results / "analysis" / "transfer.csv")
-    assert (transfer[transfer["train_task"] == "arc"]["n_seeds"] == 2).all()
-    # … and the journal shows their spread, and where each task's seeds and rates come from.
+    assert (transfer["n_seeds"] == 1).all()
     page = (results / "journal" / "journal.html").read_text()
     seeds_section = page[page.index('<h2>Seeds</h2>'):page.index('<h2>Practical takeaways</h2>')]
-    assert "n/a: one training seed" not in seeds_section and "<table" in seeds_section
-    assert "0; arc: 0, 1" in page and "openmath: full 0.001 / 0.003 / 0.01" in page
+    assert "n/a: one training seed" in seeds_section
+    assert "openmath: full 0.001 / 0.003 / 0.01" in page
