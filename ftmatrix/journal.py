@@ -738,12 +738,13 @@ def setup_section(config: dict, matrix, metrics_docs: list[CellMetrics], task_me
     seen = set()
     for device in [d.generation.hardware for d in metrics_docs] + [d.hardware for d in train_docs]:
         key = (device["device"], device["gpu"], device.get("platform"), device.get("cpu_count"),
-               device.get("torch_threads"))
+               device.get("torch_threads"), device.get("cpu_capability"))
         if key not in seen:
             seen.add(key)
             hardware.append({"device": device["device"], "gpu": device["gpu"] or "—",
                              "platform": device.get("platform") or "—", "cpus": device.get("cpu_count"),
-                             "threads": device.get("torch_threads")})
+                             "threads": device.get("torch_threads"),
+                             "kernels": device.get("cpu_capability") or "—"})
     return {"models": models, "tasks": tasks, "hyper": hyper, "decoding": decoding, "hardware": hardware,
             "thinking": config["enable_thinking"], "training": training_rows(matrix),
             "projection": cost_projection(config)}

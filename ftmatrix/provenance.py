@@ -49,6 +49,10 @@ def device_info() -> dict:
     except ImportError:
         return info
     info["torch_threads"] = torch.get_num_threads()
+    # The instruction set torch's CPU kernels run with (AVX512, AVX2, …): floating-point sums
+    # differ between them, so a model trained on one CPU is not bit-identical to one trained on
+    # another, and tiny models can answer differently.
+    info["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
     if torch.cuda.is_available():
         info["device"] = "cuda"
         info["gpu"] = torch.cuda.get_device_name(0)

@@ -35,7 +35,8 @@ PROVENANCE = {"git_commit": "0123456789abcdef0123456789abcdef01234567", "git_dir
 def device_block(device: str = "cpu") -> dict:
     """What ftmatrix.provenance.device_info() records for a machine."""
     return {"host": "test-host", "platform": "Linux-test", "python": "3.11.7", "cpu_count": 2,
-            "torch_threads": 1, "device": device.split(":")[0], "gpu": "NVIDIA H200" if device != "cpu" else None}
+            "torch_threads": 1, "cpu_capability": "AVX2", "device": device.split(":")[0],
+            "gpu": "NVIDIA H200" if device != "cpu" else None}
 
 
 def generation_record(cell: str, n: int, *, n_timed: int = 0, device: str = "cpu", max_new_tokens: int = 16,

@@ -238,6 +238,26 @@ def test_learning_rate_section_shows_every_run_and_flags_sweeps_to_widen(journal
     assert "Widen the sweep" in text
 
 
+def test_the_hardware_table_names_the_cpu_kernels_the_numbers_came_from(journal):
+    """Floating-point sums differ between AVX2 and AVX-512 kernels, so the same seed trains a
+    different tiny model on another CPU: the journal says which kernels its runs used."""
+    text = journal["text"]
+    section = text[text.index("<h3>Hardware</h3>"):]
+    section = section[:section.index("</table>")]
+    assert "<th>CPU kernels</th>" in section and "<td>AVX2</td>" in section
+
+
+def test_the_device_record_holds_the_cpu_kernels_torch_runs_with():
+    import torch
+
+    from ftmatrix.provenance import device_info
+
+    info = device_info()
+    assert info["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert info["cpu_capability"] in {"DEFAULT", "AVX2", "AVX512", "ZVECTOR", "VSX", "SVE256", "SVE"} \
+        or info["cpu_capability"].startswith(("AVX", "SVE", "NEON"))
+
+
 def test_the_setup_names_the_engine_that_timed_the_latency():
     import pandas as pd
 
