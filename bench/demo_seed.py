@@ -17,7 +17,6 @@ Exit status 1 when a finding does not hold.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -68,12 +67,13 @@ def main(argv=None) -> int:
 
     import tests.test_demo_findings as findings
     from ftmatrix import config as cfg
+    from ftmatrix.models import load_manifest
 
     demo = findings.finished_demo(ROOT, cfg.load(ROOT / "config.yaml", [study_file]))
     # The same seed trains different tiny models with different CPU kernels (docs/performance.md,
     # "The demo's findings"): say which ones the study's models were built with.
     manifests = sorted((ROOT / "data" / study / "models").glob("*/manifest.json"))
-    kernels = sorted({str(json.loads(m.read_text()).get("provenance", {}).get("device", {}).get("cpu_capability"))
+    kernels = sorted({str((load_manifest(m).provenance.get("device") or {}).get("cpu_capability"))
                       for m in manifests})
     print(f"{study}: models built with CPU kernels {', '.join(kernels) or 'unknown'}")
     failed = 0
