@@ -696,6 +696,12 @@ def permutation_p(ranks: Sequence[float], scores: Sequence[float], seed: int = 0
     return float(np.mean(np.abs(rho) >= abs(observed) - 1e-12))
 
 
+def smallest_permutation_p(n_ranks: int) -> float:
+    """The smallest two-sided permutation p any ordering of ``n_ranks`` distinct scores can reach:
+    2 / n! (the order and its reverse); 0 beyond 8 ranks, where the test samples orderings."""
+    return 2.0 / math.factorial(n_ranks) if 0 < n_ranks <= 8 else 0.0
+
+
 def rank_correlation(study: Study) -> list[dict]:
     """Spearman's rho of LoRA rank and score (≥ 3 ranks) with a bootstrap CI and a permutation p,
     the best rank, and the smallest rank whose score is not significantly below the best one's.
@@ -744,7 +750,16 @@ def rank_correlation(study: Study) -> list[dict]:
         row.update({"spearman": rho, "ci_low": low, "ci_high": high, "permutation_p": p_value,
                     "undefined_resamples": int(np.isnan(rho_dist).sum()),
                     "significance": NOT_SIGNIFICANT_CORRELATION if few else CORRELATION_WORDS[word]})
-        if not finite(rho):
+        floor = smallest_permutation_p(len(ranks))
+        if not floor < 1.0 - study.settings.confidence:
+            # No ordering of so few ranks is rare enough: the interval (often one point, as the
+            # resamples rarely reorder three scores) would read as a finding it cannot be.
+            smallest = next(n for n in range(len(ranks), 10) if smallest_permutation_p(n) < 1.0 - study.settings.confidence)
+            row.update({"significance": "n/a",
+                        "note": f"n/a: {len(ranks)} ranks are too few for a rank correlation at "
+                                f"{study.settings.confidence:.0%} (even the most extreme order of {len(ranks)} ranks "
+                                f"has permutation p = {floor:.2f}; it takes {smallest})"})
+        elif not finite(rho):
             row["note"] = "n/a: every rank has the same score"
         elif not (finite(low) and finite(high)):
             row["note"] = "CI n/a: the scores tie in most resamples"

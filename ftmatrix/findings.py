@@ -298,7 +298,8 @@ def full_vs_best_lora(tables: Tables, confidence: float) -> list[Finding]:
 def _rank_finding(row: dict, confidence: float, sizes: dict) -> Finding:
     ranks = tuple(int(r) for r in str(row.get("ranks") or "").split())
     key = (row["model"], row["train_task"], row["eval_task"])
-    rho = _number(row.get("spearman"))
+    # A row called n/a (too few ranks, say) keeps its rho in the table; the finding states why.
+    rho = _number(row.get("spearman")) if row.get("significance") != "n/a" else None
     return Finding(LORA_RANK,
                    Subject(row["eval_task"], Variant(row["model"], "lora", 0, row["train_task"]), ranks=ranks),
                    str(row.get("headline_metric") or ""), row.get("significance") or "n/a",
