@@ -163,8 +163,13 @@ def _significant(interval) -> bool:
 def quality_part(finding: Finding) -> dict:
     """'accuracy +23.3 points (+80%)' with its CI, significant or not."""
     effect = finding.effect
+    interval = finding.interval
+    if effect.value == 0 and interval and interval.low == interval.high == 0:
+        # Every resample's paired difference is zero: the two answered alike sample by sample (an
+        # endpoint serving the very weights it is compared with, say) — not a finding of no effect.
+        return {"text": f"{metric_name(finding.what)} the same on every sample", "ci": "", "significant": None}
     rel = f" ({signed(effect.relative_pct, 0)}%)" if finite(effect.relative_pct) else ""
-    ci = _ci(finding.interval)
+    ci = _ci(interval)
     if finding.facts.get("seed_diffs"):
         agree = "" if finding.facts.get("seeds_agree") else ", seeds disagree"
         ci += f"; per seed {finding.facts['seed_diffs']}{agree}"

@@ -94,6 +94,21 @@ def test_spanning_zero_is_marked_not_significant():
     assert found[0]["parts"][0]["ci"] == "95% CI −1.0 to +7.0"
 
 
+def test_a_model_against_an_endpoint_serving_its_own_weights_reads_as_the_same_answers():
+    """An untuned model against an API row that serves the very same weights: every paired
+    difference is zero, which the TL;DR says as such, not as '+0.0 points (95% CI +0.0 to +0.0)
+    not significant'; a zero mean with differences that cancel keeps its interval."""
+    tables = {name: pd.DataFrame() for name in ("transfer", "full_vs_lora", "rank_correlation")}
+    row = {"model": "big", "method": "base", "rank": 0, "train_task": "none", "eval_task": "arc", "in_task": False,
+           "larger_model": "big-api", "larger_is_api": True, "headline_metric": "accuracy", "rel_pct": 0.0,
+           "diff": 0.0, "diff_ci_low": 0.0, "diff_ci_high": 0.0, "significance": "not significant"}
+    tables["vs_larger_base"] = pd.DataFrame([row, {**row, "eval_task": "squad_v2", "diff_ci_low": -4.0,
+                                                   "diff_ci_high": 4.0}])
+    same, cancelled = highlights(tables, 0.95)
+    assert same["parts"][0] == {"text": "accuracy the same on every sample", "ci": "", "significant": None}
+    assert cancelled["parts"][0]["ci"] == "95% CI −4.0 to +4.0" and cancelled["parts"][0]["significant"] is False
+
+
 def test_a_cross_task_line_names_its_effect_once():
     """The TL;DR line of a transfer cell: the effect as its topic, then which variant on which task."""
     tables = {name: pd.DataFrame() for name in ("vs_larger_base", "full_vs_lora", "rank_correlation")}
