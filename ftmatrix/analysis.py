@@ -751,16 +751,16 @@ def rank_correlation(study: Study) -> list[dict]:
                     "undefined_resamples": int(np.isnan(rho_dist).sum()),
                     "significance": NOT_SIGNIFICANT_CORRELATION if few else CORRELATION_WORDS[word]})
         floor = smallest_permutation_p(len(ranks))
-        if not floor < 1.0 - study.settings.confidence:
+        if not finite(rho):
+            row["note"] = "n/a: every rank has the same score"
+        elif not floor < 1.0 - study.settings.confidence:
             # No ordering of so few ranks is rare enough: the interval (often one point, as the
             # resamples rarely reorder three scores) would read as a finding it cannot be.
-            smallest = next(n for n in range(len(ranks), 10) if smallest_permutation_p(n) < 1.0 - study.settings.confidence)
+            needed = next(n for n in range(len(ranks), 10)
+                          if smallest_permutation_p(n) < 1.0 - study.settings.confidence)
             row.update({"significance": "n/a",
-                        "note": f"n/a: {len(ranks)} ranks are too few for a rank correlation at "
-                                f"{study.settings.confidence:.0%} (even the most extreme order of {len(ranks)} ranks "
-                                f"has permutation p = {floor:.2f}; it takes {smallest})"})
-        elif not finite(rho):
-            row["note"] = "n/a: every rank has the same score"
+                        "note": f"n/a: too few ranks to test at {study.settings.confidence:.0%} (any order of "
+                                f"{len(ranks)} has permutation p ≥ {floor:.2f}; it takes {needed})"})
         elif not (finite(low) and finite(high)):
             row["note"] = "CI n/a: the scores tie in most resamples"
         elif few:

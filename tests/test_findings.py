@@ -209,7 +209,7 @@ def test_rank_correlation_highlight_carries_rho_or_why_not(tables):
 def test_a_rank_correlation_too_few_ranks_can_show_says_so_rather_than_its_rho(tables):
     """Three ranks: the analysis keeps rho and its (often one-point) interval in the table but calls
     the row n/a; the TL;DR gives the reason, not 'Spearman ρ = −0.50 (95% CI −0.50 to −0.50)'."""
-    note = "n/a: 3 ranks are too few for a rank correlation at 95% (…; it takes 5)"
+    note = "n/a: too few ranks to test at 95% (any order of 3 has permutation p ≥ 0.33; it takes 5)"
     t = tables(rank_correlation=[rank_row("a", "n/a", -0.5, n_ranks=3, note=note)])
     (finding,) = F.rank_correlations(t, CONFIDENCE)
     assert finding.effect is None and finding.note == note
