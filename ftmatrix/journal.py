@@ -167,7 +167,8 @@ def quality_part(finding: Finding) -> dict:
     if effect.value == 0 and interval and interval.low == interval.high == 0:
         # Every resample's paired difference is zero: the two answered alike sample by sample (an
         # endpoint serving the very weights it is compared with, say) — not a finding of no effect.
-        return {"text": f"{metric_name(finding.what)} the same on every sample", "ci": "", "significant": None}
+        return {"text": f"{metric_name(finding.what)} identical: no sample scores differently", "ci": "",
+                "significant": None}
     rel = f" ({signed(effect.relative_pct, 0)}%)" if finite(effect.relative_pct) else ""
     ci = _ci(interval)
     if finding.facts.get("seed_diffs"):

@@ -105,7 +105,7 @@ def test_a_model_against_an_endpoint_serving_its_own_weights_reads_as_the_same_a
     tables["vs_larger_base"] = pd.DataFrame([row, {**row, "eval_task": "squad_v2", "diff_ci_low": -4.0,
                                                    "diff_ci_high": 4.0}])
     same, cancelled = highlights(tables, 0.95)
-    assert same["parts"][0] == {"text": "accuracy the same on every sample", "ci": "", "significant": None}
+    assert same["parts"][0] == {"text": "accuracy identical: no sample scores differently", "ci": "", "significant": None}
     assert cancelled["parts"][0]["ci"] == "95% CI −4.0 to +4.0" and cancelled["parts"][0]["significant"] is False
 
 
