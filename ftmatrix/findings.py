@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from ftmatrix.analysis import (CORRELATION_WORDS, FASTER, SIGNIFICANT_DOWN, SIGNIFICANT_UP, TRANSFER_EFFECTS,
-                               verdict as interval_verdict)
+                               ranks_to_test, verdict as interval_verdict)
 from ftmatrix.grid import NO_TASK
 from ftmatrix.numeric import finite
 
@@ -94,7 +94,6 @@ SWEEP_BRACKETS = "the sweep brackets the best rate"
 VALIDATION_LOSS = "validation loss"
 
 MAX_CROSS_TASK_HIGHLIGHTS = 4    # the largest effects, full fine-tuning first, each kind kept
-MIN_RANKS_FOR_CORRELATION = 3    # analysis.rank_correlation needs three ranks
 RAMBLING_HIT_LIMIT_PCT = 25.0    # a base model hitting max_new_tokens this often "runs to the limit"
 
 # Matrix columns of tasks whose metrics count unanswerable questions apart (NoAns / HasAns).
@@ -437,12 +436,16 @@ def full_or_lora(matrix, tables: Tables, confidence: float) -> list[Finding]:
 
 
 def rank_choice(matrix, tables: Tables, confidence: float) -> list[Finding]:
-    """Does LoRA rank matter? Measured only with at least three ranks: a significant positive
-    correlation on some task → higher ranks help there; none → rank barely matters, with the
-    smallest ranks not significantly below the best."""
+    """Does LoRA rank matter? Measured only with enough ranks for a correlation to reach
+    significance (analysis.ranks_to_test: five at 95 %): a significant positive correlation on
+    some task → higher ranks help there; none → rank barely matters, with the smallest ranks not
+    significantly below the best. Fewer ranks → too few, with those smallest ranks per task."""
     sizes = _seed_counts(tables)
     rc = [_rank_finding(r, confidence, sizes) for r in _rows(tables, "rank_correlation") if truthy(r["in_task"])]
-    measured = [f for f in rc if (f.facts["n_ranks"] or 0) >= MIN_RANKS_FOR_CORRELATION]
+    # A sweep of fewer ranks than a significant correlation needs cannot show that rank barely
+    # matters: it says so, with each task's smallest rank not significantly below its best.
+    needed = ranks_to_test(confidence)
+    measured = [f for f in rc if (f.facts["n_ranks"] or 0) >= needed]
     if measured:
         positive = tuple(f for f in measured if f.verdict == POSITIVE_CORRELATION)
         if positive:
@@ -452,8 +455,12 @@ def rank_choice(matrix, tables: Tables, confidence: float) -> list[Finding]:
         return [Finding(WHICH_RANK, Subject(), "", RANK_BARELY_MATTERS, parts=tuple(measured),
                         facts={"smallest_sufficient_ranks": sufficient})]
     if rc:
+        sufficient = tuple((f.subject.eval_task, f.facts["smallest_sufficient_rank"]) for f in rc
+                           if f.facts["smallest_sufficient_rank"] is not None)
         return [Finding(WHICH_RANK, Subject(), "", TOO_FEW_RANKS, parts=tuple(rc),
-                        facts={"needs_ranks": MIN_RANKS_FOR_CORRELATION})]
+                        facts={"needs_ranks": needed, "confidence": confidence,
+                               "n_ranks": max((f.facts["n_ranks"] or 0) for f in rc),
+                               "smallest_sufficient": sufficient})]
     return []
 
 

@@ -331,8 +331,19 @@ def rank_choice_text(finding: Finding) -> str:
         return (f"Higher LoRA ranks help on {', '.join(p.subject.eval_task for p in finding.parts)} (significant "
                 f"positive rank–score correlation); use the best rank there ({best}).")
     if finding.verdict == findings.TOO_FEW_RANKS:
-        needs = finding.facts["needs_ranks"]
-        return f"Add at least {NUMBER_WORDS.get(needs, needs)} LoRA ranks to the study to measure whether rank matters."
+        needs, has = finding.facts["needs_ranks"], finding.facts.get("n_ranks") or 0
+        if has < 3:
+            text = f"Add at least {NUMBER_WORDS.get(needs, needs)} LoRA ranks to the study to measure whether rank matters."
+        else:
+            confidence = finding.facts.get("confidence")
+            at = f" at {confidence:.0%}" if confidence else ""
+            text = (f"Whether LoRA rank matters is not measured: with {NUMBER_WORDS.get(has, has)} ranks no rank–score "
+                    f"correlation can be significant{at} (it takes {NUMBER_WORDS.get(needs, needs)}).")
+        sufficient = finding.facts.get("smallest_sufficient") or ()
+        if sufficient:
+            text += (" The smallest rank not significantly below the best: "
+                     + ", ".join(f"r{rank} on {task}" for task, rank in sufficient) + ".")
+        return text
     text = "LoRA rank barely matters: no trained task shows a significant rank–score correlation."
     sufficient = finding.facts.get("smallest_sufficient_ranks") or ()
     if sufficient:

@@ -180,15 +180,32 @@ def rank_row(task, significance, rho=0.9, n_ranks=4, best=64, sufficient=16, not
 
 
 def test_rank_matters_only_with_a_significant_positive_correlation(tables):
-    t = tables(rank_correlation=[rank_row("a", "positive"), rank_row("b", "no significant correlation", 0.2, 4, 16, 4)])
+    t = tables(rank_correlation=[rank_row("a", "positive", n_ranks=5),
+                                 rank_row("b", "no significant correlation", 0.2, 5, 16, 4)])
     (advice,) = F.rank_choice(matrix_rows([]), t, CONFIDENCE)
     assert advice.verdict == F.HIGHER_RANKS_HELP
     assert [(p.subject.eval_task, p.facts["best_rank"]) for p in advice.parts] == [("a", 64)]
 
-    t = tables(rank_correlation=[rank_row("a", "no significant correlation", 0.5, sufficient=16),
-                                 rank_row("b", "no significant correlation", 0.2, sufficient=4)])
+    t = tables(rank_correlation=[rank_row("a", "no significant correlation", 0.5, n_ranks=5, sufficient=16),
+                                 rank_row("b", "no significant correlation", 0.2, n_ranks=5, sufficient=4)])
     (advice,) = F.rank_choice(matrix_rows([]), t, CONFIDENCE)
     assert advice.verdict == F.RANK_BARELY_MATTERS and advice.facts["smallest_sufficient_ranks"] == (4, 16)
+
+
+def test_three_ranks_do_not_make_rank_barely_matter(tables):
+    """No correlation of three (or four) ranks can be significant at 95%, so its absence says
+    nothing: the advice says rank is not measured, with each task's smallest sufficient rank."""
+    t = tables(rank_correlation=[rank_row("a", "n/a", -0.5, n_ranks=3, best=4, sufficient=4),
+                                 rank_row("b", "n/a", 0.5, n_ranks=3, best=64, sufficient=16)])
+    (advice,) = F.rank_choice(matrix_rows([]), t, CONFIDENCE)
+    assert advice.verdict == F.TOO_FEW_RANKS
+    assert advice.facts["needs_ranks"] == 5 and advice.facts["n_ranks"] == 3
+    assert advice.facts["smallest_sufficient"] == (("a", 4), ("b", 16))
+    from ftmatrix.journal import rank_choice_text
+    assert rank_choice_text(advice) == (
+        "Whether LoRA rank matters is not measured: with three ranks no rank–score correlation can be "
+        "significant at 95% (it takes five). The smallest rank not significantly below the best: r4 on a, "
+        "r16 on b.")
 
     t = tables(rank_correlation=[rank_row("a", "n/a", None, n_ranks=2, note="n/a: needs 3 ranks")])
     (advice,) = F.rank_choice(matrix_rows([]), t, CONFIDENCE)

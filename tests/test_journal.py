@@ -136,7 +136,11 @@ def test_takeaways_follow_the_data(tmp_path):
     advice = [takeaways(j["matrix"], j["tables"], 0.95) for j in (plain, tied)]
     assert any(a.startswith("LoRA is enough here") for a in advice[1])
     assert not any(a.startswith("LoRA is enough here") for a in advice[0])
-    assert any("LoRA rank barely matters" in a and "r4" in a for a in advice[1])
+    # Three ranks cannot show a rank–score correlation: neither says rank barely matters; with
+    # LoRA's answers the same at every rank, r4 is sufficient on every task.
+    assert not any("LoRA rank barely matters" in a for a in advice[0] + advice[1])
+    assert any(a.startswith("Whether LoRA rank matters is not measured: with three ranks")
+               and "r4 on arc, r4 on openmath, r4 on squad_v2" in a for a in advice[1])
     assert any(a.startswith("Fine-tuning costs skills") and "openmath → squad_v2" in a for a in advice[0])
     assert any("can stand in for demo-large" in a for a in advice[0])
     assert any("one seed" in a for a in advice[0])
