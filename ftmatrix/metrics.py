@@ -810,6 +810,30 @@ def _offered_end(text: str, match: re.Match) -> int:
     return end
 
 
+def _boxed_choice(text: str, labels: Sequence[str], choices: Sequence[str], known) -> str | None:
+    """The choice a final ``\\boxed{…}`` names, as models tuned on maths (and thinking models) end
+    an answer: a label ('\\boxed{C}', '\\boxed{(C)}', '\\boxed{\\text{C}}', '\\boxed{C. text}') or
+    a choice's text; '' when it offers several labels ('\\boxed{B, C}'); None when there is no
+    box or it names no choice (the other rules then read the text)."""
+    boxed = last_boxed(text)
+    if boxed is None:
+        return None
+    inner = _TEXT_COMMANDS.sub(lambda m: m.group(1), boxed)
+    inner = " ".join(inner.replace("$", " ").split()).rstrip(".")
+    if not inner:
+        return None
+    match = _LEADING.match(inner)
+    if match:
+        offered = _offered(inner, match, known)
+        end = _offered_end(inner, match)
+        # The label alone (or labels joined: a hedge), or a label then its text: 'C. Matter was …'.
+        closed = match.group(0).rstrip().endswith((")", "]"))          # '(C) text', 'C) text'
+        then_text = re.match(r"[.:]?\s+\S" if closed else r"\s*[.:)\]]\s+\S", inner[match.end():])
+        if offered and (end == len(inner) or then_text):
+            return next(iter(offered)) if len(offered) == 1 else ""
+    return _choice_named(_choice_key(inner), labels, choices)
+
+
 def extract_choice_label(text: str, labels: Sequence[str] = DEFAULT_LABELS,
                          choices: Sequence[str] = ()) -> str:
     """The choice label a generation commits to ("C", "C.", "(C)", "C) text", "The answer is C",
@@ -817,8 +841,8 @@ def extract_choice_label(text: str, labels: Sequence[str] = DEFAULT_LABELS,
     dataset's spelling; '' when it names none, or offers several ("C and D", "A, B, C or D",
     "B/C"): a hedge is not an answer.
 
-    Only the row's own labels count. Order: the last explicit statement ('answer is C', 'go
-    with C'), then the last conclusion ('so B'), then the last label called right ('C is
+    Only the row's own labels count. Order: a final ``\\boxed{}`` naming a label or a choice's
+    text, then the last explicit statement ('answer is C', 'go with C'), then the last conclusion ('so B'), then the last label called right ('C is
     correct'), then a label opening the text (unless called wrong or asked about there: 'D is
     wrong', 'B?'), then the last line or sentence holding only a label, then the text of a choice.
     """
@@ -833,6 +857,10 @@ def extract_choice_label(text: str, labels: Sequence[str] = DEFAULT_LABELS,
 
     def committed(offered: set[str]) -> str:
         return next(iter(offered)) if len(offered) == 1 else ""
+
+    boxed = _boxed_choice(text, labels, choices, known)
+    if boxed is not None:
+        return boxed
 
     for pattern in (_EXPLICIT, _CONCLUSION, _AFFIRMED):
         for match in reversed(list(pattern.finditer(text))):

@@ -142,6 +142,7 @@ def statistics(name: str):
 TASK = TaskKind(
     kind="arc",
     headline="macro_f1",
+    correctness="accuracy",
     to_examples=to_examples,
     read_local=read_local,
     dedup_key=dedup_key,
@@ -149,9 +150,10 @@ TASK = TaskKind(
     extract_strict=extract_strict,
     follows_format=follows_format,
     grading=("Strict: the response must be one of the question's labels and nothing else. Lenient: the label "
-             "the response commits to — an explicit 'the answer is C', a conclusion after reasoning ('D is "
-             "wrong, so B'), a leading or lone label, or the text of a choice; a response offering several "
-             "labels ('C or D') names none. Correct when that label is the gold one."),
+             "the response commits to — a final \\boxed{} naming a label or a choice's text, an explicit 'the "
+             "answer is C', a conclusion after reasoning ('D is wrong, so B'), a leading or lone label, or the "
+             "text of a choice; a response offering several labels ('C or D') names none. Correct when that "
+             "label is the gold one."),
     score=score,
     metrics=M.arc_metrics,
     statistics=statistics,
