@@ -69,6 +69,18 @@ def task_statistic(kind: str, headline: str) -> Statistic:
     return metric_statistic(task, headline)
 
 
+def correctness_metric(kind: str) -> str | None:
+    """The task kind's correctness metric (``TaskKind.correctness``); None where it has none or
+    the kind cannot be resolved here (its headline statistic then says why)."""
+    from ftmatrix.errors import ConfigError
+    from ftmatrix.tasks import get_task
+
+    try:
+        return get_task(kind).correctness
+    except ConfigError:
+        return None
+
+
 def resample_indices(n: int, resamples: int, seed: int) -> np.ndarray:
     """The (resamples × n) positions ftmatrix.bootstrap draws for n samples and this seed.
 
@@ -172,6 +184,24 @@ class Study:
     def headline_name(self, eval_task: str) -> str:
         names = {r["headline_metric"] for r in self.rows.values() if r["eval_task"] == eval_task}
         return sorted(names)[0] if names else ""
+
+    def correctness_name(self, eval_task: str) -> str:
+        """The task's correctness metric where it differs from the headline (ARC's accuracy beside
+        macro-F1), else ''."""
+        kinds = {r["task_kind"] for r in self.rows.values() if r["eval_task"] == eval_task}
+        names = sorted({correctness_metric(k) for k in kinds} - {None})
+        return names[0] if names and names[0] != self.headline_name(eval_task) else ""
+
+    def on_correctness(self) -> "Study":
+        """The same study scored on each task's correctness metric instead of its headline (tasks
+        without one keep the headline); built once."""
+        cache = self.__dict__.setdefault("_readings", {})
+        if "correctness" not in cache:
+            matrix = self.matrix.copy()
+            matrix["headline_metric"] = [correctness_metric(kind) or headline for kind, headline
+                                         in zip(matrix["task_kind"], matrix["headline_metric"])]
+            cache["correctness"] = Study(matrix, self.predictions, self.settings, self._statistic_for)
+        return cache["correctness"]
 
     def higher_is_better(self, eval_task: str) -> bool:
         values = {bool(r["higher_is_better"]) for r in self.rows.values() if r["eval_task"] == eval_task}
@@ -447,8 +477,13 @@ def latency_split(treatment: dict, reference: dict, interval) -> dict:
 
 # ---------------------------------------------------------------------------- the tables
 
+# The task's correctness metric beside its headline (check_*: see correctness_check): a headline
+# win it does not bear out is not significant.
+CHECK_COLUMNS = ["check_metric", "check_reference", "check_value", "check_diff", "check_diff_ci_low",
+                 "check_diff_ci_high", "check_significance"]
 COMPARISON_COLUMNS = ["n_paired", "reference", "value", "diff", "diff_ci_low", "diff_ci_high", "rel_pct",
-                      "rel_ci_low", "rel_ci_high", "seed_diffs", "seeds_agree", "significance", "n_timed_paired", "latency_reference",
+                      "rel_ci_low", "rel_ci_high", "seed_diffs", "seeds_agree", "significance", *CHECK_COLUMNS,
+                      "n_timed_paired", "latency_reference",
                       "latency_value", "latency_diff", "latency_diff_ci_low", "latency_diff_ci_high",
                       "latency_rel_pct", "latency_rel_ci_low", "latency_rel_ci_high", "latency_rounds",
                       "latency_rounds_agree", "latency_significance", "latency_tokens_pct", "latency_tokens_ci_low",
@@ -507,7 +542,49 @@ def latency_verdict(low, high, rounds_agree: bool = True) -> str:
     return {SIGNIFICANT_UP: SLOWER, SIGNIFICANT_DOWN: FASTER}.get(result, result)
 
 
-def _comparison(study: Study, treatment: Group, reference: Group) -> dict:
+def correctness_check(study: Study, treatment: Group, reference: Group) -> dict:
+    """treatment − reference on the task's correctness metric (``TaskKind.correctness``), on the
+    same samples and resamples as the headline; {} where the task has none or no ids are shared."""
+    name = study.correctness_name(treatment.eval_task)
+    ids = study.common_ids(treatment.cells + reference.cells) if name else ()
+    if not ids:
+        return {}
+    view = study.on_correctness()
+    a, a_dist = view.group_distribution(treatment, ids)
+    b, b_dist = view.group_distribution(reference, ids)
+    low, high = view.interval(a_dist - b_dist)
+    return {"check_metric": name, "check_reference": b, "check_value": a, "check_diff": a - b,
+            "check_diff_ci_low": low, "check_diff_ci_high": high, "check_significance": quality_verdict(low, high)}
+
+
+# Which significant headline verdicts the correctness metric must bear out: against the untuned
+# base a gain (the journal never reports a gain the right answers do not show; a loss stands on
+# the headline, as the base's own score does); between two alternatives (full vs LoRA, smaller
+# vs larger) a win of either side.
+GAINS = (SIGNIFICANT_UP,)
+WINS = (SIGNIFICANT_UP, SIGNIFICANT_DOWN)
+
+
+def _confirm(study: Study, treatment: Group, result: dict, confirm: tuple[str, ...]) -> None:
+    """A headline difference called significant in a ``confirm`` direction stays so only when the
+    correctness metric's difference is significant the same way; else not significant, and why."""
+    check = result.get("check_significance")
+    if not result.get("check_metric") or result["significance"] not in confirm or check == result["significance"]:
+        return
+    from ftmatrix.tasks import metric_display
+
+    kind = next((study.row(c)["task_kind"] for c in treatment.cells), None)
+    headline = metric_display(study.headline_name(treatment.eval_task), kind)
+    name = metric_display(result["check_metric"], kind)
+    ci = (f"{study.settings.confidence:.0%} CI {result['check_diff_ci_low']:+.1f} to {result['check_diff_ci_high']:+.1f}"
+          if finite(result.get("check_diff_ci_low")) and finite(result.get("check_diff_ci_high")) else "CI n/a")
+    result["significance"] = NOT_SIGNIFICANT
+    result["unconfirmed"] = True          # read by transfer(); not a column
+    result["note"] = (f"the {headline} difference does not show in {name}, which counts right answers "
+                      f"({name} {result['check_diff']:+.1f} points, {ci})")
+
+
+def _comparison(study: Study, treatment: Group, reference: Group, confirm: tuple[str, ...] = GAINS) -> dict:
     result = study.compare(treatment, reference)
     result["significance"] = quality_verdict(result.get("diff_ci_low"), result.get("diff_ci_high"),
                                              study.higher_is_better(treatment.eval_task))
@@ -515,6 +592,9 @@ def _comparison(study: Study, treatment: Group, reference: Group) -> dict:
         # An interval over seeds and samples can exclude zero while one seed goes the other way.
         result["significance"] = NOT_SIGNIFICANT
         result.setdefault("note", f"the training seeds disagree on the sign ({result['seed_diffs']})")
+    if result.get("n_paired"):
+        result.update(correctness_check(study, treatment, reference))
+        _confirm(study, treatment, result, confirm)
     result["latency_significance"] = latency_verdict(result.get("latency_diff_ci_low"),
                                                      result.get("latency_diff_ci_high"),
                                                      result.get("latency_rounds_agree", True))
@@ -597,7 +677,7 @@ def vs_larger_base(study: Study) -> list[dict]:
                    "larger_model": other, "larger_is_api": study.is_endpoint(other),
                    "model_params": mine, "larger_model_params": theirs,
                    "headline_metric": study.headline_name(group.eval_task)}
-            row.update(_comparison(study, group, larger))
+            row.update(_comparison(study, group, larger, WINS))
             rows.append(row)
     if not rows:
         unknown = [m for m in models if study.params(m) is None]
@@ -633,7 +713,7 @@ def full_vs_lora(study: Study) -> list[dict]:
         scores = {rank: sign * study.score(g)["value"] for rank, g in loras.items()}
         best = max(sorted(scores), key=lambda r: (scores[r] if finite(scores[r]) else -math.inf))
         row.update({"best_rank": best, "n_seeds": len(full.cells)})
-        row.update(_comparison(study, full, loras[best]))
+        row.update(_comparison(study, full, loras[best], WINS))
         rows.append(row)
     return rows
 
@@ -781,6 +861,9 @@ TRANSFER_EFFECTS = {
     (False, SIGNIFICANT_UP): "positive transfer",
     (False, SIGNIFICANT_DOWN): "forgetting",
 }
+# A headline gain whose interval excludes zero but that the task's correctness metric does not
+# bear out (ARC's macro-F1 up, accuracy not): not a gain, and said apart from "no change".
+UNCONFIRMED_GAIN = "gain not in right answers"
 
 
 def transfer(study: Study) -> list[dict]:
@@ -795,7 +878,8 @@ def transfer(study: Study) -> list[dict]:
             row.update({"effect": "n/a", "note": f"n/a: no base variant of {group.model} on {group.eval_task}"})
         else:
             row.update(_comparison(study, group, base))
-            row["effect"] = TRANSFER_EFFECTS.get((in_task, row["significance"]), row["significance"])
+            row["effect"] = (UNCONFIRMED_GAIN if row.pop("unconfirmed", False)
+                             else TRANSFER_EFFECTS.get((in_task, row["significance"]), row["significance"]))
         rows.append(row)
     return rows
 
@@ -812,14 +896,19 @@ def seeds(study: Study) -> list[dict]:
         score = study.score(group)
         row.update({"ci_low": score["ci_low"], "ci_high": score["ci_high"]})
         base = study.base_group(group.model, group.eval_task)
+        notes = []
         if base is not None:
             comparison = study.compare(group, base)
+            checked = {"significance": quality_verdict(comparison.get("diff_ci_low"), comparison.get("diff_ci_high"),
+                                                       study.higher_is_better(group.eval_task))}
+            if comparison.get("n_paired"):
+                checked.update(correctness_check(study, group, base))
+                _confirm(study, group, checked, GAINS)
             row.update({"vs_base_diff": comparison.get("diff"), "vs_base_ci_low": comparison.get("diff_ci_low"),
                         "vs_base_ci_high": comparison.get("diff_ci_high"),
-                        "vs_base_significance": quality_verdict(comparison.get("diff_ci_low"),
-                                                                comparison.get("diff_ci_high"),
-                                                                study.higher_is_better(group.eval_task))})
-        notes = []
+                        "vs_base_significance": checked["significance"]})
+            if checked.get("note"):
+                notes.append(checked["note"])
         if len(values) < 2:
             notes.append("one seed: spread across seeds n/a, CIs cover sample variance only")
         if base is None:

@@ -161,7 +161,7 @@ def transfer_heatmap(plt, matrix, tables):
         ax.set_title(name)
         for spine in ax.spines.values():
             spine.set_visible(False)
-    fig.colorbar(image, ax=list(axes.flat), shrink=0.8, label="change vs base (points)\n* = CI excludes 0")
+    fig.colorbar(image, ax=list(axes.flat), shrink=0.8, label="change vs base (points)\n* = significant")
     fig.suptitle(title, x=0.02, ha="left")
     return fig
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from ftmatrix.analysis import (CORRELATION_WORDS, FASTER, SIGNIFICANT_DOWN, SIGNIFICANT_UP, TRANSFER_EFFECTS,
-                               ranks_to_test, verdict as interval_verdict)
+                               UNCONFIRMED_GAIN, ranks_to_test, verdict as interval_verdict)
 from ftmatrix.grid import NO_TASK
 from ftmatrix.numeric import finite
 
@@ -50,6 +50,8 @@ FULL_VS_BEST_LORA = "full vs best LoRA"
 LORA_RANK = "LoRA rank"
 FORGETTING = TRANSFER_EFFECTS[(False, SIGNIFICANT_DOWN)]
 POSITIVE_TRANSFER = TRANSFER_EFFECTS[(False, SIGNIFICANT_UP)]
+# A cross-task headline gain the task's correctness metric does not bear out (not a transfer).
+NOT_IN_RIGHT_ANSWERS = UNCONFIRMED_GAIN
 TRANSFER = "transfer"
 NO_EFFECTS = "no significant transfer or forgetting"
 
@@ -204,6 +206,12 @@ def quality(topic: str, subject: Subject, row: dict, confidence: float) -> Findi
     verdict = row.get("significance") or interval_verdict(row.get("diff_ci_low"), row.get("diff_ci_high"))
     facts = ({"seed_diffs": row["seed_diffs"], "seeds_agree": truthy(row.get("seeds_agree"))}
              if row.get("seed_diffs") else {})
+    if row.get("check_metric") and finite(row.get("check_diff")):
+        # The task's correctness metric beside its headline (ARC: accuracy beside macro-F1).
+        facts["check"] = Finding(topic, subject, str(row["check_metric"]), row.get("check_significance") or "n/a",
+                                 effect=Effect(float(row["check_diff"]), POINTS),
+                                 interval=_interval(row.get("check_diff_ci_low"), row.get("check_diff_ci_high"),
+                                                    confidence))
     return Finding(topic, subject, str(row.get("headline_metric") or ""), verdict,
                    effect=Effect(float(row["diff"]), POINTS, _number(row.get("rel_pct"))),
                    interval=interval, covers=_covers(row), facts=facts)
@@ -341,20 +349,30 @@ def cross_task_effects(tables: Tables, confidence: float) -> list[Finding]:
     not hide the one where training on a task helped another, found among every method's
     cells when full fine-tuning shows none."""
     transfer = _rows(tables, "transfer")
-    effects = [r for r in transfer if not truthy(r["in_task"]) and r.get("effect") in (FORGETTING, POSITIVE_TRANSFER)]
+    cross = [r for r in transfer if not truthy(r["in_task"])]
+    effects = [r for r in cross if r.get("effect") in (FORGETTING, POSITIVE_TRANSFER)]
+    # Where no cell shows a positive transfer, the largest headline gain the right answers do not
+    # bear out is said as such: the heatmap shows its number, unstarred.
+    unconfirmed = [] if any(r["effect"] == POSITIVE_TRANSFER for r in effects) else \
+        _largest_first([r for r in cross if r.get("effect") == NOT_IN_RIGHT_ANSWERS])[:1]
     if not effects:
-        if any(not truthy(r["in_task"]) and finite(r.get("diff")) for r in transfer):
+        if unconfirmed:
+            return [quality(NOT_IN_RIGHT_ANSWERS, Subject(r["eval_task"], _variant(r), Variant(r["model"])), r,
+                            confidence) for r in unconfirmed]
+        if any(finite(r.get("diff")) for r in cross):
             return [Finding(TRANSFER, Subject(), "", NO_EFFECTS)]
         return []
     main = [r for r in effects if r["method"] == "full"] or effects
-    picked = _largest_first(main)[:MAX_CROSS_TASK_HIGHLIGHTS]
+    room = MAX_CROSS_TASK_HIGHLIGHTS - len(unconfirmed)
+    picked = _largest_first(main)[:room]
     for kind in (POSITIVE_TRANSFER, FORGETTING):
         if any(r["effect"] == kind for r in picked):
             continue
         of_kind = _largest_first([r for r in main if r["effect"] == kind]
                                  or [r for r in effects if r["effect"] == kind])
         if of_kind:
-            picked = picked[: MAX_CROSS_TASK_HIGHLIGHTS - 1] + [of_kind[0]]
+            picked = picked[: room - 1] + [of_kind[0]]
+    picked += unconfirmed
     return [quality(row["effect"], Subject(row["eval_task"], _variant(row), Variant(row["model"])), row, confidence)
             for row in picked]
 

@@ -174,6 +174,10 @@ def quality_part(finding: Finding) -> dict:
     if finding.facts.get("seed_diffs"):
         agree = "" if finding.facts.get("seeds_agree") else ", seeds disagree"
         ci += f"; per seed {finding.facts['seed_diffs']}{agree}"
+    check = finding.facts.get("check")
+    if check is not None:
+        # The task's correctness metric beside its headline: a gain it does not show is not one.
+        ci += f"; {metric_name(check.what)} {signed(check.effect.value)} points, {_ci(check.interval)}"
     # Significant as the analysis called it: the interval excludes zero and, with several
     # training seeds, every seed's difference has its sign.
     return {"text": f"{metric_name(finding.what)} {signed(effect.value)} points{rel}", "ci": ci,
@@ -254,7 +258,7 @@ def highlight_subject(finding: Finding) -> str:
     if finding.topic == findings.LORA_RANK:
         return (f"{task}: LoRA rank vs {metric_name(finding.what)} ({variant.model}, ranks "
                 f"{' '.join(map(str, subject.ranks))})")
-    if finding.topic in (findings.FORGETTING, findings.POSITIVE_TRANSFER):
+    if finding.topic in (findings.FORGETTING, findings.POSITIVE_TRANSFER, findings.NOT_IN_RIGHT_ANSWERS):
         # The topic (forgetting, positive transfer) stands before the subject already.
         return f"{variant.model} {how(variant.method, variant.rank)} on {variant.train_task} → {task}"
     return "cross-task effects"
@@ -545,6 +549,15 @@ def _split_of_row(row: dict, confidence: float) -> str:
     return f"; {split}" if split else ""
 
 
+def _check_text(row: dict, confidence: float) -> str:
+    """'; accuracy +1.0 points, 95% CI −10.0 to +12.0': the task's correctness metric beside its
+    headline, where it has one (ftmatrix.analysis.correctness_check)."""
+    if not row.get("check_metric") or not finite(row.get("check_diff")):
+        return ""
+    return (f"; {metric_name(row['check_metric'])} {signed(row['check_diff'])} points, "
+            f"{ci_text(row.get('check_diff_ci_low'), row.get('check_diff_ci_high'), confidence)}")
+
+
 def comparison_rows(table, confidence: float, *, only_in_task: bool = False, with_effect: bool = False) -> list[dict]:
     out = []
     for r in _records(table):
@@ -553,7 +566,7 @@ def comparison_rows(table, confidence: float, *, only_in_task: bool = False, wit
         out.append({**r,
                     "diff_text": signed(r.get("diff")),
                     "ci_text": ci_text(r.get("diff_ci_low"), r.get("diff_ci_high"), confidence)
-                    + (f"; per seed {r['seed_diffs']}" if r.get("seed_diffs") else ""),
+                    + (f"; per seed {r['seed_diffs']}" if r.get("seed_diffs") else "") + _check_text(r, confidence),
                     "significant": is_significant(r.get("diff_ci_low"), r.get("diff_ci_high"))
                     and r.get("significance") != NOT_SIGNIFICANT,
                     "latency_text": arrow(r.get("latency_rel_pct")),

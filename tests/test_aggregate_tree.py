@@ -25,6 +25,7 @@ from ftmatrix import config as cfg
 from ftmatrix import grid
 from ftmatrix.records import CellMetrics, GenerationRow, Headline, ModelManifest, TaskMeta, TrainMetrics
 from ftmatrix.scoring import latency_summary
+from ftmatrix.tasks import get_task
 from ftmatrix.selection import select_learning_rate, write_sweep_table
 from tests.helpers import PROVENANCE, device_block, generation_record, train_metrics_record
 
@@ -187,7 +188,9 @@ def write_results_tree(root: Path, config: dict, *, seed: int = 0, hostile: bool
                          "hit_limit": hit, "latency_s": ttft + tpot * (out_tokens - 1) if i < 20 else None,
                          "ttft_s": ttft if i < 20 else None, "tpot_s": tpot if i < 20 else None,
                          "reference": reference, "extracted": answer,
-                         "scores": {headline: 1.0 if correct else 0.0}})
+                         # The task's correctness metric (TaskKind.correctness) agrees with the headline.
+                         "scores": dict.fromkeys({headline, get_task(task["kind"]).correctness or headline},
+                                                 1.0 if correct else 0.0)})
         statistic = mean_score_statistic(task["kind"], headline)
         value = statistic(rows)
         boots = sorted(statistic([rows[j] for j in rng.integers(0, len(rows), len(rows))]) for _ in range(200))

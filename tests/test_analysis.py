@@ -331,3 +331,46 @@ def test_a_gain_that_one_seed_reverses_is_not_significant(tmp_path):
     assert row["diff_ci_low"] > 0                                   # the pooled interval alone would say "better"
     assert not row["seeds_agree"]
     assert row["significance"] == "no significant change" and "seeds disagree" in row["note"]
+
+
+def _answer_arc(tree, cell_path, said):
+    """Rewrite an ARC cell's answers as ``said(i, gold, labels)`` gives them, scored by the task."""
+    from ftmatrix.tasks import get_task
+
+    arc = get_task("arc")
+
+    def change(rows):
+        out = []
+        for i, row in enumerate(rows):
+            label = said(i, row["reference"]["label"], row["reference"]["labels"])
+            reading = {"extracted": label, "scores": arc.score(label, row["reference"])}
+            out.append({**row, **reading, **{g: reading for g in ("lenient", "strict") if g in row}})
+        return out
+
+    rewrite_predictions(tree, cell_path, change)
+
+
+@pytest.mark.parametrize("right_every", [0, 2])
+def test_a_macro_f1_gain_counts_only_when_accuracy_shows_it(tmp_path, right_every):
+    """ARC's macro-F1 rises when answers merely spread over the labels: against a base that always
+    says A, a model that spreads its answers at chance gains macro-F1 with an interval above zero
+    and answers no more questions right. That is no transfer, and the table says why; a model
+    that also answers more right is one."""
+    tree = write_results_tree(tmp_path, study_config(tasks=("arc", "squad_v2"), methods=("base", "full"),
+                                                     models=("demo-small",)), realistic=True)
+    _answer_arc(tree, "demo-small/base/r0/none/seed0/arc", lambda i, gold, labels: labels[0])
+    # Spread over the four labels; right a quarter of the time, or every other question and spread.
+    _answer_arc(tree, "demo-small/full/r0/squad_v2/seed0/arc",
+                lambda i, gold, labels: gold if right_every and i % right_every == 0 else labels[(i // 4) % 4])
+    tables = analyse(aggregate(tree), tree.predictions, settings=FAST)
+    row = tables["transfer"].set_index(["method", "train_task", "eval_task"]).loc[("full", "squad_v2", "arc")]
+    assert row["diff_ci_low"] > 0 and row["check_metric"] == "accuracy"
+    if not right_every:
+        assert row["check_diff"] == pytest.approx(0.0, abs=5.0) and not row["check_diff_ci_low"] > 0
+        assert row["effect"] == "gain not in right answers" and row["significance"] == "no significant change"
+        assert "macro-F1 difference does not show in accuracy" in row["note"]
+    else:
+        assert row["check_diff_ci_low"] > 0
+        assert row["effect"] == "positive transfer" and row["significance"] == "better"
+    seeds = tables["seeds"].set_index(["method", "train_task", "eval_task"]).loc[("full", "squad_v2", "arc")]
+    assert seeds["vs_base_significance"] == row["significance"]

@@ -100,22 +100,28 @@ def transfer_table(demo) -> pd.DataFrame:
 
 
 def test_a_lora_rank_learns_every_task_and_tuning_on_one_task_costs_another(demo):
-    """Item 3: on every task at least one LoRA rank gains significantly over the base, and the
-    transfer table has a significant forgetting cell."""
+    """Item 3: on every task at least one LoRA rank gains significantly over the base (as the
+    analysis calls it: on ARC its accuracy rises too, not its macro-F1 alone), and the transfer
+    table has a significant forgetting cell."""
     table = transfer_table(demo)
     lora = table[(table["method"] == "lora") & table["in_task"]]
     for task in demo["tasks"]:
         rows = lora[lora["train_task"] == task]
         assert len(rows) == len(demo["config"]["lora"]["ranks"]), (task, rows)
-        assert (rows["diff_ci_low"] > 0).any(), rows[["rank", "reference", "value", "diff", "diff_ci_low"]]
+        assert (rows["significance"] == "better").any(), \
+            rows[["rank", "reference", "value", "diff", "diff_ci_low", "check_diff", "check_diff_ci_low"]]
     forgetting = table[table["effect"] == "forgetting"]
     assert len(forgetting) >= 1, table[["method", "rank", "train_task", "eval_task", "diff", "effect"]]
     assert (~forgetting["in_task"]).all() and (forgetting["diff_ci_high"] < 0).all()
 
 
+@pytest.mark.xfail(strict=True, reason="the demo world's one cross-task gain, SQuAD v2 -> ARC, is in macro-F1 "
+                   "alone: a model tuned on SQuAD v2 spreads its ARC answers over the labels but answers no more of "
+                   "them right (accuracy +1 to +8 points, intervals spanning zero, at seed 0), so the analysis calls "
+                   "it a gain not in right answers (issue 18, item 3; docs/performance.md)")
 def test_tuning_on_one_task_helps_another(demo):
-    """Item 3: the transfer table has a significant positive transfer cell (in the demo world, a
-    model tuned on SQuAD v2 answers ARC's reading questions with the choice's words)."""
+    """Item 3: the transfer table has a significant positive transfer cell: a headline gain on a
+    task the model was not tuned for that its correctness metric (ARC: accuracy) bears out."""
     table = transfer_table(demo)
     helped = table[table["effect"] == "positive transfer"]
     assert len(helped) >= 1, table[["method", "rank", "train_task", "eval_task", "diff", "effect"]]

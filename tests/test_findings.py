@@ -290,6 +290,42 @@ def test_a_positive_transfer_keeps_its_place_among_larger_forgetting(tables):
     assert [f.topic for f in found].count(F.FORGETTING) == 1 and found[-1].effect.value == -3.0
 
 
+def unconfirmed_row(train_task, eval_task, diff, low, high, check) -> dict:
+    """A cross-task headline gain whose correctness metric (accuracy) does not rise: analysis calls
+    it no significant change, effect "gain not in right answers"."""
+    row = transfer_row("small", "full", 0, train_task, eval_task, diff, low, high, metric="macro_f1")
+    c_diff, c_low, c_high = check
+    row.update({"significance": "no significant change", "effect": F.NOT_IN_RIGHT_ANSWERS,
+                "check_metric": "accuracy", "check_diff": c_diff, "check_diff_ci_low": c_low,
+                "check_diff_ci_high": c_high, "check_significance": quality_verdict(c_low, c_high)})
+    return row
+
+
+def test_a_gain_not_in_right_answers_is_said_as_such_and_not_as_transfer(tables):
+    """The TL;DR never calls a headline gain the correctness metric does not show a positive
+    transfer; where no cell shows one, the largest such gain is said for what it is, with both
+    numbers (the heatmap shows it unstarred)."""
+    from ftmatrix.journal import highlights
+
+    rows = [transfer_row("small", "full", 0, "a", "b", -20.0, -25.0, -15.0),
+            unconfirmed_row("c", "b", 18.2, 5.6, 29.7, (1.0, -10.0, 12.0)),
+            unconfirmed_row("a", "c", 9.0, 2.0, 16.0, (2.0, -4.0, 8.0))]
+    found = F.cross_task_effects(tables(transfer=rows), CONFIDENCE)
+    assert [f.topic for f in found] == [F.FORGETTING, F.NOT_IN_RIGHT_ANSWERS]
+    assert found[1].effect.value == 18.2 and found[1].verdict == "no significant change"
+    line = [h for h in highlights(tables(transfer=rows), CONFIDENCE) if h["topic"] == F.NOT_IN_RIGHT_ANSWERS]
+    assert line[0]["subject"] == "small full fine-tuning on c → b"
+    assert line[0]["parts"] == [{"text": "macro-F1 +18.2 points (+36%)",
+                                 "ci": "95% CI +5.6 to +29.7; accuracy +1.0 points, 95% CI −10.0 to +12.0",
+                                 "significant": False}]
+    # Alone, it is the one cross-task line (not "no significant transfer or forgetting").
+    assert [f.topic for f in F.cross_task_effects(tables(transfer=rows[1:2]), CONFIDENCE)] == [F.NOT_IN_RIGHT_ANSWERS]
+    # A real positive transfer elsewhere leaves it out.
+    rows.append(transfer_row("small", "full", 0, "c", "a", 6.0, 2.0, 10.0))
+    topics = [f.topic for f in F.cross_task_effects(tables(transfer=rows), CONFIDENCE)]
+    assert F.POSITIVE_TRANSFER in topics and F.NOT_IN_RIGHT_ANSWERS not in topics
+
+
 # ---------------------------------------------------------------------------- stand-in
 
 

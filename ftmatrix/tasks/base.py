@@ -46,6 +46,13 @@ class TaskKind:
     metrics: Callable[[Sequence[dict]], dict]
     # Does a higher headline value mean better? (all current headlines: True)
     higher_is_better: bool = True
+    # Where the headline can rise without more answers being right, the metric that counts right
+    # answers (higher is better), a key of ``metrics``' result: a win on the headline is reported
+    # as one only when this metric agrees (ftmatrix.analysis.correctness_check). ARC: accuracy
+    # (macro-F1 also rises when answers merely spread over more labels). None: the headline counts
+    # right answers itself (exact match; SQuAD v2's F1, where abstaining on an unanswerable
+    # question is a right answer).
+    correctness: str | None = None
     # Metric name -> a vectorised bootstrap statistic (ftmatrix.bootstrap.Vectorised), or None
     # where only ``metrics`` on each resample computes it. See ftmatrix.bootstrap.metric_ci.
     statistics: Callable[[str], object] | None = None
