@@ -353,8 +353,9 @@ def cross_task_effects(tables: Tables, confidence: float) -> list[Finding]:
     effects = [r for r in cross if r.get("effect") in (FORGETTING, POSITIVE_TRANSFER)]
     # Where no cell shows a positive transfer, the largest headline gain the right answers do not
     # bear out is said as such: the heatmap shows its number, unstarred.
+    shown = [r for r in cross if r.get("effect") == NOT_IN_RIGHT_ANSWERS]
     unconfirmed = [] if any(r["effect"] == POSITIVE_TRANSFER for r in effects) else \
-        _largest_first([r for r in cross if r.get("effect") == NOT_IN_RIGHT_ANSWERS])[:1]
+        _largest_first([r for r in shown if r["method"] == "full"] or shown)[:1]
     if not effects:
         if unconfirmed:
             return [quality(NOT_IN_RIGHT_ANSWERS, Subject(r["eval_task"], _variant(r), Variant(r["model"])), r,

@@ -318,6 +318,9 @@ def test_a_gain_not_in_right_answers_is_said_as_such_and_not_as_transfer(tables)
     assert line[0]["parts"] == [{"text": "macro-F1 +18.2 points (+36%)",
                                  "ci": "95% CI +5.6 to +29.7; accuracy +1.0 points, 95% CI −10.0 to +12.0",
                                  "significant": False}]
+    # Full fine-tuning's is said before a larger LoRA one, as for the other cross-task effects.
+    lora = {**unconfirmed_row("c", "b", 27.0, 15.0, 38.0, (8.0, -3.0, 19.0)), "method": "lora", "rank": 16}
+    assert F.cross_task_effects(tables(transfer=rows + [lora]), CONFIDENCE)[1].effect.value == 18.2
     # Alone, it is the one cross-task line (not "no significant transfer or forgetting").
     assert [f.topic for f in F.cross_task_effects(tables(transfer=rows[1:2]), CONFIDENCE)] == [F.NOT_IN_RIGHT_ANSWERS]
     # A real positive transfer elsewhere leaves it out.
