@@ -29,6 +29,20 @@ from ftmatrix.errors import FtmatrixError
 log = logging.getLogger("ftmatrix")
 
 
+def source_sha256(*modules: str, extra: tuple[str | Path, ...] = ()) -> str:
+    """sha256 of the named ``ftmatrix`` modules' source (and ``extra`` files): a param of the
+    stages that compute from results alone and cost seconds (the matrix, the analysis, figures,
+    the journal), so a change in their code redoes them. Trainings and generations are never
+    keyed on code: they rerun only when their settings or inputs change."""
+    import hashlib
+
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in [package / f"{name}.py" for name in modules] + [Path(p) for p in extra]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def visible_gpus(environ=None, device_files=None) -> list[str]:
     """The CUDA devices (NVIDIA, or AMD through ROCm) a job started here will see, as the ids
     ``CUDA_VISIBLE_DEVICES`` takes.

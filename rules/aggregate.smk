@@ -52,6 +52,7 @@ rule aggregate_matrix:
         runtime=10,
     params:
         cost=cost_settings(),
+        code=MATRIX_CODE,
     script:
         "../workflow_scripts/aggregate_matrix.py"
 
@@ -85,6 +86,7 @@ rule analyse_matrix:
         runtime=30,
     params:
         settings=analysis_settings(),
+        code=ANALYSIS_CODE,
     script:
         "../workflow_scripts/analyse_matrix.py"
 
@@ -114,6 +116,8 @@ rule draw_figures:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        code=FIGURES_CODE,
     script:
         "../workflow_scripts/draw_figures.py"
 

@@ -16,6 +16,7 @@ import ftmatrix.models
 import ftmatrix.redaction
 import ftmatrix.resources
 import ftmatrix.selection
+import ftmatrix.tasks
 import ftmatrix.workflow
 from ftmatrix.errors import ConfigError
 
@@ -130,6 +131,26 @@ LOCAL_CELLS = [c for c in CELLS if c.variant.model not in ENDPOINTS]
 VARIANT_DIR = ftmatrix.grid.VARIANT_PATTERN
 CELL_DIR = ftmatrix.grid.CELL_PATTERN
 RUN_DIR = ftmatrix.grid.RUN_PATTERN
+
+# The code of the stages that compute from saved results in seconds (scoring, the matrix, the
+# analysis, figures, the journal) is a param of their rules: a change in how answers are scored
+# or tables computed redoes those stages, never a training or a generation (README,
+# "Reruns"). Scoring is keyed on each task kind's own grading code.
+STUDY_KINDS = sorted({t["kind"] for t in config["tasks"]})
+GRADING_CODE = {kind: ftmatrix.tasks.grading_code(kind, config) for kind in STUDY_KINDS}
+MATRIX_CODE = ftmatrix.workflow.source_sha256("aggregate", "records")
+ANALYSIS_CODE = ftmatrix.workflow.source_sha256(
+    "analysis",
+    "bootstrap",
+    "metrics",
+    extra=tuple(ftmatrix.tasks.registry(config).files[kind] for kind in STUDY_KINDS),
+)
+FIGURES_CODE = ftmatrix.workflow.source_sha256("figures")
+JOURNAL_CODE = ftmatrix.workflow.source_sha256("journal", "findings")
+
+
+def grading_code(wildcards):
+    return GRADING_CODE[ftmatrix.config.task_entry(config, wildcards.eval_task)["kind"]]
 
 
 wildcard_constraints:

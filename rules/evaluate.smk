@@ -102,6 +102,7 @@ rule score_cell:
         runtime=10,
     params:
         settings=scoring_settings,
+        code=grading_code,
     script:
         "../workflow_scripts/score_cell.py"
 

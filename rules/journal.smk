@@ -69,6 +69,7 @@ rule build_journal:
         # The templates by content, not by path: a new template rebuilds the journal, a
         # project folder moved elsewhere does not.
         templates=JOURNAL_TEMPLATES,
+        code=JOURNAL_CODE,
     script:
         "../workflow_scripts/build_journal.py"
 

@@ -254,3 +254,46 @@ def test_a_declared_size_reruns_only_the_journal_and_is_checked_against_the_mani
     assert done.returncode == 0, text[-3000:]
     assert jobs_in(text).items() <= {"build_journal": 1, "journal_pdf": 1, "all": 1}.items(), text[-3000:]
     assert "models entry 'demo-small' declares params_b: 405" in text and "set it to" in text
+
+
+@contextlib.contextmanager
+def edited_module(root, relative: str):
+    """A module of the finished demo's own checkout edited (a line appended) for the length of a
+    dry run, then restored byte for byte."""
+    path = root / relative
+    original = path.read_text()
+    try:
+        path.write_text(original + "\n# edited\n")
+        yield
+    finally:
+        path.write_text(original)
+
+
+def test_a_change_in_how_answers_are_scored_rescores_that_kind_from_its_saved_generations(finished, demo_run):
+    """Scores are a function of the generations and the grading code: an edit of one kind's task
+    module re-scores that kind's cells (seconds each) and the reporting, and generates, times and
+    trains nothing."""
+    kinds = {t["name"]: t["kind"] for t in demo_run["config"]["tasks"]}
+    kind = kinds[sorted(kinds)[0]]
+    with edited_module(finished, f"ftmatrix/tasks/{kind}.py"):
+        jobs = plan(finished)
+    cells = [c for c in ftmatrix.grid.cells(demo_run["config"]) if kinds[c.eval_task] == kind]
+    assert jobs.get("score_cell") == len(cells), jobs
+    assert set(jobs) - {"score_cell"} <= REPORTING, jobs
+    # The shared grading code re-scores every cell.
+    with edited_module(finished, "ftmatrix/metrics.py"):
+        jobs = plan(finished)
+    assert jobs.get("score_cell") == len(ftmatrix.grid.cells(demo_run["config"])), jobs
+    assert set(jobs) - {"score_cell"} <= REPORTING, jobs
+
+
+@pytest.mark.parametrize("module, stages", [
+    ("ftmatrix/analysis.py", {"analyse_matrix", "draw_figures", "build_journal", "journal_pdf"}),
+    ("ftmatrix/figures.py", {"draw_figures", "build_journal", "journal_pdf"}),
+    ("ftmatrix/findings.py", {"build_journal", "journal_pdf"}),
+    ("ftmatrix/journal.py", {"build_journal", "journal_pdf"}),
+])
+def test_a_change_in_the_reporting_code_redoes_that_stage_and_what_follows_it(finished, module, stages):
+    with edited_module(finished, module):
+        jobs = plan(finished)
+    assert set(jobs) - {"all"} == stages, jobs

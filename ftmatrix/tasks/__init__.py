@@ -99,6 +99,25 @@ def kinds() -> list[str]:
     return registry().kinds()
 
 
+# The package modules besides a kind's own that read and score answers (scoring.score_cell, the
+# metrics and their intervals, the timing summary a cell's metrics.json carries).
+GRADING_MODULES = ("metrics", "scoring", "bootstrap", "timing")
+
+
+def grading_code(kind: str, config: dict | None = None) -> str:
+    """sha256 of the source that turns a kind's generations into scores: its task module (a study's
+    own included) and the package's grading modules. A param of rule score_cell, so a change in
+    how answers are read or scored re-scores every cell from its saved generations (seconds a
+    cell) instead of leaving scores the code would no longer give. ``config``: the study whose
+    ``task_modules`` folders hold its own kinds."""
+    package = PACKAGE_DIR.parent
+    files = [Path(registry(config).files[kind])] + [package / f"{name}.py" for name in GRADING_MODULES]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def metric_display(name: str, kind: str | None = None) -> str:
     """How the journal and figures name a metric: the kind's own display name (``kind`` given),
     else the first kind that declares one, else the name with its underscores as spaces."""
