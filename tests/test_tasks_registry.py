@@ -107,6 +107,20 @@ def test_a_study_folder_adds_a_kind(tmp_path):
     assert metric_display("accuracy", "yesno") == "yes/no accuracy"
 
 
+def test_a_kinds_grading_code_covers_its_own_module_and_no_other_kinds(tmp_path):
+    """Rule score_cell is keyed on it: an edit of a study's own task module changes its kind's
+    fingerprint (its cells are re-scored), and leaves the package kinds' alone."""
+    folder = tmp_path / "kinds"
+    write_kind(folder)
+    config = {"task_modules": [str(folder)]}
+    before = {kind: tasks.grading_code(kind, config) for kind in ("yesno", *KINDS)}
+    (folder / "yesno.py").write_text((folder / "yesno.py").read_text() + "\n# a grading change\n")
+    after = {kind: tasks.grading_code(kind, config) for kind in ("yesno", *KINDS)}
+    assert after["yesno"] != before["yesno"]
+    assert all(after[kind] == before[kind] for kind in KINDS)
+    assert len(set(before.values())) == len(before)      # each kind its own
+
+
 def test_two_folders_may_hold_files_of_one_name(tmp_path):
     write_kind(tmp_path / "a")
     write_kind(tmp_path / "b", source=YESNO_MODULE.replace('kind="yesno"', 'kind="yesno2"'))
