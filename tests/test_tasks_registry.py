@@ -59,6 +59,9 @@ def test_a_kind_declares_everything_about_itself(kind):
     assert metrics[task.headline] == 100.0           # its gold completion, extracted and scored: full marks
     shown = [name for name, value in metrics.items() if value is not None and not _is_count(name)]
     assert task.headline in task.display_names
+    if task.correctness is not None:                 # a metric of its own, full marks on its gold completion
+        assert task.correctness != task.headline and metrics[task.correctness] == 100.0
+        assert task.correctness in task.display_names
     assert set(shown) <= set(task.display_names), f"{kind}: metrics without a display name"
     assert {"hub_jsonl", "hub_parquet"} & set(task.formats)
 
@@ -146,6 +149,8 @@ def test_one_kind_in_two_modules_names_both_files(tmp_path):
     ("TASK = 3\n", "not a TaskKind"),
     ("import no_such_module_anywhere\n", "failed to load"),
     (YESNO_MODULE.replace('kind="yesno"', 'kind="Yes No"'), "not a safe name"),
+    (YESNO_MODULE.replace('kind="yesno",', 'kind="yesno", correctness="acuracy",'),
+     "TASK.correctness is 'acuracy', which its metrics do not report"),
 ])
 def test_a_broken_module_is_named(tmp_path, source, message):
     path = write_kind(tmp_path / "kinds", name="broken.py", source=source)

@@ -178,6 +178,15 @@ def _folder_modules(folders: tuple[Path, ...]) -> Iterable[tuple[str, object]]:
                 yield str(path), _load_file(path, where)
 
 
+def _metric_names(task: TaskKind) -> set[str]:
+    """The names a kind's ``metrics`` reports (on no rows: each value None); empty where it cannot
+    say on no rows."""
+    try:
+        return set(task.metrics([]))
+    except Exception:
+        return {task.correctness}
+
+
 def _discover(folders: tuple[Path, ...]) -> Registry:
     tasks: dict[str, TaskKind] = {}
     files: dict[str, str] = {}
@@ -189,6 +198,10 @@ def _discover(folders: tuple[Path, ...]) -> Registry:
         if not isinstance(task.kind, str) or not KIND_PATTERN.match(task.kind):
             raise ConfigError(f"{file}: TASK.kind is {task.kind!r}, which is not a safe name: use lower-case "
                               f"letters, digits, '.', '_' and '-', starting with a letter or digit.")
+        if task.correctness is not None and task.correctness not in _metric_names(task):
+            raise ConfigError(f"{file}: TASK.correctness is {task.correctness!r}, which its metrics do not report "
+                              f"(they report {', '.join(sorted(_metric_names(task)))}); name one of them, or "
+                              f"leave correctness out where the headline counts right answers itself.")
         if task.kind in files:
             raise ConfigError(f"task kind {task.kind!r} is declared twice: by {files[task.kind]} and by {file}; "
                               f"rename the kind in one of them (kinds must be unique).")
