@@ -842,9 +842,10 @@ def extract_choice_label(text: str, labels: Sequence[str] = DEFAULT_LABELS,
     "B/C"): a hedge is not an answer.
 
     Only the row's own labels count. Order: a final ``\\boxed{}`` naming a label or a choice's
-    text, then the last explicit statement ('answer is C', 'go with C'), then the last conclusion ('so B'), then the last label called right ('C is
-    correct'), then a label opening the text (unless called wrong or asked about there: 'D is
-    wrong', 'B?'), then the last line or sentence holding only a label, then the text of a choice.
+    text, then the last explicit statement ('answer is C', 'go with C'), then the last conclusion
+    ('so B'), then the last label called right ('C is correct'), then a label opening the text
+    (unless called wrong or asked about there: 'D is wrong', 'B?'), then the last line or
+    sentence holding only a label, then the text of a choice.
     """
     labels = [str(label) for label in labels] or list(DEFAULT_LABELS)
     by_upper = {label.strip().upper(): label for label in labels}

@@ -110,12 +110,9 @@ def grading_code(kind: str, config: dict | None = None) -> str:
     how answers are read or scored re-scores every cell from its saved generations (seconds a
     cell) instead of leaving scores the code would no longer give. ``config``: the study whose
     ``task_modules`` folders hold its own kinds."""
-    package = PACKAGE_DIR.parent
-    files = [Path(registry(config).files[kind])] + [package / f"{name}.py" for name in GRADING_MODULES]
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
+    from ftmatrix.workflow import source_sha256
+
+    return source_sha256(*GRADING_MODULES, extra=(registry(config).files[kind],))
 
 
 def metric_display(name: str, kind: str | None = None) -> str:
@@ -179,8 +176,8 @@ def _folder_modules(folders: tuple[Path, ...]) -> Iterable[tuple[str, object]]:
 
 
 def _metric_names(task: TaskKind) -> set[str]:
-    """The names a kind's ``metrics`` reports (on no rows: each value None); empty where it cannot
-    say on no rows."""
+    """The names a kind's ``metrics`` reports (on no rows: each value None); where it cannot say on
+    no rows, its correctness name (left unchecked)."""
     try:
         return set(task.metrics([]))
     except Exception:
