@@ -10,8 +10,12 @@ import subprocess
 
 from ftmatrix.config import PROJECT_ROOT
 
+# The installed libraries whose behaviour decides scores: math-verify reads and compares maths
+# answers (metrics.math_equal) through latex2sympy2_extended's LaTeX parser and sympy.
+# Their versions are a param of rule score_cell (ftmatrix.tasks.grading_libraries).
+GRADING_LIBRARIES = ("math-verify", "latex2sympy2_extended", "sympy")
 LIBRARIES = ("ftmatrix", "torch", "transformers", "trl", "peft", "datasets", "accelerate",
-             "tokenizers", "safetensors", "huggingface_hub", "snakemake", "numpy")
+             "tokenizers", "safetensors", "huggingface_hub", "snakemake", "numpy") + GRADING_LIBRARIES
 
 
 @functools.lru_cache(maxsize=None)

@@ -135,9 +135,11 @@ RUN_DIR = ftmatrix.grid.RUN_PATTERN
 # The code of the stages that compute from saved results in seconds (scoring, the matrix, the
 # analysis, figures, the journal) is a param of their rules: a change in how answers are scored
 # or tables computed redoes those stages, never a training or a generation (README,
-# "Reruns"). Scoring is keyed on each task kind's own grading code.
+# "Reruns"). Scoring is keyed on each task kind's own grading code and on the versions of the
+# libraries that grade (math-verify …).
 STUDY_KINDS = sorted({t["kind"] for t in config["tasks"]})
 GRADING_CODE = {kind: ftmatrix.tasks.grading_code(kind, config) for kind in STUDY_KINDS}
+GRADING_LIBRARIES = ftmatrix.tasks.grading_libraries()
 MATRIX_CODE = ftmatrix.workflow.source_sha256("aggregate", "records")
 ANALYSIS_CODE = ftmatrix.workflow.source_sha256(
     "analysis",

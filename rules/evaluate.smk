@@ -103,6 +103,7 @@ rule score_cell:
     params:
         settings=scoring_settings,
         code=grading_code,
+        libraries=GRADING_LIBRARIES,
     script:
         "../workflow_scripts/score_cell.py"
 

@@ -8,6 +8,8 @@ study hash is written into provenance, never compared. README's "Reruns" section
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
+import os
 import re
 import subprocess
 import sys
@@ -22,11 +24,11 @@ pytestmark = pytest.mark.slow
 REPORTING = {"aggregate_matrix", "analyse_matrix", "draw_figures", "build_journal", "journal_pdf", "all"}
 
 
-def plan(root, *extra) -> dict[str, int]:
+def plan(root, *extra, env=None) -> dict[str, int]:
     """Jobs a dry run of the demo study would run, by rule ({} when nothing is to be done)."""
     done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "2", *extra,
                            "--configfile", "studies/demo.yaml"], cwd=root, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, env=env)
     text = done.stdout + done.stderr
     assert done.returncode == 0, text[-4000:]
     return jobs_in(text)
@@ -283,6 +285,25 @@ def test_a_change_in_how_answers_are_scored_rescores_that_kind_from_its_saved_ge
     # The shared grading code re-scores every cell.
     with edited_module(finished, "ftmatrix/metrics.py"):
         jobs = plan(finished)
+    assert jobs.get("score_cell") == len(ftmatrix.grid.cells(demo_run["config"])), jobs
+    assert set(jobs) - {"score_cell"} <= REPORTING, jobs
+
+
+def test_another_version_of_the_maths_grader_rescores_every_cell_from_its_saved_generations(finished, demo_run,
+                                                                                         tmp_path):
+    """math-verify decides which maths answers count: a study planned where another version of it
+    is installed (its distribution metadata first on the path, as after `pip install -U`)
+    re-scores every cell and the reporting, and generates, times and trains nothing."""
+    installed = importlib.metadata.version("math-verify")
+    other = tmp_path / "site" / "math_verify-99.0.dist-info"
+    other.mkdir(parents=True)
+    (other / "METADATA").write_text("Metadata-Version: 2.1\nName: math-verify\nVersion: 99.0\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(other.parent),
+                                                                   os.environ.get("PYTHONPATH")])))
+    probe = subprocess.run([sys.executable, "-c", "import importlib.metadata as m; print(m.version('math-verify'))"],
+                           env=env, capture_output=True, text=True, check=True)
+    assert probe.stdout.strip() == "99.0" != installed
+    jobs = plan(finished, env=env)
     assert jobs.get("score_cell") == len(ftmatrix.grid.cells(demo_run["config"])), jobs
     assert set(jobs) - {"score_cell"} <= REPORTING, jobs
 

@@ -115,6 +115,18 @@ def grading_code(kind: str, config: dict | None = None) -> str:
     return source_sha256(*GRADING_MODULES, extra=(registry(config).files[kind],))
 
 
+def grading_libraries() -> dict:
+    """{distribution: installed version or None} of the libraries that grade
+    (provenance.GRADING_LIBRARIES: math-verify and what it parses with), as the planning Python
+    sees them. A param of rule score_cell beside the grading code: upgrading math-verify re-scores
+    every cell from its saved generations instead of leaving scores the new version would not
+    give (a study run with ``--sdm conda`` pins them in envs/evaluate.yaml, which Snakemake
+    tracks itself)."""
+    from ftmatrix.provenance import GRADING_LIBRARIES, library_versions
+
+    return library_versions(GRADING_LIBRARIES)
+
+
 def metric_display(name: str, kind: str | None = None) -> str:
     """How the journal and figures name a metric: the kind's own display name (``kind`` given),
     else the first kind that declares one, else the name with its underscores as spaces."""
