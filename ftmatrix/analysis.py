@@ -338,6 +338,20 @@ class Study:
         out["rounds"] = np.mean([c["rounds"][:rounds] for c in cells], axis=0)
         return out
 
+    def seed_agreement(self, treatment: Group, reference: Group, ids: tuple[str, ...], reference_value: float,
+                       diff: float) -> dict:
+        """Does a difference hold for every training seed? {'seed_diffs', 'seeds_agree'}: each seed
+        of the treatment against the same seed of the reference where it has one, else against
+        the reference's value; {} when both groups have one seed."""
+        if len(treatment.cells) < 2 and len(reference.cells) < 2:
+            return {}
+        by_seed = dict(zip(reference.seeds, reference.cells)) if len(reference.cells) > 1 else {}
+        diffs = [self.cell_distribution(cell, ids)[0]
+                 - (self.cell_distribution(by_seed[seed], ids)[0] if seed in by_seed else reference_value)
+                 for seed, cell in zip(treatment.seeds, treatment.cells)]
+        return {"seed_diffs": " ".join(f"{d:+.2f}" for d in diffs),
+                "seeds_agree": bool(all(np.sign(d) == np.sign(diff) for d in diffs))}
+
     def interval(self, dist: np.ndarray) -> tuple[float, float]:
         dist = dist[np.isfinite(dist)]
         if dist.size < max(2, 0.5 * self.settings.resamples):
@@ -358,15 +372,7 @@ class Study:
         a, a_dist = self.group_distribution(treatment, ids)
         b, b_dist = self.group_distribution(reference, ids)
         out.update(self._difference("", a, a_dist, b, b_dist))
-        if len(treatment.cells) > 1 or len(reference.cells) > 1:
-            # Does the difference hold for every training seed? Each seed of the treatment against
-            # the same seed of the reference where it has one, else against the reference.
-            by_seed = dict(zip(reference.seeds, reference.cells)) if len(reference.cells) > 1 else {}
-            diffs = [self.cell_distribution(cell, ids)[0]
-                     - (self.cell_distribution(by_seed[seed], ids)[0] if seed in by_seed else b)
-                     for seed, cell in zip(treatment.seeds, treatment.cells)]
-            out["seed_diffs"] = " ".join(f"{d:+.2f}" for d in diffs)
-            out["seeds_agree"] = bool(all(np.sign(d) == np.sign(out["diff"]) for d in diffs))
+        out.update(self.seed_agreement(treatment, reference, ids, b, out["diff"]))
         timed = self.common_ids(treatment.cells + reference.cells, timed=True)
         out["n_timed_paired"] = len(timed)
         if timed:
@@ -544,7 +550,9 @@ def latency_verdict(low, high, rounds_agree: bool = True) -> str:
 
 def correctness_check(study: Study, treatment: Group, reference: Group) -> dict:
     """treatment − reference on the task's correctness metric (``TaskKind.correctness``), on the
-    same samples and resamples as the headline; {} where the task has none or no ids are shared."""
+    same samples and resamples as the headline; {} where the task has none or no ids are shared.
+    Significant under the headline's own rule: the interval excludes zero and, with several
+    training seeds, every seed's difference has its sign."""
     name = study.correctness_name(treatment.eval_task)
     ids = study.common_ids(treatment.cells + reference.cells) if name else ()
     if not ids:
@@ -553,23 +561,38 @@ def correctness_check(study: Study, treatment: Group, reference: Group) -> dict:
     a, a_dist = view.group_distribution(treatment, ids)
     b, b_dist = view.group_distribution(reference, ids)
     low, high = view.interval(a_dist - b_dist)
-    return {"check_metric": name, "check_reference": b, "check_value": a, "check_diff": a - b,
-            "check_diff_ci_low": low, "check_diff_ci_high": high, "check_significance": quality_verdict(low, high)}
+    out = {"check_metric": name, "check_reference": b, "check_value": a, "check_diff": a - b,
+           "check_diff_ci_low": low, "check_diff_ci_high": high, "check_significance": quality_verdict(low, high)}
+    seeds = view.seed_agreement(treatment, reference, ids, b, a - b)
+    if out["check_significance"] != NOT_SIGNIFICANT and seeds.get("seeds_agree") is False:
+        # The rule the headline follows: with several training seeds, every seed must go the same way.
+        out["check_significance"] = NOT_SIGNIFICANT
+        out["check_seed_diffs"] = seeds["seed_diffs"]          # for the note; not a column
+    return out
 
 
-# Which significant headline verdicts the correctness metric must bear out: against the untuned
-# base a gain (the journal never reports a gain the right answers do not show; a loss stands on
-# the headline, as the base's own score does); between two alternatives (full vs LoRA, smaller
-# vs larger) a win of either side.
+# How the task's correctness metric (``TaskKind.correctness``: ARC's accuracy beside its
+# macro-F1) moderates a significant headline verdict. Where the two are significant in opposite
+# directions, the right answers decide. Where the correctness metric shows nothing, a headline
+# difference in a ``confirm`` direction is not significant: against the untuned base a gain
+# (the journal never reports a gain the right answers do not show; a loss stands on the
+# headline, as the base's own score does); between two alternatives (full vs LoRA, smaller vs
+# larger, one LoRA rank vs another) a win of either side.
 GAINS = (SIGNIFICANT_UP,)
 WINS = (SIGNIFICANT_UP, SIGNIFICANT_DOWN)
 
 
+def _add_note(result: dict, note: str) -> None:
+    result["note"] = "; ".join(part for part in (result.get("note"), note) if part)
+
+
 def _confirm(study: Study, treatment: Group, result: dict, confirm: tuple[str, ...]) -> None:
-    """A headline difference called significant in a ``confirm`` direction stays so only when the
-    correctness metric's difference is significant the same way; else not significant, and why."""
-    check = result.get("check_significance")
-    if not result.get("check_metric") or result["significance"] not in confirm or check == result["significance"]:
+    """A significant headline verdict checked on the correctness metric (``result``'s check_*
+    keys): kept where that metric's difference is significant the same way; turned to the
+    correctness metric's verdict where it is significant the other way; not significant where
+    it shows nothing and the verdict is in a ``confirm`` direction. The note says why."""
+    check, headline_verdict = result.get("check_significance"), result["significance"]
+    if not result.get("check_metric") or headline_verdict not in WINS or check == headline_verdict:
         return
     from ftmatrix.tasks import metric_display
 
@@ -578,31 +601,45 @@ def _confirm(study: Study, treatment: Group, result: dict, confirm: tuple[str, .
     name = metric_display(result["check_metric"], kind)
     ci = (f"{study.settings.confidence:.0%} CI {result['check_diff_ci_low']:+.1f} to {result['check_diff_ci_high']:+.1f}"
           if finite(result.get("check_diff_ci_low")) and finite(result.get("check_diff_ci_high")) else "CI n/a")
-    result["significance"] = NOT_SIGNIFICANT
-    result["unconfirmed"] = True          # read by transfer(); not a column
-    result["note"] = (f"the {headline} difference does not show in {name}, which counts right answers "
-                      f"({name} {result['check_diff']:+.1f} points, {ci})")
+    if result.get("check_seed_diffs"):
+        ci += f"; the training seeds disagree on its sign: {result['check_seed_diffs']}"
+    if check in WINS:
+        result["significance"] = check
+        _add_note(result, f"{headline} and {name} disagree: {headline} {result['diff']:+.1f} points but {name} "
+                          f"{result['check_diff']:+.1f} points ({ci}); the verdict follows {name}, which counts "
+                          f"right answers")
+    elif headline_verdict in confirm:
+        result["significance"] = NOT_SIGNIFICANT
+        result["unconfirmed"] = True          # read by transfer(); not a column
+        _add_note(result, f"the {headline} difference does not show in {name}, which counts right answers "
+                          f"({name} {result['check_diff']:+.1f} points, {ci})")
 
 
-def _comparison(study: Study, treatment: Group, reference: Group, confirm: tuple[str, ...] = GAINS) -> dict:
-    result = study.compare(treatment, reference)
+def _judge(study: Study, treatment: Group, reference: Group, result: dict, confirm: tuple[str, ...]) -> dict:
+    """The quality verdict of a comparison ``result`` (Study.compare's): its interval, the training
+    seeds' agreement, then the correctness metric's check (``_confirm``)."""
     result["significance"] = quality_verdict(result.get("diff_ci_low"), result.get("diff_ci_high"),
                                              study.higher_is_better(treatment.eval_task))
     if result["significance"] != NOT_SIGNIFICANT and result.get("seeds_agree") is False:
         # An interval over seeds and samples can exclude zero while one seed goes the other way.
         result["significance"] = NOT_SIGNIFICANT
-        result.setdefault("note", f"the training seeds disagree on the sign ({result['seed_diffs']})")
+        _add_note(result, f"the training seeds disagree on the sign ({result['seed_diffs']})")
     if result.get("n_paired"):
         result.update(correctness_check(study, treatment, reference))
         _confirm(study, treatment, result, confirm)
+    return result
+
+
+def _comparison(study: Study, treatment: Group, reference: Group, confirm: tuple[str, ...] = GAINS) -> dict:
+    result = _judge(study, treatment, reference, study.compare(treatment, reference), confirm)
     result["latency_significance"] = latency_verdict(result.get("latency_diff_ci_low"),
                                                      result.get("latency_diff_ci_high"),
                                                      result.get("latency_rounds_agree", True))
     if result["latency_significance"] == NOT_SIGNIFICANT and \
             verdict(result.get("latency_diff_ci_low"), result.get("latency_diff_ci_high")) != NOT_SIGNIFICANT:
-        result.setdefault("note", "latency: the CI excludes zero but the timing rounds disagree on the sign")
+        _add_note(result, "latency: the CI excludes zero but the timing rounds disagree on the sign")
     if "n_timed_paired" in result and not result["n_timed_paired"]:
-        result.setdefault("note", "latency n/a: no timed samples in common")
+        _add_note(result, "latency n/a: no timed samples in common")
     return result
 
 
@@ -814,10 +851,16 @@ def rank_correlation(study: Study) -> list[dict]:
         best = ranks[int(np.nanargmax(sign * points[0]))] if np.isfinite(points).any() else None
         row["best_rank"] = best
         if best is not None:
-            for rank in ranks:
-                worse = quality_verdict(*study.interval(parts[ranks.index(rank)][1] - parts[ranks.index(best)][1]),
-                                        study.higher_is_better(eval_task)) == SIGNIFICANT_DOWN
-                if not worse:
+            top = parts[ranks.index(best)]
+            for rank, (value, dist) in zip(ranks, parts):
+                # Below the best as full_vs_lora judges two alternatives: the headline's interval,
+                # checked on the correctness metric.
+                judged = {"diff": value - top[0],
+                          "significance": quality_verdict(*study.interval(dist - top[1]),
+                                                          study.higher_is_better(eval_task))}
+                judged.update(correctness_check(study, loras[rank], loras[best]))
+                _confirm(study, loras[rank], judged, WINS)
+                if judged["significance"] != SIGNIFICANT_DOWN:
                     row["smallest_sufficient_rank"] = rank
                     break
         if len(ranks) < 3:
@@ -898,14 +941,10 @@ def seeds(study: Study) -> list[dict]:
         base = study.base_group(group.model, group.eval_task)
         notes = []
         if base is not None:
-            comparison = study.compare(group, base)
-            checked = {"significance": quality_verdict(comparison.get("diff_ci_low"), comparison.get("diff_ci_high"),
-                                                       study.higher_is_better(group.eval_task))}
-            if comparison.get("n_paired"):
-                checked.update(correctness_check(study, group, base))
-                _confirm(study, group, checked, GAINS)
-            row.update({"vs_base_diff": comparison.get("diff"), "vs_base_ci_low": comparison.get("diff_ci_low"),
-                        "vs_base_ci_high": comparison.get("diff_ci_high"),
+            # Judged as the vs_base and transfer tables judge it (seeds' agreement, right answers).
+            checked = _judge(study, group, base, study.compare(group, base), GAINS)
+            row.update({"vs_base_diff": checked.get("diff"), "vs_base_ci_low": checked.get("diff_ci_low"),
+                        "vs_base_ci_high": checked.get("diff_ci_high"),
                         "vs_base_significance": checked["significance"]})
             if checked.get("note"):
                 notes.append(checked["note"])

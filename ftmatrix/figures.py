@@ -141,14 +141,19 @@ def transfer_heatmap(plt, matrix, tables):
     panel_width = max(3.0, 1.5 * len(eval_tasks))
     fig, axes = plt.subplots(1, len(panels), figsize=(1.6 + panel_width * len(panels), 2.0 + 0.8 * len(train_tasks)),
                              squeeze=False, layout="constrained")
-    image = None
+    image, against = None, False
     for ax, (name, part) in zip(axes.flat, panels):
         values = np.full((len(train_tasks), len(eval_tasks)), np.nan)
         for row in part.to_dict("records"):
             i, j = train_tasks.index(row["train_task"]), eval_tasks.index(row["eval_task"])
             values[i, j] = row["diff"]
             significant = row["significance"] in ("better", "worse")
-            text = f"{row['diff']:+.1f}{'*' if significant else ''}"
+            # The table's verdict followed the task's correctness metric, which went significantly the
+            # other way (ARC: macro-F1 up, accuracy down): the cell's number is not its verdict's sign.
+            decided = (significant and row.get("check_significance") == row["significance"]
+                       and np.sign(float(row.get("check_diff") or 0)) != np.sign(float(row["diff"])))
+            against = against or decided
+            text = f"{row['diff']:+.1f}{'†' if decided else '*' if significant else ''}"
             ax.text(j, i, text, ha="center", va="center", fontsize=9,
                     fontweight="bold" if significant else "normal",
                     color="black" if abs(row["diff"]) < 0.6 * limit else "white")
@@ -161,7 +166,8 @@ def transfer_heatmap(plt, matrix, tables):
         ax.set_title(name)
         for spine in ax.spines.values():
             spine.set_visible(False)
-    fig.colorbar(image, ax=list(axes.flat), shrink=0.8, label="change vs base (points)\n* = significant")
+    label = "change vs base (points)\n* = significant" + ("\n† = right answers went the other way" if against else "")
+    fig.colorbar(image, ax=list(axes.flat), shrink=0.8, label=label)
     fig.suptitle(title, x=0.02, ha="left")
     return fig
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping
 
 from ftmatrix.analysis import (CORRELATION_WORDS, FASTER, SIGNIFICANT_DOWN, SIGNIFICANT_UP, TRANSFER_EFFECTS,
@@ -206,15 +206,22 @@ def quality(topic: str, subject: Subject, row: dict, confidence: float) -> Findi
     verdict = row.get("significance") or interval_verdict(row.get("diff_ci_low"), row.get("diff_ci_high"))
     facts = ({"seed_diffs": row["seed_diffs"], "seeds_agree": truthy(row.get("seeds_agree"))}
              if row.get("seed_diffs") else {})
-    if row.get("check_metric") and finite(row.get("check_diff")):
-        # The task's correctness metric beside its headline (ARC: accuracy beside macro-F1).
-        facts["check"] = Finding(topic, subject, str(row["check_metric"]), row.get("check_significance") or "n/a",
-                                 effect=Effect(float(row["check_diff"]), POINTS),
-                                 interval=_interval(row.get("check_diff_ci_low"), row.get("check_diff_ci_high"),
-                                                    confidence))
-    return Finding(topic, subject, str(row.get("headline_metric") or ""), verdict,
-                   effect=Effect(float(row["diff"]), POINTS, _number(row.get("rel_pct"))),
-                   interval=interval, covers=_covers(row), facts=facts)
+    headline = Finding(topic, subject, str(row.get("headline_metric") or ""), verdict,
+                       effect=Effect(float(row["diff"]), POINTS, _number(row.get("rel_pct"))),
+                       interval=interval, covers=_covers(row), facts=facts)
+    if not (row.get("check_metric") and finite(row.get("check_diff"))):
+        return headline
+    # The task's correctness metric beside its headline (ARC: accuracy beside macro-F1).
+    check = Finding(topic, subject, str(row["check_metric"]), row.get("check_significance") or "n/a",
+                    effect=Effect(float(row["check_diff"]), POINTS),
+                    interval=_interval(row.get("check_diff_ci_low"), row.get("check_diff_ci_high"), confidence),
+                    covers=_covers(row), facts=facts)
+    if verdict == check.verdict in (SIGNIFICANT_UP, SIGNIFICANT_DOWN) and \
+            math.copysign(1, check.effect.value) != math.copysign(1, headline.effect.value):
+        # The two went significantly opposite ways and the analysis followed the right answers:
+        # the finding is the correctness metric's, the headline beside it.
+        return replace(check, facts={**facts, "check": replace(headline, facts={})})
+    return replace(headline, facts={**facts, "check": replace(check, facts={})})
 
 
 def latency(topic: str, subject: Subject, row: dict, confidence: float) -> Finding | None:

@@ -160,6 +160,16 @@ def _significant(interval) -> bool:
     return interval is not None and interval.excludes_zero
 
 
+def check_part(finding: Finding) -> str:
+    """'; accuracy +1.0 points, 95% CI −10.0 to +12.0': the task's correctness metric beside its
+    headline where the finding carries it (a gain it does not show is not one; where the two
+    go significantly opposite ways, it decides), else ''."""
+    check = finding.facts.get("check")
+    if check is None:
+        return ""
+    return f"; {metric_name(check.what)} {signed(check.effect.value)} points, {_ci(check.interval)}"
+
+
 def quality_part(finding: Finding) -> dict:
     """'accuracy +23.3 points (+80%)' with its CI, significant or not."""
     effect = finding.effect
@@ -174,10 +184,7 @@ def quality_part(finding: Finding) -> dict:
     if finding.facts.get("seed_diffs"):
         agree = "" if finding.facts.get("seeds_agree") else ", seeds disagree"
         ci += f"; per seed {finding.facts['seed_diffs']}{agree}"
-    check = finding.facts.get("check")
-    if check is not None:
-        # The task's correctness metric beside its headline: a gain it does not show is not one.
-        ci += f"; {metric_name(check.what)} {signed(check.effect.value)} points, {_ci(check.interval)}"
+    ci += check_part(finding)
     # Significant as the analysis called it: the interval excludes zero and, with several
     # training seeds, every seed's difference has its sign.
     return {"text": f"{metric_name(finding.what)} {signed(effect.value)} points{rel}", "ci": ci,
@@ -292,10 +299,10 @@ def stand_in_text(finding: Finding) -> str:
     if finding.verdict == findings.FALLS_SHORT:
         return (f"On {task}, no fine-tuned {variant.model} variant reaches the untuned {big}: the best, "
                 f"{how(variant.method, variant.rank)}, is {signed(score.effect.value)} points behind "
-                f"({_ci(score.interval)}); keep the larger model for this task or train longer.")
+                f"({_ci(score.interval)}{check_part(score)}); keep the larger model for this task or train longer.")
     verdict = "better than" if score.verdict == SIGNIFICANT_UP else "not significantly different from"
-    quality = (f"{metric_name(score.what)} {signed(score.effect.value)} points ({_ci(score.interval)}), {verdict} "
-               f"the larger model")
+    quality = (f"{metric_name(score.what)} {signed(score.effect.value)} points ({_ci(score.interval)}"
+               f"{check_part(score)}), {verdict} the larger model")
     who = f"{variant.model} with {how(variant.method, variant.rank)}"
     cost = _cost_text(finding.facts)
     if finding.verdict == findings.CAN_STAND_IN:

@@ -331,6 +331,10 @@ def test_a_gain_that_one_seed_reverses_is_not_significant(tmp_path):
     assert row["diff_ci_low"] > 0                                   # the pooled interval alone would say "better"
     assert not row["seeds_agree"]
     assert row["significance"] == "no significant change" and "seeds disagree" in row["note"]
+    # The seeds table judges the change against the base by the same rule.
+    seeds = run(tree)["seeds"]
+    full = seeds[(seeds["method"] == "full") & (seeds["train_task"] == "arc")].iloc[0]
+    assert full["vs_base_significance"] == "no significant change" and "seeds disagree" in full["note"]
 
 
 def _answer_arc(tree, cell_path, said):
@@ -374,3 +378,101 @@ def test_a_macro_f1_gain_counts_only_when_accuracy_shows_it(tmp_path, right_ever
         assert row["effect"] == "positive transfer" and row["significance"] == "better"
     seeds = tables["seeds"].set_index(["method", "train_task", "eval_task"]).loc[("full", "squad_v2", "arc")]
     assert seeds["vs_base_significance"] == row["significance"]
+
+
+def _sized(config: dict, eval_size: int) -> dict:
+    for task in config["tasks"]:
+        task["eval_size"] = eval_size
+    return config
+
+
+def _spread(right: float, salt: int = 0):
+    """Answers right with probability ``right``; the wrong ones spread over the other labels."""
+    import random
+
+    def said(i, gold, labels):
+        draw = random.Random(i * 7 + salt)
+        return gold if draw.random() < right else draw.choice([label for label in labels if label != gold])
+    return said
+
+
+def _on_ab(i, gold, labels):
+    """Right on the questions whose answer is A or B, A on the others: accuracy about 50, macro-F1 37.5."""
+    return gold if gold in "AB" else "A"
+
+
+def test_a_macro_f1_gain_with_fewer_right_answers_is_forgetting(tmp_path):
+    """Against the base, macro-F1 can rise while significantly fewer answers are right (the answers
+    spread over the labels, the base's A-or-B answers were right more often): a loss of right
+    answers, not a change to hide."""
+    tree = write_results_tree(tmp_path, _sized(study_config(tasks=("arc", "squad_v2"), methods=("base", "full"),
+                                                            models=("demo-small",)), 1200), realistic=True)
+    _answer_arc(tree, "demo-small/base/r0/none/seed0/arc", _on_ab)
+    _answer_arc(tree, "demo-small/full/r0/squad_v2/seed0/arc", _spread(0.43))
+    tables = analyse(aggregate(tree), tree.predictions, settings=FAST)
+    row = tables["transfer"].set_index(["method", "train_task", "eval_task"]).loc[("full", "squad_v2", "arc")]
+    assert row["diff_ci_low"] > 0 and row["check_diff_ci_high"] < 0          # macro-F1 up, accuracy down
+    assert row["significance"] == "worse" and row["effect"] == "forgetting"
+    assert "macro-F1 and accuracy disagree" in row["note"] and "the verdict follows accuracy" in row["note"]
+    seeds = tables["seeds"].set_index(["method", "train_task", "eval_task"]).loc[("full", "squad_v2", "arc")]
+    assert seeds["vs_base_significance"] == "worse"
+
+
+def test_when_two_alternatives_differ_oppositely_on_the_two_metrics_the_right_answers_decide(tmp_path):
+    """Full fine-tuning answers more questions right than the best LoRA rank, significantly, while
+    LoRA's answers spread better over the labels (higher macro-F1): full fine-tuning is better."""
+    tree = write_results_tree(tmp_path, _sized(study_config(tasks=("arc",), ranks=(4,), models=("demo-small",)),
+                                               2000), realistic=True)
+    _answer_arc(tree, "demo-small/base/r0/none/seed0/arc", _spread(0.3, 99))
+    _answer_arc(tree, "demo-small/full/r0/arc/seed0/arc", lambda i, gold, labels: gold if gold in "ABC" else "A")
+    _answer_arc(tree, "demo-small/lora/r4/arc/seed0/arc", _spread(0.69, 4))
+    row = analyse(aggregate(tree), tree.predictions, settings=FAST)["full_vs_lora"].iloc[0]
+    assert row["diff_ci_high"] < 0 and row["check_diff_ci_low"] > 0
+    assert row["significance"] == "better" and "the verdict follows accuracy" in row["note"]
+
+
+def test_a_right_answers_gain_one_seed_reverses_confirms_no_headline_gain(tmp_path):
+    """The correctness check follows the headline's rule for seeds: with one of four training seeds
+    answering fewer questions right, the pooled accuracy gain does not confirm the macro-F1 gain."""
+    tree = write_results_tree(tmp_path, _sized(study_config(tasks=("arc",), methods=("base", "full"), seeds=(0, 1, 2, 3),
+                                                            models=("demo-small",)), 400), realistic=True)
+    _answer_arc(tree, "demo-small/base/r0/none/seed0/arc", _on_ab)
+    for seed, right in enumerate((0.9, 0.9, 0.9, 0.40)):
+        _answer_arc(tree, f"demo-small/full/r0/arc/seed{seed}/arc", _spread(right, seed))
+    row = analyse(aggregate(tree), tree.predictions, settings=FAST)["transfer"].iloc[0]
+    assert row["seeds_agree"] and row["diff_ci_low"] > 0 and row["check_diff_ci_low"] > 0
+    assert row["check_significance"] == "no significant change"
+    assert row["effect"] == "gain not in right answers" and "the training seeds disagree on its sign" in row["note"]
+
+
+def test_the_smallest_sufficient_rank_is_judged_as_two_alternatives_are(tmp_path):
+    """A rank below the best on macro-F1 alone (the answers right as often, within noise) is not
+    significantly below it: it is sufficient, as full_vs_lora would judge the pair."""
+    import random
+
+    tree = write_results_tree(tmp_path, _sized(study_config(tasks=("arc",), methods=("base", "lora"), ranks=(4, 16),
+                                                            models=("demo-small",)), 2000), realistic=True)
+    _answer_arc(tree, "demo-small/base/r0/none/seed0/arc", _spread(0.42, 1))
+    _answer_arc(tree, "demo-small/lora/r16/arc/seed0/arc", _spread(0.8, 16))
+    _answer_arc(tree, "demo-small/lora/r4/arc/seed0/arc",
+                lambda i, gold, labels: gold if gold in "ABC" or random.Random(i).random() < 0.2 else "A")
+    tables = analyse(aggregate(tree), tree.predictions, settings=FAST)
+    ranks = tables["lora_rank"].set_index("rank")
+    assert ranks.loc[16, "value"] - ranks.loc[4, "value"] > 3            # r4 behind on macro-F1
+    row = tables["rank_correlation"].iloc[0]
+    assert row["best_rank"] == 16 and row["smallest_sufficient_rank"] == 4
+
+
+def test_a_correctness_note_keeps_the_latency_note(tmp_path):
+    """Notes add up: a gain accuracy does not show and a cell without timed samples both say so."""
+    tree = write_results_tree(tmp_path, _sized(study_config(tasks=("arc",), methods=("base", "full"),
+                                                            models=("demo-small",)), 400), realistic=True)
+    _answer_arc(tree, "demo-small/base/r0/none/seed0/arc", _on_ab)
+    # The same right answers; the wrong ones moved off A: macro-F1 up, accuracy identical.
+    _answer_arc(tree, "demo-small/full/r0/arc/seed0/arc",
+                lambda i, gold, labels: gold if gold in "AB" else {"C": "D", "D": "C"}[gold])
+    rewrite_predictions(tree, "demo-small/full/r0/arc/seed0/arc",
+                        lambda rows: [{**r, "latency_s": None, "ttft_s": None, "tpot_s": None,
+                                       "latency_rounds_s": None} for r in rows])
+    row = analyse(aggregate(tree), tree.predictions, settings=FAST)["vs_base"].iloc[0]
+    assert "does not show in accuracy" in row["note"] and "latency n/a: no timed samples in common" in row["note"]

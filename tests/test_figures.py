@@ -94,3 +94,36 @@ def test_report_modules_do_not_import_torch(module):
     code = f"import sys, {module}; print(any(m in sys.modules for m in ('torch', 'transformers', 'trl', 'peft')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_the_heatmap_marks_a_verdict_the_right_answers_decided():
+    """A starred cell reads as "significant this way"; a cell whose verdict followed the task's
+    correctness metric against its headline's sign (macro-F1 +7.5, accuracy significantly down:
+    forgetting) is marked † instead, and the colour bar says what † means."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from ftmatrix.figures import transfer_heatmap
+
+    def row(train_task, eval_task, diff, significance, check=None):
+        out = {"model": "small", "method": "full", "rank": 0, "train_task": train_task, "eval_task": eval_task,
+               "in_task": train_task == eval_task, "diff": diff, "significance": significance}
+        if check:
+            out.update({"check_diff": check[0], "check_significance": check[1]})
+        return out
+
+    transfer = pd.DataFrame([row("a", "a", 30.0, "better", (25.0, "better")),
+                             row("b", "a", 7.5, "worse", (-5.0, "worse")),
+                             row("a", "b", -20.0, "worse"),
+                             row("b", "b", 2.0, "no significant change")])
+    fig = transfer_heatmap(plt, None, {"transfer": transfer})
+    texts = {t.get_text() for ax in fig.axes for t in ax.texts}
+    assert {"+30.0*", "+7.5†", "-20.0*", "+2.0"} <= texts
+    assert any("† = right answers went the other way" in ax.get_ylabel() for ax in fig.axes)
+    plt.close(fig)
+    fig = transfer_heatmap(plt, None, {"transfer": transfer.drop(index=1)})
+    assert not any("†" in ax.get_ylabel() for ax in fig.axes)
+    plt.close(fig)

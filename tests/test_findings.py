@@ -329,6 +329,43 @@ def test_a_gain_not_in_right_answers_is_said_as_such_and_not_as_transfer(tables)
     assert F.POSITIVE_TRANSFER in topics and F.NOT_IN_RIGHT_ANSWERS not in topics
 
 
+def test_a_verdict_the_right_answers_decided_is_reported_in_them(tables):
+    """Where macro-F1 rose but significantly fewer answers are right, the analysis calls the cell
+    forgetting: the finding (and the TL;DR and takeaway phrasing it) is the accuracy loss, with
+    the macro-F1 gain beside it, not a "+7.5 points" forgetting."""
+    from ftmatrix.journal import forgetting_text, highlights
+
+    row = transfer_row("small", "full", 0, "a", "b", 7.5, 4.5, 10.1, metric="macro_f1")
+    row.update({"significance": "worse", "effect": F.FORGETTING, "check_metric": "accuracy", "check_diff": -5.0,
+                "check_diff_ci_low": -8.9, "check_diff_ci_high": -1.0, "check_significance": "worse"})
+    found = F.cross_task_effects(tables(transfer=[row]), CONFIDENCE)
+    assert [(f.topic, f.what, f.effect.value) for f in found] == [(F.FORGETTING, "accuracy", -5.0)]
+    assert found[0].facts["check"].what == "macro_f1" and found[0].facts["check"].effect.value == 7.5
+    line = highlights(tables(transfer=[row]), CONFIDENCE)[-1]
+    assert line["parts"] == [{"text": "accuracy −5.0 points", "significant": True,
+                              "ci": "95% CI −8.9 to −1.0; macro-F1 +7.5 points, 95% CI +4.5 to +10.1"}]
+    [lost] = F.forgetting(None, tables(transfer=[row]), CONFIDENCE)
+    assert "−5.0 points on b" in forgetting_text(lost)
+    # Where the two agree, the headline is the finding and accuracy stands beside it.
+    row.update({"diff": -7.5, "diff_ci_low": -10.1, "diff_ci_high": -4.5})
+    assert F.cross_task_effects(tables(transfer=[row]), CONFIDENCE)[0].what == "macro_f1"
+
+
+def test_a_stand_in_says_the_right_answers_beside_its_headline(tables):
+    """"Not significantly different" beside a macro-F1 interval that excludes zero reads as a
+    contradiction unless the accuracy the verdict rests on is shown with it."""
+    from ftmatrix.journal import stand_in_text
+
+    row = larger_row("full", 0, "a", -14.6, -19.7, -9.0, latency=(-80.0, -85.0, -75.0))
+    row.update({"headline_metric": "macro_f1", "significance": "no significant change", "check_metric": "accuracy",
+                "check_diff": -2.0, "check_diff_ci_low": -8.8, "check_diff_ci_high": 5.5,
+                "check_significance": "no significant change"})
+    [found] = F.stand_in(matrix_rows([]), tables(vs_larger_base=[row]), CONFIDENCE)
+    text = stand_in_text(found)
+    assert found.verdict == F.CAN_STAND_IN
+    assert "macro-F1 −14.6 points (95% CI −19.7 to −9.0; accuracy −2.0 points, 95% CI −8.8 to +5.5)" in text
+
+
 # ---------------------------------------------------------------------------- stand-in
 
 
