@@ -485,8 +485,10 @@ def latency_split(treatment: dict, reference: dict, interval) -> dict:
 
 # The task's correctness metric beside its headline (check_*: see correctness_check): a headline
 # win it does not bear out is not significant.
+# ``verdict_metric``: the metric ``significance`` follows (the headline, or the correctness
+# metric where the two went significantly opposite ways).
 CHECK_COLUMNS = ["check_metric", "check_reference", "check_value", "check_diff", "check_diff_ci_low",
-                 "check_diff_ci_high", "check_significance"]
+                 "check_diff_ci_high", "check_significance", "verdict_metric"]
 COMPARISON_COLUMNS = ["n_paired", "reference", "value", "diff", "diff_ci_low", "diff_ci_high", "rel_pct",
                       "rel_ci_low", "rel_ci_high", "seed_diffs", "seeds_agree", "significance", *CHECK_COLUMNS,
                       "n_timed_paired", "latency_reference",
@@ -605,6 +607,7 @@ def _confirm(study: Study, treatment: Group, result: dict, confirm: tuple[str, .
         ci += f"; the training seeds disagree on its sign: {result['check_seed_diffs']}"
     if check in WINS:
         result["significance"] = check
+        result["verdict_metric"] = result["check_metric"]
         _add_note(result, f"{headline} and {name} disagree: {headline} {result['diff']:+.1f} points but {name} "
                           f"{result['check_diff']:+.1f} points ({ci}); the verdict follows {name}, which counts "
                           f"right answers")
@@ -620,6 +623,7 @@ def _judge(study: Study, treatment: Group, reference: Group, result: dict, confi
     seeds' agreement, then the correctness metric's check (``_confirm``)."""
     result["significance"] = quality_verdict(result.get("diff_ci_low"), result.get("diff_ci_high"),
                                              study.higher_is_better(treatment.eval_task))
+    result["verdict_metric"] = study.headline_name(treatment.eval_task)
     if result["significance"] != NOT_SIGNIFICANT and result.get("seeds_agree") is False:
         # An interval over seeds and samples can exclude zero while one seed goes the other way.
         result["significance"] = NOT_SIGNIFICANT
@@ -854,12 +858,11 @@ def rank_correlation(study: Study) -> list[dict]:
             top = parts[ranks.index(best)]
             for rank, (value, dist) in zip(ranks, parts):
                 # Below the best as full_vs_lora judges two alternatives: the headline's interval,
-                # checked on the correctness metric.
-                judged = {"diff": value - top[0],
-                          "significance": quality_verdict(*study.interval(dist - top[1]),
-                                                          study.higher_is_better(eval_task))}
-                judged.update(correctness_check(study, loras[rank], loras[best]))
-                _confirm(study, loras[rank], judged, WINS)
+                # every training seed's sign, the correctness metric.
+                low, high = study.interval(dist - top[1])
+                judged = {"n_paired": len(ids), "diff": value - top[0], "diff_ci_low": low, "diff_ci_high": high,
+                          **study.seed_agreement(loras[rank], loras[best], ids, top[0], value - top[0])}
+                _judge(study, loras[rank], loras[best], judged, WINS)
                 if judged["significance"] != SIGNIFICANT_DOWN:
                     row["smallest_sufficient_rank"] = rank
                     break

@@ -150,8 +150,8 @@ def transfer_heatmap(plt, matrix, tables):
             significant = row["significance"] in ("better", "worse")
             # The table's verdict followed the task's correctness metric, which went significantly the
             # other way (ARC: macro-F1 up, accuracy down): the cell's number is not its verdict's sign.
-            decided = (significant and row.get("check_significance") == row["significance"]
-                       and np.sign(float(row.get("check_diff") or 0)) != np.sign(float(row["diff"])))
+            decided = (significant and isinstance(row.get("check_metric"), str)
+                       and row.get("verdict_metric") == row["check_metric"] != row.get("headline_metric"))
             against = against or decided
             text = f"{row['diff']:+.1f}{'†' if decided else '*' if significant else ''}"
             ax.text(j, i, text, ha="center", va="center", fontsize=9,

@@ -201,7 +201,10 @@ def _interval(low, high, confidence: float) -> Interval | None:
 
 
 def quality(topic: str, subject: Subject, row: dict, confidence: float) -> Finding:
-    """The headline metric's change in a comparison row (diff, its CI and its verdict)."""
+    """The change a comparison row's verdict rests on (diff, its CI and its verdict): the headline
+    metric's, with the task's correctness metric beside it in ``facts['check']``; the correctness
+    metric's, with the headline beside it, where the analysis followed it against the headline
+    (``verdict_metric``)."""
     interval = _interval(row.get("diff_ci_low"), row.get("diff_ci_high"), confidence)
     verdict = row.get("significance") or interval_verdict(row.get("diff_ci_low"), row.get("diff_ci_high"))
     facts = ({"seed_diffs": row["seed_diffs"], "seeds_agree": truthy(row.get("seeds_agree"))}
@@ -211,17 +214,28 @@ def quality(topic: str, subject: Subject, row: dict, confidence: float) -> Findi
                        interval=interval, covers=_covers(row), facts=facts)
     if not (row.get("check_metric") and finite(row.get("check_diff"))):
         return headline
-    # The task's correctness metric beside its headline (ARC: accuracy beside macro-F1).
+    # The task's correctness metric beside its headline (ARC: accuracy beside macro-F1). The
+    # per-seed differences are the headline's: they stay with it.
     check = Finding(topic, subject, str(row["check_metric"]), row.get("check_significance") or "n/a",
                     effect=Effect(float(row["check_diff"]), POINTS),
                     interval=_interval(row.get("check_diff_ci_low"), row.get("check_diff_ci_high"), confidence),
-                    covers=_covers(row), facts=facts)
-    if verdict == check.verdict in (SIGNIFICANT_UP, SIGNIFICANT_DOWN) and \
-            math.copysign(1, check.effect.value) != math.copysign(1, headline.effect.value):
+                    covers=_covers(row))
+    if _decided_by_check(row):
         # The two went significantly opposite ways and the analysis followed the right answers:
         # the finding is the correctness metric's, the headline beside it.
-        return replace(check, facts={**facts, "check": replace(headline, facts={})})
-    return replace(headline, facts={**facts, "check": replace(check, facts={})})
+        return replace(check, verdict=verdict, facts={"check": headline})
+    return replace(headline, facts={**facts, "check": check})
+
+
+def _decided_by_check(row: dict) -> bool:
+    """Whether a comparison row's verdict follows the task's correctness metric against its headline."""
+    return bool(row.get("check_metric")) and row.get("verdict_metric") == row["check_metric"] \
+        and row["check_metric"] != row.get("headline_metric")
+
+
+def _verdict_diff(row: dict) -> float:
+    """The difference a row's verdict rests on (the correctness metric's where it decided)."""
+    return float(row["check_diff"] if _decided_by_check(row) else row["diff"])
 
 
 def latency(topic: str, subject: Subject, row: dict, confidence: float) -> Finding | None:
@@ -346,7 +360,7 @@ def rank_correlations(tables: Tables, confidence: float) -> list[Finding]:
 
 
 def _largest_first(rows: list[dict]) -> list[dict]:
-    return sorted(rows, key=lambda r: -abs(float(r["diff"])))
+    return sorted(rows, key=lambda r: -abs(_verdict_diff(r)))
 
 
 def cross_task_effects(tables: Tables, confidence: float) -> list[Finding]:

@@ -167,7 +167,8 @@ def check_part(finding: Finding) -> str:
     check = finding.facts.get("check")
     if check is None:
         return ""
-    return f"; {metric_name(check.what)} {signed(check.effect.value)} points, {_ci(check.interval)}"
+    seeds = ", seeds disagree" if _significant(check.interval) and check.verdict == NOT_SIGNIFICANT else ""
+    return f"; {metric_name(check.what)} {signed(check.effect.value)} points, {_ci(check.interval)}{seeds}"
 
 
 def quality_part(finding: Finding) -> dict:
@@ -298,8 +299,9 @@ def stand_in_text(finding: Finding) -> str:
     speed = next((p for p in finding.parts if p.what == findings.LATENCY), None)
     if finding.verdict == findings.FALLS_SHORT:
         return (f"On {task}, no fine-tuned {variant.model} variant reaches the untuned {big}: the best, "
-                f"{how(variant.method, variant.rank)}, is {signed(score.effect.value)} points behind "
-                f"({_ci(score.interval)}{check_part(score)}); keep the larger model for this task or train longer.")
+                f"{how(variant.method, variant.rank)}, is {metric_name(score.what)} {signed(score.effect.value)} "
+                f"points behind ({_ci(score.interval)}{check_part(score)}); keep the larger model for this task or "
+                f"train longer.")
     verdict = "better than" if score.verdict == SIGNIFICANT_UP else "not significantly different from"
     quality = (f"{metric_name(score.what)} {signed(score.effect.value)} points ({_ci(score.interval)}"
                f"{check_part(score)}), {verdict} the larger model")
@@ -372,8 +374,9 @@ def forgetting_text(finding: Finding) -> str:
     subject, variant = finding.subject, finding.subject.variant
     pairs = sorted({f"{p.subject.variant.train_task} → {p.subject.eval_task}" for p in finding.parts})
     return (f"Fine-tuning costs skills it was not trained for ({'; '.join(pairs)}): the worst is "
-            f"{how(variant.method, variant.rank)} on {variant.train_task}, {signed(finding.effect.value)} points on "
-            f"{subject.eval_task}. If you need both tasks, evaluate on both and mix their training data.")
+            f"{how(variant.method, variant.rank)} on {variant.train_task}, {metric_name(finding.what)} "
+            f"{signed(finding.effect.value)} points on {subject.eval_task}. If you need both tasks, evaluate on both "
+            f"and mix their training data.")
 
 
 def length_limit_text(finding: Finding) -> str:
@@ -561,8 +564,10 @@ def _check_text(row: dict, confidence: float) -> str:
     headline, where it has one (ftmatrix.analysis.correctness_check)."""
     if not row.get("check_metric") or not finite(row.get("check_diff")):
         return ""
+    seeds = (", seeds disagree" if is_significant(row.get("check_diff_ci_low"), row.get("check_diff_ci_high"))
+             and row.get("check_significance") == NOT_SIGNIFICANT else "")
     return (f"; {metric_name(row['check_metric'])} {signed(row['check_diff'])} points, "
-            f"{ci_text(row.get('check_diff_ci_low'), row.get('check_diff_ci_high'), confidence)}")
+            f"{ci_text(row.get('check_diff_ci_low'), row.get('check_diff_ci_high'), confidence)}{seeds}")
 
 
 def comparison_rows(table, confidence: float, *, only_in_task: bool = False, with_effect: bool = False) -> list[dict]:

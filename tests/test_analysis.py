@@ -476,3 +476,27 @@ def test_a_correctness_note_keeps_the_latency_note(tmp_path):
                                        "latency_rounds_s": None} for r in rows])
     row = analyse(aggregate(tree), tree.predictions, settings=FAST)["vs_base"].iloc[0]
     assert "does not show in accuracy" in row["note"] and "latency n/a: no timed samples in common" in row["note"]
+
+
+def test_the_smallest_sufficient_rank_follows_the_seeds_rule(tmp_path):
+    """Three of four seeds of r4 below r16 and one above: full_vs_lora would call such a pair "no
+    significant change" (the seeds disagree), and so r4 is not significantly below r16."""
+    import random
+
+    tree = write_results_tree(tmp_path, _sized(study_config(tasks=("openmath",), methods=("base", "lora"), ranks=(4, 16),
+                                                            seeds=(0, 1, 2, 3), models=("demo-small",)), 400))
+    folder = tree.root / "results" / "eval"
+
+    def write(path, fraction_right, salt):
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        path.write_text("".join(json.dumps({**r, "scores": {k: float(random.Random(i * 13 + salt).random() < fraction_right)
+                                                            for k in r["scores"]}}) + "\n"
+                                for i, r in enumerate(rows)))
+
+    write(folder / "demo-small/base/r0/none/seed0/openmath/predictions.jsonl", 0.3, 0)
+    for seed in range(4):
+        write(folder / f"demo-small/lora/r16/openmath/seed{seed}/openmath/predictions.jsonl", 0.85, 100 + seed)
+        write(folder / f"demo-small/lora/r4/openmath/seed{seed}/openmath/predictions.jsonl",
+              (0.6, 0.6, 0.6, 0.9)[seed], 200 + seed)
+    row = run(tree)["rank_correlation"].iloc[0]
+    assert row["best_rank"] == 16 and row["smallest_sufficient_rank"] == 4

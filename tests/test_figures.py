@@ -110,13 +110,16 @@ def test_the_heatmap_marks_a_verdict_the_right_answers_decided():
 
     def row(train_task, eval_task, diff, significance, check=None):
         out = {"model": "small", "method": "full", "rank": 0, "train_task": train_task, "eval_task": eval_task,
-               "in_task": train_task == eval_task, "diff": diff, "significance": significance}
+               "in_task": train_task == eval_task, "diff": diff, "significance": significance,
+               "headline_metric": "macro_f1", "verdict_metric": "macro_f1"}
         if check:
-            out.update({"check_diff": check[0], "check_significance": check[1]})
+            out.update({"check_metric": "accuracy", "check_diff": check[0], "check_significance": check[1],
+                        "verdict_metric": check[2]})
         return out
 
-    transfer = pd.DataFrame([row("a", "a", 30.0, "better", (25.0, "better")),
-                             row("b", "a", 7.5, "worse", (-5.0, "worse")),
+    # The verdict followed accuracy in the second row only (the analysis's verdict_metric says so).
+    transfer = pd.DataFrame([row("a", "a", 30.0, "better", (25.0, "better", "macro_f1")),
+                             row("b", "a", 7.5, "worse", (-5.0, "worse", "accuracy")),
                              row("a", "b", -20.0, "worse"),
                              row("b", "b", 2.0, "no significant change")])
     fig = transfer_heatmap(plt, None, {"transfer": transfer})

@@ -337,7 +337,8 @@ def test_a_verdict_the_right_answers_decided_is_reported_in_them(tables):
 
     row = transfer_row("small", "full", 0, "a", "b", 7.5, 4.5, 10.1, metric="macro_f1")
     row.update({"significance": "worse", "effect": F.FORGETTING, "check_metric": "accuracy", "check_diff": -5.0,
-                "check_diff_ci_low": -8.9, "check_diff_ci_high": -1.0, "check_significance": "worse"})
+                "check_diff_ci_low": -8.9, "check_diff_ci_high": -1.0, "check_significance": "worse",
+                "verdict_metric": "accuracy"})
     found = F.cross_task_effects(tables(transfer=[row]), CONFIDENCE)
     assert [(f.topic, f.what, f.effect.value) for f in found] == [(F.FORGETTING, "accuracy", -5.0)]
     assert found[0].facts["check"].what == "macro_f1" and found[0].facts["check"].effect.value == 7.5
@@ -345,10 +346,25 @@ def test_a_verdict_the_right_answers_decided_is_reported_in_them(tables):
     assert line["parts"] == [{"text": "accuracy −5.0 points", "significant": True,
                               "ci": "95% CI −8.9 to −1.0; macro-F1 +7.5 points, 95% CI +4.5 to +10.1"}]
     [lost] = F.forgetting(None, tables(transfer=[row]), CONFIDENCE)
-    assert "−5.0 points on b" in forgetting_text(lost)
+    assert "accuracy −5.0 points on b" in forgetting_text(lost)
+    # Among cross-task effects it ranks by the accuracy loss it rests on, not by its +7.5 macro-F1.
+    other = transfer_row("small", "full", 0, "c", "b", -6.0, -9.0, -3.0)
+    assert [f.effect.value for f in F.cross_task_effects(tables(transfer=[row, other]), CONFIDENCE)] == [-6.0, -5.0]
     # Where the two agree, the headline is the finding and accuracy stands beside it.
-    row.update({"diff": -7.5, "diff_ci_low": -10.1, "diff_ci_high": -4.5})
+    row.update({"diff": -7.5, "diff_ci_low": -10.1, "diff_ci_high": -4.5, "verdict_metric": "macro_f1"})
     assert F.cross_task_effects(tables(transfer=[row]), CONFIDENCE)[0].what == "macro_f1"
+
+
+def test_a_right_answers_interval_above_zero_that_seeds_reverse_says_so(tables):
+    """Every number shown pointing up yet "not significant": the journal says the training seeds
+    disagree on the correctness metric, the reason the analysis gave."""
+    from ftmatrix.journal import highlights
+
+    row = unconfirmed_row("c", "b", 41.2, 18.8, 53.8, (28.7, 6.1, 43.3))
+    row.update({"check_significance": "no significant change", "seed_diffs": "+51.99 +51.74 +52.75 +8.22",
+                "seeds_agree": True})
+    [line] = [h for h in highlights(tables(transfer=[row]), CONFIDENCE) if h["topic"] == F.NOT_IN_RIGHT_ANSWERS]
+    assert line["parts"][0]["ci"].endswith("accuracy +28.7 points, 95% CI +6.1 to +43.3, seeds disagree")
 
 
 def test_a_stand_in_says_the_right_answers_beside_its_headline(tables):
