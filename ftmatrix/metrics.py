@@ -246,26 +246,6 @@ _MAX_MAGNITUDE = Fraction(10) ** 300
 _MAX_ANSWER_CHARS = 2000
 
 
-def _braced(text: str, start: int) -> tuple[str, int] | None:
-    """Content of the brace group opening at text[start] ('{'), and the index after it."""
-    depth = 0
-    i = start
-    n = len(text)
-    while i < n:
-        ch = text[i]
-        if ch == "\\":
-            i += 2  # an escaped character (\{, \}) never opens or closes a group
-            continue
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start + 1:i], i + 1
-        i += 1
-    return None
-
-
 def _matching_braces(text: str) -> dict[int, int]:
     """Index of each '{' -> index of its closing '}', in one pass (escaped braces skipped)."""
     pairs: dict[int, int] = {}
@@ -284,25 +264,48 @@ def _matching_braces(text: str) -> dict[int, int]:
     return pairs
 
 
+def _box_spans(text: str) -> list[tuple[int, int, str | None]]:
+    """Every ``\\boxed{…}`` / ``\\fbox{…}`` (and ``\\boxed 5``), in order, as (index of the
+    command, index after the box, content as written): the one box scanner. The content of an
+    unclosed box (a truncated output) is None, and its end is the command's. Linear in the
+    text's length."""
+    text = text or ""
+    matches = list(_BOX_COMMAND.finditer(text))
+    if not matches:
+        return []
+    closing = _matching_braces(text)  # once: scanning from every '{' would be quadratic
+    spans: list[tuple[int, int, str | None]] = []
+    for match in matches:
+        start = match.end()
+        while start < len(text) and text[start].isspace():
+            start += 1
+        if start < len(text) and text[start] == "{":
+            if start in closing:
+                spans.append((match.start(), closing[start] + 1, text[start + 1:closing[start]]))
+            else:
+                spans.append((match.start(), match.end(), None))
+        else:
+            token = re.match(r"[^\s$]+", text[start:start + 200])
+            if token:
+                spans.append((match.start(), start + token.end(), token.group(0)))
+            else:
+                spans.append((match.start(), match.end(), None))
+    return spans
+
+
 def last_boxed(text: str) -> str | None:
     """Content of the last ``\\boxed{…}`` (or ``\\fbox{…}``), nested braces included.
 
     ``\\boxed 5`` (no braces) gives '5'. An unclosed last box (a truncated output) gives None.
     """
-    matches = list(_BOX_COMMAND.finditer(text or ""))
-    if not matches:
-        return None
-    end = matches[-1].end()
-    rest = text[end:]
-    stripped = rest.lstrip()
-    if stripped.startswith("{"):
-        found = _braced(text, end + len(rest) - len(stripped))
-        return found[0] if found else None
-    token = re.match(r"[^\s$]+", stripped)
-    return token.group(0) if token else None
+    spans = _box_spans(text)
+    return spans[-1][2] if spans else None
 
 
-_TEXT_COMMANDS = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mathit|mbox|operatorname)\s*\{([^{}]*)\}")
+# LaTeX commands that only style their text: '\text{C}', '\textbf{C}', '\mathtt{C}', '\emph{C}'.
+_TEXT_COMMANDS = re.compile(
+    r"\\(?:text|textbf|textit|textrm|textsf|texttt|textup|textnormal|emph"
+    r"|mathrm|mathbf|mathit|mathsf|mathtt|mbox|operatorname)\s*\{([^{}]*)\}")
 # A LaTeX row break (two backslashes) is kept; '\ ' after it is not a spacing command.
 _SPACING = re.compile(r"\\\\|\\[,;:! ]|\\q?quad(?![A-Za-z])|\\displaystyle(?![A-Za-z])|\\(?:left|right)(?![A-Za-z])|~")
 _BASE_SUBSCRIPT = re.compile(r"(\d+)_\{?\d+\}?")
@@ -598,25 +601,9 @@ def math_equal(prediction: str, gold: str) -> bool:
 
 def all_boxed(text: str) -> list[str]:
     """Contents of every closed ``\\boxed{…}`` / ``\\fbox{…}`` (and ``\\boxed 5``), in order; an
-    unclosed box (a truncated output) is left out. Linear in the text's length."""
-    text = text or ""
-    matches = list(_BOX_COMMAND.finditer(text))
-    if not matches:
-        return []
-    closing = _matching_braces(text)
-    found = []
-    for match in matches:
-        start = match.end()
-        while start < len(text) and text[start].isspace():
-            start += 1
-        if start < len(text) and text[start] == "{":
-            if start in closing:
-                found.append(text[start + 1:closing[start]].strip())
-        else:
-            token = re.match(r"[^\s$]+", text[start:start + 200])
-            if token:
-                found.append(token.group(0))
-    return [box for box in found if box]
+    unclosed or empty box is left out. Linear in the text's length."""
+    contents = (content.strip() for _, _, content in _box_spans(text) if content is not None)
+    return [content for content in contents if content]
 
 
 # More distinct boxes than this are never compared pairwise (a runaway generation).
@@ -728,34 +715,94 @@ POSITION_NAMES = "ABCDEFGHIJ"
 # After 'A' a lower-case word usually means the article ('A ball rolls'), not the label;
 # these words commonly follow a label instead ('A because …').
 _LABEL_FOLLOWERS = {"because", "since", "as", "is", "which", "and", "with", "for", "from", "would", "will",
-                    "best", "correct", "seems", "should", "must", "or"}
+                    "best", "correct", "seems", "should", "must", "or", "vs", "versus", "also", "does", "doesn",
+                    "isn"}
 _MARKS = r"[*_`\s]*"  # markdown emphasis around a label or a prefix: '**Answer:** C', '**C**'
 _LABEL = r"[(\[]?\s*([A-Za-z0-9])\s*[)\]]?(?![A-Za-z0-9])"
+# A statement of the answer: 'answer is C', 'Answer: C', 'the best option is C', 'Correct
+# option: C', 'go with C', 'I choose C'. A bare 'option C' is only a mention (_MENTION).
 _EXPLICIT = re.compile(
-    r"\b(?:(?:answer|option|choice)(?:\s+(?:is|would\s+be|will\s+be|should\s+be|must\s+be))?"
+    r"\b(?:answer(?:\s+(?:is|would\s+be|will\s+be|should\s+be|must\s+be))?"
+    r"|(?:option|choice)(?:\s+(?:is|would\s+be|will\s+be|should\s+be|must\s+be)|\s*[:=])"
     r"|(?:go|going|went)\s+with|(?:choose|chose|pick|select|opt\s+for)"
     r")" + _MARKS + r"[:=\-–]?" + _MARKS + r"(?:(?:option|choice|label)\s+)?" + _LABEL,
     re.IGNORECASE,
 )
-# A conclusion after reasoning: 'D is wrong, so B', 'therefore it is C.'
+# A conclusion after reasoning: 'D is wrong, so B', 'therefore it is C.', 'so option C', and a
+# correction: 'B. Actually, C.'
 _CONCLUSION = re.compile(
-    r"\b(?:so|therefore|thus|hence)\b,?\s*(?:(?:it|that)(?:'s|\s+is|\s+must\s+be|\s+would\s+be)\s+)?"
-    + _MARKS + _LABEL + r"(?=[\s.,;:!*_)]|$)",
+    r"\b(?:so|therefore|thus|hence|actually)\b,?\s*(?:(?:it|that)(?:['’]s|\s+is|\s+must\s+be|\s+would\s+be)\s+)?"
+    r"(?:(?:option|choice)\s+)?" + _MARKS + _LABEL + r"(?=[\s.,;:!*_)]|$)",
     re.IGNORECASE,
 )
-# A label called right: 'C is correct', 'B is the right answer'.
+# A label set against the one it replaces: "not B, it's C", 'not B but C'.
+_INSTEAD = re.compile(
+    r"\bnot\s+" + _MARKS + r"[(\[]?\s*[A-Za-z0-9]\s*[)\]]?(?![A-Za-z0-9])[*_`]*\s*[,;]?\s*(?:but\s+|rather\s+)?"
+    r"(?:(?:it|that)(?:['’]s|\s+is)\s+)?" + _MARKS + _LABEL + r"(?=[\s.,;:!*_)]|$)",
+    re.IGNORECASE,
+)
+# A label called right: 'C is correct', 'B is the right answer', 'C is the answer'.
 _AFFIRMED = re.compile(
-    r"(?<![A-Za-z0-9])" + _LABEL + r"\s+(?:is|seems|must\s+be)\s+(?:the\s+)?(?:right|correct|best|true)\b",
+    r"(?<![A-Za-z0-9])" + _LABEL + r"\s+(?:is|seems|must\s+be)\s+(?:the\s+)?(?:right|correct|best|true|answer)\b",
     re.IGNORECASE,
 )
+# Statements of the answer, strongest first.
+_STATEMENTS = (_EXPLICIT, _CONCLUSION, _INSTEAD, _AFFIRMED)
+# A bare mention of a choice, weaker than any statement: 'Option A: …', 'choice B'.
+_MENTION = re.compile(r"\b(?:option|choice)\s+" + _MARKS + _LABEL, re.IGNORECASE)
 _LEADING = re.compile(_MARKS + _LABEL)
-_BARE_LINE = re.compile(r"[*_(\[\s]*([A-Za-z0-9])[)\].:*_\s]*")
-# More labels joined to the one found: 'C and D', 'A, B, C or D', 'B/C', 'B or C'.
-_MORE_LABELS = re.compile(r"[*_`]*(?:\s*(?:,|/|&|\+)\s*(?:(?:or|and)\s+)?|\s+(?:or|and)\s+)" + _MARKS + _LABEL)
-# Words saying a label is not the answer: 'D is wrong', 'A is incorrect', 'not B'.
+# A line or sentence holding only a label: 'C', '**C.**', '(C)', 'Option C.'
+_BARE_LINE = re.compile(r"[*_(\[\s]*(?:(?:[Oo]ption|[Cc]hoice)\s+[*_(\[]*)?([A-Za-z0-9])[)\].:*_\s]*")
+# More labels joined to the one found: 'C and D', 'A, B, C or D', 'B/C', 'B; C', 'B or maybe C',
+# 'B, or possibly C', 'B (or C)', 'B and/or C', 'B vs C', 'A and option B'.
+_MORE_LABELS = re.compile(
+    r"[*_`]*(?:\s*(?:,|/|&|\+|;)\s*(?:(?:or|and)\s+)?|\s+(?:and/or|or|and|vs\.?|versus)\s+|\s*\(\s*or\s+)"
+    r"(?:(?:maybe|possibly|perhaps)\s+)?(?:(?:[Oo]ption|[Cc]hoice)\s+)?" + _MARKS + _LABEL)
 _SENTENCE_BREAK = re.compile(r"\n|(?<=[.!?])\s+")
-_REJECTED = re.compile(r"\s*\?|\s*(?:is|are|seems|looks)\s+(?:(?:all|both|clearly|definitely)\s+)?(?:wrong|incorrect|false|not\b|unlikely|out\b|eliminated)",
-                       re.IGNORECASE)
+# Words right after a label saying it is not the answer: 'D is wrong', 'A is incorrect', 'B would
+# be wrong', 'C is also incorrect', "D doesn't fit", 'B?' (asked about).
+_REJECTED = re.compile(
+    r"\s*\?|\s*(?:is|are|seems?|looks?|would\s+be)\s+(?:(?:all|both|also|clearly|definitely|obviously)\s+)?"
+    r"(?:wrong|incorrect|false|not\b|unlikely|out\b|eliminated|ruled\s+out)"
+    r"|\s*(?:isn|aren|doesn|don|wouldn)['’]t\b|\s*(?:does|do|would)\s+not\b",
+    re.IGNORECASE)
+# The end of a clause after a label: 'B; C.', 'B; C or D'.
+_CLAUSE_END = re.compile(r"\s*[)\]]?[ \t]*(?:[.,;:!?*_`\n]|$|(?:or|and)\b)")
+# A rejection that covers every label joined before it: 'B and C are wrong'.
+_PLURAL_REJECTION = re.compile(r"\s*(?:are|aren['’]t|do|don['’]t|seem|look)\b", re.IGNORECASE)
+# Words right before a label that set it aside: 'not B', "wouldn't go with B", 'I would not
+# choose \boxed{B}', 'rather than B'.
+_NEGATED = re.compile(
+    r"(?:\bnot|cannot|n['’]t|\bnever|\brather\s+than|\binstead\s+of|\bexcept)"
+    r"(?:\s+(?:choose|chose|pick|select|say|be|go\s+with|opt\s+for))?[\s*_`$(\[\\]*\Z",
+    re.IGNORECASE)
+# Quotation marks around a box: a format restated ('the format "\boxed{A}"'), not an answer.
+_QUOTE_BEFORE = re.compile(r"[\"'“‘«`]\$*\Z")
+_QUOTE_AFTER = re.compile(r"\$*[\"'”’»`]")
+# A box asked about: '\boxed{B}?'
+_ASKED = re.compile(r"\s*\?")
+# One box joined to the next: '\boxed{B} or \boxed{C}', '\boxed{B}, $\boxed{C}$'.
+_BOX_JOINER = re.compile(
+    r"\s*(?:,|/|&|;|and/or|or|and|vs\.?|versus)?\s*(?:(?:maybe|possibly|perhaps)\s+)?\$*\\(?:boxed|fbox)(?![A-Za-z])")
+# What closes a box's maths or emphasis right after it: '$', '\]', '\)', '**'.
+_AFTER_BOX = re.compile(r"(?:\$+|\\[\])]|[*_`]+)*")
+# In a box: LaTeX's 'or' and 'and' symbols.
+_LATEX_OR = re.compile(r"\\(?:lor|vee)(?![A-Za-z])")
+_LATEX_AND = re.compile(r"\\(?:land|wedge)(?![A-Za-z])")
+# An answer prefix in a box: '\boxed{\text{Answer: C}}', '\boxed{\text{The answer is C}}', '\boxed{Option C}'.
+_BOX_PREFIX = re.compile(
+    r"(?:the\s+)?(?:final\s+|correct\s+|best\s+)?(?:answer|option|choice)\b(?:\s+(?:is|would\s+be))?"
+    r"\s*[:=\-–]?\s*(?:(?:option|choice)\s+)?",
+    re.IGNORECASE)
+# Between a label and its choice's text in a box: 'C. text', 'C: text', 'C) text', 'C - text',
+# 'C — text', 'C, text', 'C (text)'; after a closed label '(C) text', '(C) - text'.
+_LABEL_THEN_TEXT = re.compile(r"\s*[.:)\]]\s+\S|\s*[,\-–—]\s*\S|\s+\(\S")
+_CLOSED_LABEL_THEN_TEXT = re.compile(r"\s*[.:,\-–—]?\s*\S")
+# A box is read from its first this many characters: a label and a choice's text fit, and a
+# runaway box (thousands nested) is read in linear time.
+_MAX_BOX_CHARS = 500
+# A letter or digit standing alone: a label a box's text may name ('Both B and C').
+_STANDALONE = re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9](?![A-Za-z0-9])")
 
 
 def _article_like(token: str, rest: str) -> bool:
@@ -787,51 +834,200 @@ def _choice_named(line: str, labels: Sequence[str], choices: Sequence[str]) -> s
     return folded[0] if len(folded) == 1 else None
 
 
-def _offered(text: str, match: re.Match, known) -> set[str] | None:
-    """The labels offered where ``match`` names one: itself and any joined to it ('C and D',
-    'B/C'); None when the letter is an article ('A ball') or not a label of the question."""
+def _committed(offered: set[str]) -> str:
+    """The one label offered; '' for a hedge between several."""
+    return next(iter(offered)) if len(offered) == 1 else ""
+
+
+def _dismissed(text: str, start: int, end: int) -> bool:
+    """Is the label named in text[start:end] set aside: negated just before ('not B', "wouldn't
+    go with B") or rejected just after ('B is wrong', 'B would be wrong', 'B?')?"""
+    return bool(_NEGATED.search(text, max(0, start - 40), start) or _REJECTED.match(text, end))
+
+
+def _joined(text: str, end: int, known) -> tuple[set[str], int]:
+    """The labels joined on at ``end`` ('… and D', '…, or possibly C', '… (or C)') and where they
+    stop. A joined label rejected on its own ('C, D is wrong', 'C; D is wrong') is not offered,
+    nor one that opens a new clause ('C; B seems tempting'); one rejected with those before it
+    ('B and C are wrong') is, and the rejection covers all."""
+    offered: set[str] = set()
+    while (more := _MORE_LABELS.match(text, end)):
+        token = more.group(1)
+        if not known(token) or _article_like(token, text[more.end(1):]):
+            break
+        if ";" in text[end:more.start(1)] and not _CLAUSE_END.match(text, more.end(1)):
+            break  # 'C; B seems tempting': a new clause, not a second answer
+        rejected = _REJECTED.match(text, more.end())
+        if rejected and not _PLURAL_REJECTION.match(rejected.group(0)):
+            break
+        offered.add(known(token))
+        end = more.end()
+    return offered, end
+
+
+def _offer(text: str, match: re.Match, known) -> tuple[set[str], int] | None:
+    """The labels offered where ``match`` names one (itself and any joined to it: 'C and D',
+    'B/C') and where the offer ends; None when the letter is an article ('A ball') or not a
+    label of the question."""
     token = match.group(1)
     if not known(token) or _article_like(token, text[match.end(1):]):
         return None
-    offered = {known(token)}
-    end = match.end()
-    while True:
-        more = _MORE_LABELS.match(text, end)
-        if not more or not known(more.group(1)) or _article_like(more.group(1), text[more.end(1):]):
-            return offered
-        offered.add(known(more.group(1)))
-        end = more.end()
+    joined, end = _joined(text, match.end(), known)
+    return {known(token)} | joined, end
 
 
-def _offered_end(text: str, match: re.Match) -> int:
-    end = match.end()
-    while (more := _MORE_LABELS.match(text, end)):
-        end = more.end()
-    return end
+def _stated(text: str, known, start: int = 0) -> set[str] | None:
+    """The labels of the answer the text states from ``start`` on: the last explicit statement
+    ('answer is C', 'go with C'), else the last conclusion ('so B', 'Actually, C'), else the last
+    'not B, it's C', else the last label called right ('C is correct'). A dismissed match ('I
+    would not choose B', 'so B is wrong') is passed over. None when there is no statement."""
+    for pattern in _STATEMENTS:
+        for match in reversed(list(pattern.finditer(text, start))):
+            offer = _offer(text, match, known)
+            if offer and not _dismissed(text, match.start(), offer[1]):
+                return offer[0]
+    return None
 
 
-def _boxed_choice(text: str, labels: Sequence[str], choices: Sequence[str], known) -> str | None:
-    """The choice a final ``\\boxed{…}`` names, as models tuned on maths (and thinking models) end
-    an answer: a label ('\\boxed{C}', '\\boxed{(C)}', '\\boxed{\\text{C}}', '\\boxed{C. text}') or
-    a choice's text; '' when it offers several labels ('\\boxed{B, C}'); None when there is no
-    box or it names no choice (the other rules then read the text)."""
-    boxed = last_boxed(text)
-    if boxed is None:
-        return None
-    inner = _TEXT_COMMANDS.sub(lambda m: m.group(1), boxed)
-    inner = " ".join(inner.replace("$", " ").split()).rstrip(".")
+def _mentioned(text: str, known) -> set[str]:
+    """The labels of the bare mentions ('Option A: …', 'choice B') that are not dismissed."""
+    found: set[str] = set()
+    for match in _MENTION.finditer(text):
+        offer = _offer(text, match, known)
+        if offer and not _dismissed(text, match.start(), offer[1]):
+            found |= offer[0]
+    return found
+
+
+def _box_text(content: str) -> str:
+    """A box's content as plain text: styling commands unwrapped until none is left
+    ('\\text{\\textbf{C}}'), '\\{ \\}' and grouping braces dropped, LaTeX spaces ('\\ ', '\\,') and
+    '$' as spaces, '\\&' as '&', '\\lor'/'\\vee' as 'or' and '\\land'/'\\wedge' as 'and';
+    whitespace collapsed, a final full stop dropped."""
+    text = content.replace("\\{", " ").replace("\\}", " ").replace("\\&", "&")
+    text = _LATEX_AND.sub(" and ", _LATEX_OR.sub(" or ", text))
+    text = _SPACING.sub(" ", text)
+    for _ in range(10):
+        unwrapped = _TEXT_COMMANDS.sub(lambda m: m.group(1), text)
+        if unwrapped == text:
+            break
+        text = unwrapped
+    text = text.replace("{", " ").replace("}", " ").replace("$", " ")
+    return " ".join(text.split()).rstrip(".").strip()
+
+
+def _names_own_text(label: str, rest: str, labels: Sequence[str], choices: Sequence[str]) -> bool:
+    """Is ``rest``, what follows a label in a box, that label's choice text, whole or cut short
+    ('C Matter was conserved')?"""
+    choice = dict(zip(labels, choices)).get(label)
+    rest = _choice_key(rest.strip(" .:;,()[]-–—")).casefold()
+    if choice is None or not rest:
+        return False
+    choice = _choice_key(choice).casefold()
+    return len(rest) >= min(3, len(choice)) and choice.startswith(rest)
+
+
+def _labels_named(text: str, choices: Sequence[str], known) -> set[str]:
+    """The question's labels a box's text names as standalone capitals or digits ('Both B and
+    C', 'B. text or C. text'), leaving out the choices' own texts, the article 'A' and numbers
+    that count something ('4 legs')."""
+    for choice in choices:
+        key = _choice_key(choice)
+        if len(key) > 3:
+            text = re.sub(re.escape(key), " ", text, flags=re.IGNORECASE)
+    found: set[str] = set()
+    for match in _STANDALONE.finditer(text):
+        token, rest = match.group(0), text[match.end():]
+        if not known(token) or token.islower() or _article_like(token, rest):
+            continue
+        if token.isdigit() and _article_like("a", rest):  # '4 legs': a quantity
+            continue
+        found.add(known(token))
+    return found
+
+
+def _box_verdict(content: str, labels: Sequence[str], choices: Sequence[str], known) -> str | None:
+    """What one box names: a label ('C', '(C)', 'c', '\\text{\\textbf{C}}', 'Answer: C', 'C. text',
+    'C - text', 'C (text)', 'C text' with C's own text), the label of a choice's text, '' when it
+    offers several labels ('B, C', 'B; C', '\\{B, C\\}', 'B \\lor C', 'Both B and C', 'B. text or
+    C. text'), or None when it names no choice."""
+    inner = _box_text(content[:_MAX_BOX_CHARS])
     if not inner:
         return None
-    match = _LEADING.match(inner)
-    if match:
-        offered = _offered(inner, match, known)
-        end = _offered_end(inner, match)
-        # The label alone (or labels joined: a hedge), or a label then its text: 'C. Matter was …'.
-        closed = match.group(0).rstrip().endswith((")", "]"))          # '(C) text', 'C) text'
-        then_text = re.match(r"[.:]?\s+\S" if closed else r"\s*[.:)\]]\s+\S", inner[match.end():])
-        if offered and (end == len(inner) or then_text):
-            return next(iter(offered)) if len(offered) == 1 else ""
-    return _choice_named(_choice_key(inner), labels, choices)
+    prefix = _BOX_PREFIX.match(inner)
+    body = inner[prefix.end():] if prefix and prefix.end() < len(inner) else inner
+    for line in (inner, body):
+        named = _choice_named(_choice_key(line), labels, choices)
+        if named:
+            return named
+    match = _LEADING.match(body)
+    offer = _offer(body, match, known) if match else None
+    if offer and offer[1] == len(body):
+        return _committed(offer[0])  # the label alone, or labels joined: a hedge
+    if offer and len(offer[0]) == 1 and _names_own_text(known(match.group(1)), body[match.end(1):], labels, choices):
+        return known(match.group(1))
+    if len(_labels_named(body, choices, known)) > 1:
+        return ""
+    if offer:
+        closed = match.group(0).rstrip().endswith((")", "]"))  # '(C) text', 'C) text'
+        then_text = (_CLOSED_LABEL_THEN_TEXT.match(body, match.end()) if closed
+                     else _LABEL_THEN_TEXT.match(body, match.end(1)))
+        if then_text:
+            return _committed(offer[0])
+    return None
+
+
+def _rejections(text: str, known) -> dict[str, int]:
+    """Where the text last rejects each label outright ('Wait, B is incorrect', 'B would be
+    wrong'; a label asked about, 'B?', is not rejected)."""
+    last: dict[str, int] = {}
+    for match in _STANDALONE.finditer(text):
+        token = match.group(0)
+        if known(token) and not token.islower():
+            rejected = _REJECTED.match(text, match.end())
+            if rejected and rejected.group(0).strip() != "?":
+                last[known(token)] = match.start()
+    return last
+
+
+def _boxed_choice(text: str, labels: Sequence[str], choices: Sequence[str], known) -> tuple[str, int] | None:
+    """The choice the response's boxes commit to, as models tuned on maths (and thinking models)
+    end an answer, and where the last box counted ends; None when no box names a choice (the
+    other rules then read the text).
+
+    Every closed box is read (_box_verdict); an empty or unclosed one names nothing. A box in
+    quotation marks (a format restated), set aside before it ('not \\boxed{B}'), dismissed after
+    it ('\\boxed{C} is wrong', '\\boxed{B} would be wrong') or asked about ('Is it \\boxed{B} or
+    \\boxed{C}?') does not count. A box followed by another label ('\\boxed{B} or C') offers both.
+    Boxes naming different labels ('\\boxed{B} or \\boxed{C}', one per line), or a box offering
+    several, are a hedge: '' — unless the text rejects all but one of those labels after boxing
+    them ('\\boxed{B} Wait, B is incorrect. The answer is \\boxed{C}.')."""
+    counted: list[tuple[str, int]] = []  # (content, end) of the boxes that count, last first
+    asked = False  # the next box is asked about, and so is one joined to it ('\\boxed{B} or \\boxed{C}?')
+    for start, end, content in reversed(_box_spans(text)):
+        if content is None:
+            continue
+        after = _AFTER_BOX.match(text, end).end()
+        asked = bool(_ASKED.match(text, after)) or (asked and _BOX_JOINER.match(text, after) is not None)
+        quoted = _QUOTE_BEFORE.search(text, max(0, start - 3), start) and _QUOTE_AFTER.match(text, end)
+        if not (asked or quoted or _dismissed(text, start, after)):
+            counted.append((content, after))
+    boxes: list[tuple[str, int]] = []  # (verdict, end of the box and any labels joined to it)
+    for content, after in reversed(counted):
+        verdict = _box_verdict(content, labels, choices, known)
+        if verdict is None:
+            continue
+        joined, after = _joined(text, after, known)
+        boxes.append((verdict if not joined - {verdict} else "", after))
+    if not boxes:
+        return None
+    verdicts = {verdict for verdict, _ in boxes}
+    if len(verdicts) > 1 and "" not in verdicts:
+        rejected = _rejections(text, known)
+        kept = [(verdict, end) for verdict, end in boxes if rejected.get(verdict, -1) < end]
+        if len({verdict for verdict, _ in kept}) == 1:
+            boxes, verdicts = kept, {kept[0][0]}
+    return (boxes[0][0] if len(verdicts) == 1 else ""), boxes[-1][1]
 
 
 def extract_choice_label(text: str, labels: Sequence[str] = DEFAULT_LABELS,
@@ -839,13 +1035,17 @@ def extract_choice_label(text: str, labels: Sequence[str] = DEFAULT_LABELS,
     """The choice label a generation commits to ("C", "C.", "(C)", "C) text", "The answer is C",
     "**Answer:** C", "I'd go with C.", "D is wrong, so B", "c", numeric labels), in the
     dataset's spelling; '' when it names none, or offers several ("C and D", "A, B, C or D",
-    "B/C"): a hedge is not an answer.
+    "B/C", "B or maybe C", "B (or C)", "\\boxed{B} or \\boxed{C}"): a hedge is not an answer.
 
-    Only the row's own labels count. Order: a final ``\\boxed{}`` naming a label or a choice's
-    text, then the last explicit statement ('answer is C', 'go with C'), then the last conclusion
-    ('so B'), then the last label called right ('C is correct'), then a label opening the text
-    (unless called wrong or asked about there: 'D is wrong', 'B?'), then the last line or
-    sentence holding only a label, then the text of a choice.
+    Only the row's own labels count, and a label the text sets aside ('not B', "wouldn't choose
+    B", 'B is wrong', 'B would be wrong', 'B?') is not the one it commits to. Order: the
+    response's boxes (_boxed_choice), unless the text after the last of them states another
+    answer (a correction: '\\boxed{B} … The answer is C.'); then the last explicit statement
+    ('answer is C', 'go with C'), the last conclusion ('so B', 'Actually, C'), the last 'not B,
+    it's C', the last label called right ('C is correct'); then a label opening the text, the
+    last line or sentence holding only a label; then the bare mentions ('Option A: …'), when
+    they name one label (an analysis going through every option names none); then the text of a
+    choice.
     """
     labels = [str(label) for label in labels] or list(DEFAULT_LABELS)
     by_upper = {label.strip().upper(): label for label in labels}
@@ -856,32 +1056,31 @@ def extract_choice_label(text: str, labels: Sequence[str] = DEFAULT_LABELS,
     def known(token: str) -> str | None:
         return by_upper.get(token.upper())
 
-    def committed(offered: set[str]) -> str:
-        return next(iter(offered)) if len(offered) == 1 else ""
-
     boxed = _boxed_choice(text, labels, choices, known)
     if boxed is not None:
-        return boxed
+        label, end = boxed
+        later = _stated(text, known, end) if label else None
+        return _committed(later) if later and later != {label} else label
 
-    for pattern in (_EXPLICIT, _CONCLUSION, _AFFIRMED):
-        for match in reversed(list(pattern.finditer(text))):
-            offered = _offered(text, match, known)
-            if offered:
-                return committed(offered)
+    stated = _stated(text, known)
+    if stated:
+        return _committed(stated)
     first_line = _choice_key(text.splitlines()[0])
     if len(first_line) > 3:  # the text of a choice, e.g. 'C_{6}H_{12}O_{6}' (not a label and more)
         named = _choice_named(first_line, labels, choices)
         if named:
             return named
     match = _LEADING.match(text)
-    if match:
-        offered = _offered(text, match, known)
-        if offered and not _REJECTED.match(text, _offered_end(text, match)):
-            return committed(offered)
+    offer = _offer(text, match, known) if match else None
+    if offer and not _REJECTED.match(text, offer[1]):
+        return _committed(offer[0])
     for sentence in reversed(_SENTENCE_BREAK.split(text)):
         bare = _BARE_LINE.fullmatch(sentence)
         if bare and known(bare.group(1)):
             return known(bare.group(1))
+    mentioned = _mentioned(text, known)
+    if mentioned:
+        return _committed(mentioned)
     return _choice_named(first_line, labels, choices) or ""
 
 

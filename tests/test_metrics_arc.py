@@ -65,6 +65,32 @@ def test_hedges_and_committed_labels(generated, expected):
     assert ARC.extract(generated, LETTERS) == expected
 
 
+# Boxes whose reading depends on the choices' texts: a choice's text wins over a label that opens
+# it ('B cells' is the choice 'B cells', not label B), and a label of a numeric question offered
+# beside another is a hedge.
+CATS = {"label": "B", "labels": ["A", "B", "C", "D"], "choices": ["cat", "wildcat", "dog", "wolf"]}
+CELLS = {"label": "C", "labels": ["A", "B", "C", "D"],
+         "choices": ["T cells", "red blood cells", "B cells", "platelets"]}
+
+
+@pytest.mark.parametrize("reference, generated, expected", [
+    (CATS, "\\boxed{cat}", "A"),
+    (CATS, "\\boxed{wildcat}", "B"),
+    (CATS, "\\boxed{Wildcat}", "B"),
+    (CATS, "\\boxed{\\text{Cat.}}", "A"),
+    (CELLS, "\\boxed{B cells}", "C"),
+    (CELLS, "\\boxed{\\text{B cells}}", "C"),
+    (CELLS, "\\boxed{T cells}", "A"),
+    (CELLS, "\\boxed{B. red blood cells}", "B"),
+    (NUMBERS, "\\boxed{(2)}", "2"),
+    (NUMBERS, "\\boxed{2 \\text{ or } 3}", ""),
+    (NUMBERS, "\\boxed{2} or \\boxed{3}", ""),
+    (NUMBERS, "\\boxed{3. three}", "3"),
+])
+def test_boxes_read_by_the_choices_texts(reference, generated, expected):
+    assert ARC.extract(generated, reference) == expected
+
+
 @pytest.mark.parametrize("generated, expected", [
     ("C", "C"), ("  C\n", "C"), ("<think>A or C?</think>\nC", "C"),
     ("C.", ""), ("(C)", ""), ("c", ""), ("The answer is C", ""), ("**C**", ""), ("E", ""),

@@ -150,10 +150,11 @@ TASK = TaskKind(
     extract_strict=extract_strict,
     follows_format=follows_format,
     grading=("Strict: the response must be one of the question's labels and nothing else. Lenient: the label "
-             "the response commits to — a final \\boxed{} naming a label or a choice's text, an explicit 'the "
-             "answer is C', a conclusion after reasoning ('D is wrong, so B'), a leading or lone label, or the "
-             "text of a choice; a response offering several labels ('C or D') names none. Correct when that "
-             "label is the gold one."),
+             "the response commits to — its \\boxed{} answers naming a label or a choice's text (unless a later "
+             "sentence corrects them), an explicit 'the answer is C', a conclusion after reasoning ('D is wrong, "
+             "so B'), a leading or lone label, a single option mentioned, or the text of a choice; labels it sets "
+             "aside ('not B', 'B is wrong') do not count, and a response offering several labels ('C or D', "
+             "'\\boxed{B} or \\boxed{C}', 'B or maybe C') names none. Correct when that label is the gold one."),
     score=score,
     metrics=M.arc_metrics,
     statistics=statistics,
