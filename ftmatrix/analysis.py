@@ -944,7 +944,7 @@ def seeds(study: Study) -> list[dict]:
         base = study.base_group(group.model, group.eval_task)
         notes = []
         if base is not None:
-            # Judged as the vs_base and transfer tables judge it (seeds' agreement, right answers).
+            # Judged as the transfer table judges the same group (seeds' agreement, right answers).
             checked = _judge(study, group, base, study.compare(group, base), GAINS)
             row.update({"vs_base_diff": checked.get("diff"), "vs_base_ci_low": checked.get("diff_ci_low"),
                         "vs_base_ci_high": checked.get("diff_ci_high"),
