@@ -126,6 +126,11 @@ def squad_score(prediction: str, answers: Sequence[str]) -> dict:
 
 _QUOTE_PAIRS = {('"', '"'), ("'", "'"), ("`", "`"), ("“", "”"), ("‘", "’"), ("«", "»"), ("„", "“"), ("„", "”")}
 SQUAD_ABSTAIN_WORD = "unanswerable"
+# What a response that gives no answer at all reads as — nothing, only thinking, cut off inside
+# its thinking, a bare 'Answer:' — rather than the abstention '' (which the official scoring
+# credits on an unanswerable question: a model that rambles past its token budget would earn it).
+# A mark no gold answer holds: every question scores 0 with it, and it is no abstention.
+SQUAD_NO_ANSWER = "∅"
 # Markdown emphasis and code marks: '**Answer:** Paris', '*Paris*', '`Paris`'.
 _EMPHASIS = re.compile(r"\*\*|__|(?<!\w)[*_`]+|[*_`]+(?!\w)")
 _LEAD_IN = re.compile(
@@ -179,8 +184,11 @@ def _unquote(line: str) -> str:
 
 def extract_span_strict(text: str) -> str:
     """The span in exactly the form the prompt asks for: the whole response (after any
-    thinking) is the answer, and only the prompt's word 'unanswerable' abstains ('')."""
+    thinking) is the answer, and only the prompt's word 'unanswerable' abstains (''); a response
+    with nothing after its thinking gives no answer (SQUAD_NO_ANSWER)."""
     text = strip_thinking(text).strip()
+    if not text:
+        return SQUAD_NO_ANSWER
     return "" if squad_normalize(text) == SQUAD_ABSTAIN_WORD else text
 
 
@@ -189,7 +197,7 @@ def squad_follows_format(text: str) -> bool:
     best-effort extraction does (up to the official normalisation)? 'Paris.' and '"Paris"' are;
     'Answer: Paris', 'The context does not say.' and 'Paris' plus an explanation are not."""
     literal = strip_thinking(text or "").strip()
-    if "\n" in literal:
+    if not literal or "\n" in literal:
         return False
     return squad_normalize(extract_span_strict(literal)) == squad_normalize(extract_span(literal))
 
@@ -198,7 +206,8 @@ def extract_span(text: str) -> str:
     """The answer span of a SQuAD-style generation, best effort: the first non-empty line (the
     next one when that line is only a prefix such as 'Answer:'), without markdown emphasis, a
     lead-in ('Based on the context, the answer is'), an answer prefix or surrounding quotes.
-    An abstention (is_abstention) becomes '' (no answer)."""
+    An abstention (is_abstention) becomes ''; a response that gives no answer at all (nothing
+    after its thinking, or only a prefix) becomes SQUAD_NO_ANSWER, which no question credits."""
     lines = [ln.strip() for ln in strip_thinking(text).splitlines() if ln.strip()]
     line = ""
     for i, raw in enumerate(lines[:2]):
@@ -208,9 +217,9 @@ def extract_span(text: str) -> str:
         if line or i == 1:
             break
     line = _unquote(line)
-    if not line or is_abstention(line):
-        return ""
-    return line
+    if not line:
+        return SQUAD_NO_ANSWER
+    return "" if is_abstention(line) else line
 
 
 def squad_metrics(rows: Sequence[dict]) -> dict:

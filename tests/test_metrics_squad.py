@@ -199,7 +199,13 @@ def test_official_sample_with_gold_predictions_scores_100(shared_data):
     ("None", "None"),        # an answer: the dev set has questions whose answer is "None"
     ("unknown", "unknown"),
     ("N/A", ""),
-    ("", ""),
+    # No answer at all is no abstention: nothing, only thinking, cut off inside it, a bare prefix.
+    ("", M.SQUAD_NO_ANSWER),
+    ("  \n ", M.SQUAD_NO_ANSWER),
+    ("<think>\nThe answer is Paris.\n</think>", M.SQUAD_NO_ANSWER),
+    ("<think>\nI think it is Paris, but", M.SQUAD_NO_ANSWER),
+    ("Answer:\n\n", M.SQUAD_NO_ANSWER),
+    ("The answer is", M.SQUAD_NO_ANSWER),
     ("Answer:\nParis", "Paris"),                 # the answer on the line after its prefix
     ("**Answer:**\n\nParis", "Paris"),
     ("The answer is Paris.", "Paris."),
@@ -224,6 +230,11 @@ def test_span_extraction(generated, expected):
     ("None", ["None"], 100.0),
     ("None", [], 0.0),                 # on an unanswerable question "None" is a wrong answer
     ("The context does not say.", [], 100.0),
+    # A response that gives no answer earns no abstention's credit on an unanswerable question.
+    ("", [], 0.0),
+    ("<think>\nThe passage never says when it opened, so", [], 0.0),
+    ("Answer:", [], 0.0),
+    ("", ["Paris"], 0.0),
 ])
 def test_issue_cases_score(generated, answers, f1):
     reference = {"answers": answers, "is_impossible": not answers}
@@ -238,6 +249,16 @@ def test_issue_cases_score(generated, answers, f1):
     ("Answer: Paris", "Answer: Paris"),          # not the asked form: taken as written
     ("The context does not say.", "The context does not say."),
     ("None", "None"),
+    ("", M.SQUAD_NO_ANSWER),                     # nothing is no abstention
+    ("<think>still thinking", M.SQUAD_NO_ANSWER),
 ])
 def test_strict_span_is_the_whole_response(generated, expected):
     assert M.extract_span_strict(generated) == expected
+
+
+@pytest.mark.parametrize("generated", ["", "<think>The passage does not say.</think>", "<think>cut off"])
+def test_a_response_with_no_answer_is_not_in_the_asked_form_nor_an_abstention(generated):
+    assert not M.squad_follows_format(generated)
+    rows = [{"extracted": M.extract_span(generated), "reference": {"answers": []}}]
+    metrics = M.squad_metrics(rows)
+    assert metrics["NoAns_f1"] == 0.0 and metrics["abstain_rate"] == 0.0

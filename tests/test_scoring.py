@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from ftmatrix import io
+from ftmatrix import metrics as M
 from ftmatrix.errors import DataError
 from ftmatrix.records import CellMetrics
 from ftmatrix.scoring import score_cell
@@ -154,7 +155,9 @@ def test_hostile_outputs_are_scored_not_crashed(tmp_path, shared_data, kind):
     assert doc["headline"]["ci_low"] <= value <= doc["headline"]["ci_high"]
     for name, (lo, hi) in doc["ci"].items():
         assert lo is None or lo <= hi, name
-    assert preds[2]["extracted"] == "" and preds[8]["extracted"] == ""        # empty and blank: no answer
+    # Empty and blank: no answer (for SQuAD v2 the mark that is no abstention either).
+    no_answer = M.SQUAD_NO_ANSWER if kind == "squad_v2" else ""
+    assert preds[2]["extracted"] == no_answer and preds[8]["extracted"] == no_answer
 
 
 def test_squad_reports_hasans_and_noans_with_intervals(tmp_path, shared_data):

@@ -157,8 +157,9 @@ TASK = TaskKind(
     follows_format=follows_format,
     grading=(f"Strict: the whole response is the span, and only \"{ABSTAIN}\" abstains. Lenient: the first line "
              f"(the next one after a lone 'Answer:'), without prefixes, markdown or quotes; sentences saying the "
-             f"context does not answer also abstain, while 'None' is an answer. Scored by the official SQuAD v2 "
-             f"exact match and token F1 (an abstention is right on an unanswerable question)."),
+             f"context does not answer also abstain, while 'None' is an answer; a response with no answer at all "
+             f"(nothing after its thinking, or a bare 'Answer:') is no abstention and scores 0. Scored by the "
+             f"official SQuAD v2 exact match and token F1 (an abstention is right on an unanswerable question)."),
     score=score,
     metrics=M.squad_metrics,
     statistics=statistics,
