@@ -322,8 +322,12 @@ _DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\circ(?![A-Za-z])|\\degree(?
 _SIMPLE = re.compile(r"[A-Za-z0-9.]+")
 _MIXED = re.compile(r"(\d+)\s*\\frac\s*\{(\d+)\}\s*\{(\d+)\}")
 _SQRT_SHORT = re.compile(r"\\sqrt\s*([0-9A-Za-z])")
+# A number and its unit ('5 cm', '12 apples'); words that change the number ('5 thousand', '2
+# dozen', '5 squared', '5 less') are no unit.
 _UNIT_SUFFIX = re.compile(
-    r"([+-]?(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:/\d+)?)\s*((?:[A-Za-z]{2,}\.?)(?:\^\{?\d\}?)?(?:\s+[A-Za-z]+\.?)*)"
+    r"([+-]?(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:/\d+)?)\s*"
+    r"((?!(?:hundreds?|thousands?|millions?|billions?|trillions?|dozens?|squared|cubed|less|more|fewer|times|greater"
+    r"|smaller)\b)(?:[A-Za-z]{2,}\.?)(?:\^\{?\d\}?)?(?:\s+[A-Za-z]+\.?)*)"
 )
 _ASSIGNMENT = re.compile(r"([A-Za-z])\s*=\s*(.+)", re.DOTALL)
 _THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
@@ -332,6 +336,8 @@ _SIGNED_PART = r"\(?([+-]?(?:\d+(?:\.\d*)?|\.\d+))\)?"
 _RATIO = re.compile(rf"([+-]?){_SIGNED_PART}/{_SIGNED_PART}")
 _LETTER_CHOICE = re.compile(r"\(([A-Za-z])\)")
 _SPACED_THOUSANDS = re.compile(r"(?<![\d.])\d{1,3}(?: \d{3})+(?:\.\d+)?(?![\d.])")
+# A comma and a space between digits: a list ('1, 330'), not a thousands separator ('1,330').
+_LISTED = re.compile(r"\d,\s+\d")
 _SPACE_OUTSIDE_NUMBERS = re.compile(r"(?<!\d)\s+|\s+(?!\d)")
 # Minus signs and dashes a model may write for '-' (NFKC keeps them).
 _MINUS = str.maketrans({"\u2212": "-", "\u2012": "-", "\u2013": "-", "\ufe63": "-", "\uff0d": "-"})
@@ -434,7 +440,9 @@ def _replace_fracs(s: str, depth: int = 0) -> str:
     return "".join(out)
 
 
-def _normalize_math_once(s: str) -> str:
+def _normalize_math_once(s: str, listed: bool = False) -> str:
+    """One pass of normalize_math_answer; ``listed``: the answer is a list ('1, 330'), whose
+    commas are never thousands separators."""
     s = unicodedata.normalize("NFKC", s).translate(_MINUS).strip()
     boxed = last_boxed(s)
     if boxed is not None:
@@ -471,7 +479,8 @@ def _normalize_math_once(s: str) -> str:
     if base:  # '1001_8': the dataset writes the digits alone ('1001')
         s = base.group(1)
     if _THOUSANDS.fullmatch(s):
-        s = s.replace(",", "")
+        s = s.replace(",", ", ") if listed else s.replace(",", "")  # a list keeps its ', '
+
     if s.startswith("+"):
         s = s[1:]
     value = _as_fraction(s)
@@ -499,9 +508,11 @@ def normalize_math_answer(answer: str) -> str:
     s = answer if isinstance(answer, str) else str(answer)
     if len(s) > _MAX_ANSWER_CHARS:
         return s  # no final answer is this long: compared as written (and in bounded time)
+    # '1, 330' (several answers, as several boxes are joined) is a list, never the number 1,330.
+    listed = bool(_LISTED.search(s))
     # Each pass can expose another layer (a box in a box, 'x = y = 3'): repeat to a fixed point.
     for _ in range(8):
-        t = _normalize_math_once(s)
+        t = _normalize_math_once(s, listed)
         if t == s:
             break
         s = t
@@ -635,29 +646,46 @@ def committed_boxes(text: str) -> list[str]:
 
 
 _UNCLOSED_BOX = re.compile(r"^\$*\s*\\(?:boxed|fbox)\s*\{(?!.*\})")
-_ANSWER_IS = re.compile(r"answer\s*(?:is|:)\s*:?\s*([^\n]+)", re.IGNORECASE)
-_LAST_NUMBER = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?")
+# 'The answer is 5', 'Answer: 5' — not a verdict on an answer ('this answer is correct: 5 * 2 = 10').
+_ANSWER_IS = re.compile(r"answer\s*(?:is|:)(?!\s*:?\s*(?:correct|right|wrong|incorrect|true|false|valid|verified)\b)"
+                        r"\s*:?\s*([^\n]+)", re.IGNORECASE)
+_CUT_BOX_TAIL = re.compile(r"\\(?:boxed|fbox)\s*\{\s*([^{}]*?)\s*$")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
+_LAST_NUMBER = re.compile(r"[+-]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:\s*/\s*\d+)?")
+
+
+def _cut_in_last_box(text: str) -> bool:
+    """Does the response (after any thinking) end inside an unclosed ``\\boxed{`` — its final
+    answer cut off by the token budget?"""
+    spans = _box_spans(strip_thinking(text))
+    return bool(spans) and spans[-1][2] is None
 
 
 def extract_math_answer_strict(text: str) -> str:
     """The answer in the form the prompt asks for: what the response puts in ``\\boxed{}``;
-    '' without a box. Several different boxed answers are all returned, joined by ', ' (a
-    response that commits to '4' and to '5' matches neither)."""
+    '' without a box, or when the last box is cut off (an earlier box is not the final answer).
+    Several different boxed answers are all returned, joined by ', ' (a response that commits to
+    '4' and to '5' matches neither)."""
+    if _cut_in_last_box(text):
+        return ""
     return ", ".join(committed_boxes(text))
 
 
 def math_follows_format(text: str) -> bool:
-    """Does the response put its answer in ``\\boxed{}``, as the prompt asks?"""
-    return bool(committed_boxes(text))
+    """Does the response put its answer in ``\\boxed{}``, as the prompt asks (and close it)?"""
+    return bool(committed_boxes(text)) and not _cut_in_last_box(text)
 
 
 def extract_math_answer(text: str) -> str:
     """Best-effort final answer: the boxed answer(s) as in the strict form; without a box, what
-    follows the last 'answer is' / 'Answer:'; else the last number; else '' (no answer)."""
+    follows the last 'answer is' / 'Answer:' (a cut-off 'answer is \\boxed{58' reads 58); where the
+    final box is cut off, the plain number in it, else no answer; else the last number; else ''
+    (no answer)."""
     boxed = extract_math_answer_strict(text)
     if boxed:
         return boxed
-    text = strip_thinking(text)
+    cut = _cut_in_last_box(text)
+    text = strip_thinking(text).replace("\u2212", "-")
     stated = None
     for stated in _ANSWER_IS.finditer(text):
         pass
@@ -666,6 +694,12 @@ def extract_math_answer(text: str) -> str:
         answer = _UNCLOSED_BOX.sub("", answer).strip()  # a truncated 'answer is \\boxed{58'
         if answer:
             return answer
+    if cut:
+        # The final box was cut off: a plain number in it is the answer it was writing (as after
+        # 'answer is'); anything else ('\\boxed{\\frac{1}{2') is no answer, and the last number
+        # (inside that box) is not one either.
+        partial = _CUT_BOX_TAIL.search(text)
+        return partial.group(1) if partial and _PLAIN_NUMBER.fullmatch(partial.group(1)) else ""
     number = None
     for number in _LAST_NUMBER.finditer(text):
         pass

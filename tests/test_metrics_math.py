@@ -108,7 +108,11 @@ def test_parse_number(answer, value):
     ("first \\boxed{3}, then \\boxed{\\frac{1}{\\sqrt{2}}}", "3, \\frac{1}{\\sqrt{2}}"),
     ("\\boxed{4} \\text{ or } \\boxed{5}", "4, 5"),
     ("\\boxed{0.5}, that is \\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),   # the same answer twice
-    ("\\boxed{3} … and the answer is \\boxed{12", "3"),                # an unclosed box is no answer
+    # The final box cut off: the number it was writing, never an earlier box nor a number inside it.
+    ("\\boxed{3} … and the answer is \\boxed{12", "12"),
+    ("\\boxed{3} first, and the final \\boxed{12", "12"),
+    ("\\boxed{5} then the final \\boxed{", ""),
+    ("So the result is \\boxed{\\frac{1}{2", ""),
     ("\\boxed{\\{1, 2\\}}", "\\{1, 2\\}"),
     ("\\boxed 7", "7"),
     ("\\fbox{12}", "12"),
@@ -170,3 +174,34 @@ def test_real_gold_answers_match_themselves_and_their_solutions(shared_data):
             misses.append((extracted, gold))
     # The sample has two solutions whose box holds an unevaluated expression ('9!' for 362880).
     assert len(misses) <= 2, misses
+
+
+@pytest.mark.parametrize("generated, gold, credited", [
+    # Two boxes are two answers, never one number with a thousands comma.
+    ("It is either \\boxed{1} or \\boxed{330}.", "1330", False),
+    ("The tens digit is \\boxed{4}, and the total is \\boxed{500}.", "4500", False),
+    ("\\boxed{4}, \\boxed{5}", "4, 5", True),
+    ("\\boxed{1,330}", "1330", True),
+    ("\\boxed{124, 248}", "124, 248", True),
+    ("\\boxed{124248}", "124, 248", False),         # one number is not the list of two
+    # A verdict on an answer is not the answer: 'this answer is correct: 5 * 2 = 10'.
+    ("The answer is 5.\n\nLet me verify that this answer is correct: 5 * 2 = 10.", "5", True),
+    ("The answer is 5.\n\nLet me verify that this answer is correct: 5 * 2 = 10.", "10", False),
+    # A final box cut off: an earlier box is not the final answer, nor a number inside the cut box.
+    ("\\boxed{3} first, and the final answer is \\boxed{12", "3", False),
+    ("\\boxed{5} then the final \\boxed{", "5", False),
+    ("So the result is \\boxed{\\frac{1}{2", "2", False),
+    # The last-number fallback keeps a Unicode minus and a leading decimal point.
+    ("So x = \u22125.", "5", False),
+    ("So x = \u22125.", "-5", True),
+    ("The probability is .5", "5", False),
+    ("The probability is .5", "0.5", True),
+    # Words that change a number are no unit.
+    ("\\boxed{5 \\text{ thousand}}", "5", False),
+    ("\\boxed{2 \\text{ dozen}}", "2", False),
+    ("\\boxed{5 \\text{ squared}}", "5", False),
+    ("\\boxed{5 \\text{ cm}}", "5", True),
+])
+def test_no_credit_for_an_answer_the_response_did_not_commit_to(generated, gold, credited):
+    reference = {"answer": gold}
+    assert (MATH.score(MATH.extract(generated, reference), reference)["exact_match"] == 100.0) is credited

@@ -100,8 +100,9 @@ TASK = TaskKind(
     follows_format=follows_format,
     grading=("Strict: the answer in \\boxed{}; lenient: the boxed answer, else a final 'the answer is …', else "
              "the last number. Correct when it equals the expected answer after normalisation (units, "
-             "thousands separators, 'x =', percentages) or by math-verify's symbolic and numeric check; a "
-             "response that boxes two different answers is wrong."),
+             "thousands separators, 'x =', percentages; words such as 'thousand' or 'dozen' are no unit) or by "
+             "math-verify's symbolic and numeric check; a response that boxes two different answers is wrong, "
+             "and one whose final box is cut off answers only the plain number it was writing."),
     score=score,
     metrics=M.math_metrics,
     statistics=statistics,
