@@ -584,6 +584,13 @@ GAINS = (SIGNIFICANT_UP,)
 WINS = (SIGNIFICANT_UP, SIGNIFICANT_DOWN)
 
 
+def verdict_follows_check(row: dict) -> bool:
+    """Whether a comparison row's verdict follows the task's correctness metric against its
+    headline (``verdict_metric``; a row read back from a table may hold NaN for a missing name)."""
+    check = row.get("check_metric")
+    return isinstance(check, str) and row.get("verdict_metric") == check != row.get("headline_metric")
+
+
 def _add_note(result: dict, note: str) -> None:
     result["note"] = "; ".join(part for part in (result.get("note"), note) if part)
 

@@ -118,6 +118,8 @@ def _short_metric(name: str, matrix=None, eval_task: str | None = None) -> str:
 
 
 def transfer_heatmap(plt, matrix, tables):
+    from ftmatrix.analysis import verdict_follows_check
+
     table = tables["transfer"]
     table = table[table["diff"].notna()] if "diff" in table else table.iloc[0:0]
     title = "Change against the untuned base (training task × evaluation task)"
@@ -150,8 +152,7 @@ def transfer_heatmap(plt, matrix, tables):
             significant = row["significance"] in ("better", "worse")
             # The table's verdict followed the task's correctness metric, which went significantly the
             # other way (ARC: macro-F1 up, accuracy down): the cell's number is not its verdict's sign.
-            decided = (significant and isinstance(row.get("check_metric"), str)
-                       and row.get("verdict_metric") == row["check_metric"] != row.get("headline_metric"))
+            decided = significant and verdict_follows_check(row)
             against = against or decided
             text = f"{row['diff']:+.1f}{'†' if decided else '*' if significant else ''}"
             ax.text(j, i, text, ha="center", va="center", fontsize=9,

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping
 
 from ftmatrix.analysis import (CORRELATION_WORDS, FASTER, SIGNIFICANT_DOWN, SIGNIFICANT_UP, TRANSFER_EFFECTS,
-                               UNCONFIRMED_GAIN, ranks_to_test, verdict as interval_verdict)
+                               UNCONFIRMED_GAIN, ranks_to_test, verdict as interval_verdict, verdict_follows_check)
 from ftmatrix.grid import NO_TASK
 from ftmatrix.numeric import finite
 
@@ -220,22 +220,16 @@ def quality(topic: str, subject: Subject, row: dict, confidence: float) -> Findi
                     effect=Effect(float(row["check_diff"]), POINTS),
                     interval=_interval(row.get("check_diff_ci_low"), row.get("check_diff_ci_high"), confidence),
                     covers=_covers(row))
-    if _decided_by_check(row):
+    if verdict_follows_check(row):
         # The two went significantly opposite ways and the analysis followed the right answers:
         # the finding is the correctness metric's, the headline beside it.
         return replace(check, verdict=verdict, facts={"check": headline})
     return replace(headline, facts={**facts, "check": check})
 
 
-def _decided_by_check(row: dict) -> bool:
-    """Whether a comparison row's verdict follows the task's correctness metric against its headline."""
-    return bool(row.get("check_metric")) and row.get("verdict_metric") == row["check_metric"] \
-        and row["check_metric"] != row.get("headline_metric")
-
-
 def _verdict_diff(row: dict) -> float:
     """The difference a row's verdict rests on (the correctness metric's where it decided)."""
-    return float(row["check_diff"] if _decided_by_check(row) else row["diff"])
+    return float(row["check_diff"] if verdict_follows_check(row) else row["diff"])
 
 
 def latency(topic: str, subject: Subject, row: dict, confidence: float) -> Finding | None:

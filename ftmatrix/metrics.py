@@ -649,16 +649,18 @@ _UNCLOSED_BOX = re.compile(r"^\$*\s*\\(?:boxed|fbox)\s*\{(?!.*\})")
 # 'The answer is 5', 'Answer: 5' — not a verdict on an answer ('this answer is correct: 5 * 2 = 10').
 _ANSWER_IS = re.compile(r"answer\s*(?:is|:)(?!\s*:?\s*(?:correct|right|wrong|incorrect|true|false|valid|verified)\b)"
                         r"\s*:?\s*([^\n]+)", re.IGNORECASE)
-_CUT_BOX_TAIL = re.compile(r"\\(?:boxed|fbox)\s*\{\s*([^{}]*?)\s*$")
 _PLAIN_NUMBER = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
 _LAST_NUMBER = re.compile(r"[+-]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:\s*/\s*\d+)?")
 
 
-def _cut_in_last_box(text: str) -> bool:
-    """Does the response (after any thinking) end inside an unclosed ``\\boxed{`` — its final
-    answer cut off by the token budget?"""
-    spans = _box_spans(strip_thinking(text))
-    return bool(spans) and spans[-1][2] is None
+def _cut_final_box(text: str) -> str | None:
+    """What the final box holds when the response (after any thinking) ends inside it, unclosed:
+    its final answer cut off by the token budget; None when it does not."""
+    text = strip_thinking(text)
+    spans = _box_spans(text)
+    if not spans or spans[-1][2] is not None:
+        return None
+    return text[spans[-1][1]:].strip().removeprefix("{").strip()
 
 
 def extract_math_answer_strict(text: str) -> str:
@@ -666,14 +668,14 @@ def extract_math_answer_strict(text: str) -> str:
     '' without a box, or when the last box is cut off (an earlier box is not the final answer).
     Several different boxed answers are all returned, joined by ', ' (a response that commits to
     '4' and to '5' matches neither)."""
-    if _cut_in_last_box(text):
+    if _cut_final_box(text) is not None:
         return ""
     return ", ".join(committed_boxes(text))
 
 
 def math_follows_format(text: str) -> bool:
     """Does the response put its answer in ``\\boxed{}``, as the prompt asks (and close it)?"""
-    return bool(committed_boxes(text)) and not _cut_in_last_box(text)
+    return bool(committed_boxes(text)) and _cut_final_box(text) is None
 
 
 def extract_math_answer(text: str) -> str:
@@ -684,7 +686,7 @@ def extract_math_answer(text: str) -> str:
     boxed = extract_math_answer_strict(text)
     if boxed:
         return boxed
-    cut = _cut_in_last_box(text)
+    cut = _cut_final_box(text)
     text = strip_thinking(text).replace("\u2212", "-")
     stated = None
     for stated in _ANSWER_IS.finditer(text):
@@ -694,12 +696,12 @@ def extract_math_answer(text: str) -> str:
         answer = _UNCLOSED_BOX.sub("", answer).strip()  # a truncated 'answer is \\boxed{58'
         if answer:
             return answer
-    if cut:
+    if cut is not None:
         # The final box was cut off: a plain number in it is the answer it was writing (as after
         # 'answer is'); anything else ('\\boxed{\\frac{1}{2') is no answer, and the last number
         # (inside that box) is not one either.
-        partial = _CUT_BOX_TAIL.search(text)
-        return partial.group(1) if partial and _PLAIN_NUMBER.fullmatch(partial.group(1)) else ""
+        cut = cut.replace("\u2212", "-")
+        return cut if _PLAIN_NUMBER.fullmatch(cut) else ""
     number = None
     for number in _LAST_NUMBER.finditer(text):
         pass
