@@ -134,11 +134,11 @@ SQUAD_NO_ANSWER = "∅"
 # Markdown emphasis and code marks: '**Answer:** Paris', '*Paris*', '`Paris`'.
 _EMPHASIS = re.compile(r"\*\*|__|(?<!\w)[*_`]+|[*_`]+(?!\w)")
 _LEAD_IN = re.compile(
-    r"^(?:(?:so|thus|therefore|hence|ok(?:ay)?|sure|well)\s*,?\s+)?"
+    r"^(?:(?:so|thus|therefore|hence|ok(?:ay)?|sure)\s*,?\s+|well\s*,\s*)?"
     r"(?:(?:based\s+on|according\s+to|from|given)\s+(?:the\s+)?(?:context|passage|text)(?:\s+(?:above|provided|given))?\s*,\s*)?",
     re.IGNORECASE)
 _ANSWER_PREFIX = re.compile(
-    r"^(?:the\s+)?(?:final\s+|short\s+|correct\s+)?(?:answer|response)"
+    r"^(?:here\s+is\s+|here['’]s\s+)?(?:the\s+|my\s+)?(?:final\s+|short\s+|correct\s+)?(?:answer|response)"
     r"(?:\s+(?:to\s+the\s+question\s+)?(?:is|would\s+be|will\s+be)\s*:?|\s*[:：\-–—]+)\s*",
     re.IGNORECASE)
 _ABSTAIN = re.compile(
@@ -151,7 +151,8 @@ _ABSTAIN = re.compile(
 _PROSE_ABSTAIN = re.compile(
     r"\b(?:cannot|can\s*not|cant|could\s+not|couldnt)\s+be\s+(?:answered|determined|found)\b"
     r"|\b(?:context|passage|text|article)\s+(?:does|do|did)\s*(?:not|nt)\s+"
-    r"(?:say|mention|specify|state|provide|contain|include|give|answer|indicate|tell|address|discuss|describe)\b"
+    r"(?:(?:actually|explicitly|directly|specifically|clearly|really)\s+)?"
+    r"(?:say|mention|specify|state|provide|contain|include|give|answer|indicate|tell|address|discuss|describe|name|identify|list|explain)\b"
     r"|\b(?:not|never)\s+(?:mentioned|stated|specified|provided|given|found|answered|addressed|discussed)\s+"
     r"(?:in|by)\s+(?:context|passage|text|article)\b"
     r"|\bno\s+(?:information|mention|answer|indication|details?)\s+(?:about|on|of|regarding|for|in|is|was|to|found)\b"
@@ -161,15 +162,25 @@ _PROSE_ABSTAIN = re.compile(
 )
 
 
+# Bare abstentions that name no passage: 'Not mentioned.', 'Not stated here', 'I don't know.'
+# ('unknown', 'never' and 'none' are answers: the dev set has such spans.)
+_BARE_ABSTAIN = re.compile(
+    r"(?:it\s+is\s+|its\s+|this\s+is\s+|that\s+is\s+|answer\s+is\s+)?"
+    r"(?:not\s+(?:mentioned|stated|specified|provided|indicated|said)(?:\s+(?:anywhere|explicitly|directly|here))?"
+    r"|i\s+(?:do\s*not|dont|don\s+t)\s+know|i\s+(?:am|m)\s+not\s+sure|no\s+idea|(?:cannot|can\s*not|cant)\s+(?:say|tell)"
+    r"|no\s+(?:information|mention|details?)(?:\s+(?:given|provided|available))?)")
+
+
 def is_abstention(text: str) -> bool:
     """Does the text decline to answer? 'unanswerable' and its variants ('No answer.', 'cannot be
-    answered', 'N/A'), and sentences saying the context does not answer ('The context does not
-    say.'). Words that can be answers themselves ('None', 'unknown', 'never') are answers."""
+    answered', 'N/A', 'Not mentioned.', 'I don't know.'), and sentences saying the context does not
+    answer ('The context does not say.'). Words that can be answers themselves ('None', 'unknown',
+    'never') are answers."""
     text = text or ""
     if re.fullmatch(r"\s*n\s*/\s*a\s*\.?\s*", text, re.IGNORECASE):
         return True
     normal = squad_normalize(text)
-    return bool(_ABSTAIN.fullmatch(normal) or _PROSE_ABSTAIN.search(normal))
+    return bool(_ABSTAIN.fullmatch(normal) or _BARE_ABSTAIN.fullmatch(normal) or _PROSE_ABSTAIN.search(normal))
 
 
 def _unquote(line: str) -> str:
@@ -182,12 +193,113 @@ def _unquote(line: str) -> str:
     return line
 
 
+# Clause breaks inside one line: sentence ends, commas, semicolons and colons, dashes, brackets.
+_CLAUSE_BREAK = re.compile(r"[.!?;:,]+\s+|\s*[(\[]|[)\]]\s*|\s+[-–—]+\s+")
+# A clause that says nothing about the answer (normalised): politeness, lead-ins, connectives.
+_FILLER = re.compile(
+    r"(?:(?:i\s*m|i\s+am|we\s+are)\s+)?(?:sorry|afraid)|unfortunately|apologies|regrettably|sadly|alas|hmm|well|so"
+    r"|ok|okay|sure|no|however|but|note|though|although|that\s+said|in\s+short|to\s+be\s+honest"
+    r"|(?:based\s+on|according\s+to|from|given|looking\s+at|after\s+reading)\s+(?:context|passage|text|article)"
+    r"(?:\s+(?:above|provided|given))?|")
+# A guess offered beside an abstention ('… but it is probably Paris'): the response then hedges.
+_GUESS = re.compile(
+    r"\b(?:probably|possibly|perhaps|maybe|likely|presumably|my\s+(?:best\s+)?guess|if\s+i\s+(?:had|have)\s+to\s+guess"
+    r"|i\s+(?:would\s+|d\s+)?(?:guess|think|believe|assume|suspect)|(?:it|this|that|answer)\s+(?:might|may|could|would)\s+be)\b")
+# Two answers offered as alternatives with a word of doubt: 'Paris or possibly Lyon', 'maybe
+# Paris or Lyon'. (A bare 'X or Y' stays an answer: about one gold span in a hundred is one.)
+_ALTERNATIVE = re.compile(
+    r"\bor\s+(?:possibly|perhaps|maybe|probably|alternatively|else)\b|\bor\s+(?:it\s+)?(?:might|may|could)\s+be\b"
+    r"|\b(?:possibly|perhaps|maybe|probably)\b.*\bor\b")
+# A line that only introduces the answer: 'Sure!', 'Okay.', 'Sure! Here is the answer:'.
+_INTERJECTION = re.compile(r"(?:(?:sure|okay|ok|certainly|of\s+course|alright|absolutely|great)\b[\s!.,]*)+",
+                           re.IGNORECASE)
+_BULLET = re.compile(r"^(?:[-•]|\d{1,2}[.)])\s+")
+# A later line listing one more answer is short and is no sentence: 'London', '- Lyon'.
+_MAX_LISTED_WORDS = 6
+
+
+def _clean_line(raw: str) -> str:
+    """A line without markdown emphasis, a lead-in and an answer prefix."""
+    line = _EMPHASIS.sub("", raw).strip()
+    line = _LEAD_IN.sub("", line, count=1)
+    return _ANSWER_PREFIX.sub("", line, count=1).strip()
+
+
+def _line_reading(line: str) -> str:
+    """How one (cleaned) line reads: 'abstain' when it declines to answer and offers nothing else,
+    'hedge' when it both answers and abstains ('Paris, though the context does not say' or 'The
+    context does not say, but probably Paris') or offers alternatives with a word of doubt, else
+    'answer'."""
+    if is_abstention(line):
+        clauses = [c for c in _CLAUSE_BREAK.split(line) if c and c.strip()]
+        for i, clause in enumerate(clauses):
+            normal = squad_normalize(clause)
+            if _FILLER.fullmatch(normal):
+                continue
+            if not is_abstention(clause):
+                return "hedge"  # an answer first, then the abstention
+            rest = " ".join(clauses[i + 1:]).lower()
+            return "hedge" if _GUESS.search(rest.replace("’", "'").replace("'", " ")) else "abstain"
+        return "abstain"
+    return "hedge" if _ALTERNATIVE.search(line.lower()) else "answer"
+
+
+def _listed(raw: str) -> str | None:
+    """The answer a later line lists on its own ('London', '- Lyon'), normalised; None for a sentence,
+    a note or an aside."""
+    line = _BULLET.sub("", _EMPHASIS.sub("", raw).strip())
+    if not line or line[0] in "([" or ":" in line or line[-1] in ".!?" or len(line.split()) > _MAX_LISTED_WORDS:
+        return None
+    return squad_normalize(_unquote(line)) or None
+
+
+def read_squad_response(text: str) -> tuple[str, str]:
+    """(how the response reads, its span): ('answer', span), ('abstain', ''), ('hedge', '') or
+    ('none', '').
+
+    The answer is the first line that is more than an introduction ('Sure! Here is the answer:',
+    'Answer:'), without markdown emphasis, a lead-in ('Based on the context, the answer is'), an
+    answer prefix or surrounding quotes. A response hedges when it offers both an answer and an
+    abstention — on one line, or an answer with a later line that abstains ('However, the context
+    does not say.'), or an abstention with a later guess or listed answer — or several answers (a
+    later line listing another one; 'Paris or possibly Lyon'). Explanations and asides in brackets
+    on later lines are not read."""
+    lines = [ln.strip() for ln in strip_thinking(text).splitlines() if ln.strip()]
+    at, line = None, ""
+    for index, raw in enumerate(lines[:3]):
+        line = _unquote(_clean_line(raw))
+        # 'Sure! Here is the answer:' announces the next line ('in state X:' ending a response is a span).
+        introduces = raw.rstrip("*_` ").endswith(":") or _INTERJECTION.fullmatch(line)
+        if line and (index == len(lines) - 1 or not introduces):
+            at = index
+            break
+    if at is None:
+        return "none", ""
+    kind = _line_reading(line)
+    if kind == "hedge":
+        return "hedge", ""
+    answer = squad_normalize(line)
+    for raw in lines[at + 1:]:
+        later = _clean_line(raw)
+        if not later or later[0] in "([":
+            continue
+        listed = _listed(raw)
+        if kind == "abstain":
+            guess = _GUESS.search(later.lower().replace("’", " ").replace("'", " "))
+            if guess or (listed and not is_abstention(later)):
+                return "hedge", ""
+        elif (_line_reading(later) == "abstain" or (listed and listed != answer and not is_abstention(later))):
+            return "hedge", ""
+    return (kind, "") if kind == "abstain" else (kind, line)
+
+
 def extract_span_strict(text: str) -> str:
     """The span in exactly the form the prompt asks for: the whole response (after any
     thinking) is the answer, and only the prompt's word 'unanswerable' abstains (''); a response
-    with nothing after its thinking gives no answer (SQUAD_NO_ANSWER)."""
+    with nothing after its thinking gives no answer, and one that hedges (read_squad_response)
+    commits to none (SQUAD_NO_ANSWER for both)."""
     text = strip_thinking(text).strip()
-    if not text:
+    if not text or read_squad_response(text)[0] == "hedge":
         return SQUAD_NO_ANSWER
     return "" if squad_normalize(text) == SQUAD_ABSTAIN_WORD else text
 
@@ -195,31 +307,21 @@ def extract_span_strict(text: str) -> str:
 def squad_follows_format(text: str) -> bool:
     """Is the response the asked form: one line that, read literally as the span, reads as the
     best-effort extraction does (up to the official normalisation)? 'Paris.' and '"Paris"' are;
-    'Answer: Paris', 'The context does not say.' and 'Paris' plus an explanation are not."""
+    'Answer: Paris', 'The context does not say.', a hedge and 'Paris' plus an explanation are not."""
     literal = strip_thinking(text or "").strip()
-    if not literal or "\n" in literal:
+    if not literal or "\n" in literal or read_squad_response(literal)[0] == "hedge":
         return False
     return squad_normalize(extract_span_strict(literal)) == squad_normalize(extract_span(literal))
 
 
 def extract_span(text: str) -> str:
-    """The answer span of a SQuAD-style generation, best effort: the first non-empty line (the
-    next one when that line is only a prefix such as 'Answer:'), without markdown emphasis, a
-    lead-in ('Based on the context, the answer is'), an answer prefix or surrounding quotes.
-    An abstention (is_abstention) becomes ''; a response that gives no answer at all (nothing
-    after its thinking, or only a prefix) becomes SQUAD_NO_ANSWER, which no question credits."""
-    lines = [ln.strip() for ln in strip_thinking(text).splitlines() if ln.strip()]
-    line = ""
-    for i, raw in enumerate(lines[:2]):
-        line = _EMPHASIS.sub("", raw).strip()
-        line = _LEAD_IN.sub("", line, count=1)
-        line = _ANSWER_PREFIX.sub("", line, count=1).strip()
-        if line or i == 1:
-            break
-    line = _unquote(line)
-    if not line:
+    """The answer span of a SQuAD-style generation, best effort (read_squad_response): an
+    abstention becomes ''; a response that gives no answer at all (nothing after its thinking,
+    only a prefix) or hedges becomes SQUAD_NO_ANSWER, which no question credits."""
+    kind, span = read_squad_response(text)
+    if kind in ("none", "hedge"):
         return SQUAD_NO_ANSWER
-    return "" if is_abstention(line) else line
+    return span
 
 
 def squad_metrics(rows: Sequence[dict]) -> dict:

@@ -6,7 +6,8 @@ blocks, hedges, prose abstentions, Unicode, numeric labels, equivalent and wrong
 line carries the grader's reading:
 
 - ``answer``: the answer the response commits to ('' for none: no answer, a hedge, an
-  abstention); for maths, the final answer as written;
+  abstention); for maths, the final answer as written; for SQuAD, '' is an abstention (right on
+  an unanswerable question) and '∅' (metrics.SQUAD_NO_ANSWER) no answer at all or a hedge;
 - ``correct``: ARC and maths, whether that answer is right (SQuAD is graded by the official
   exact match and F1 of ``answer``);
 - ``follows_format``: whether the response is in the form the prompt asked for (ARC: the label

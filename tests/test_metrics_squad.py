@@ -218,6 +218,39 @@ def test_official_sample_with_gold_predictions_scores_100(shared_data):
     ("There is no information about this in the context.", ""),
     ("I cannot answer this from the passage.", ""),
     ("Answer:\nunanswerable", ""),
+    # An introduction is no answer: the answer is on the next line.
+    ("Sure! Here is the answer:\nParis", "Paris"),
+    ("Okay.\n\nParis", "Paris"),
+    ("Here is the answer: Paris", "Paris"),
+    ("Well, Paris", "Paris"),
+    ("well into the nineteenth century", "well into the nineteenth century"),   # a dev-set span
+    ("the vehicle and everything inside of it is at rest:", "the vehicle and everything inside of it is at rest:"),
+    # Abstentions that name no passage, or come with an apology.
+    ("Not mentioned.", ""),
+    ("I don't know.", ""),
+    ("I'm sorry, but the context doesn't provide that information.", ""),
+    ("Unfortunately, the passage does not mention when it opened.", ""),
+    ("I think the context does not say.", ""),
+    ("No, the context does not actually say.", ""),
+    ("unanswerable\n\nThe context names his brother but not his father.", ""),   # an explanation, no guess
+    # A hedge commits to nothing: an answer and an abstention, or several answers.
+    ("Paris, though the context does not say so directly.", M.SQUAD_NO_ANSWER),
+    ("Paris (the passage does not state it)", M.SQUAD_NO_ANSWER),
+    ("The context does not say, but it is probably Paris.", M.SQUAD_NO_ANSWER),
+    ("The passage doesn't say; maybe it was Lyon.", M.SQUAD_NO_ANSWER),
+    ("Answer: unanswerable (possibly Paris)", M.SQUAD_NO_ANSWER),
+    ("unanswerable\n\nIf I had to guess: Paris", M.SQUAD_NO_ANSWER),
+    ("unanswerable\nParis", M.SQUAD_NO_ANSWER),
+    ("Paris\n\nHowever, the context does not actually say.", M.SQUAD_NO_ANSWER),
+    ("Paris\nLondon", M.SQUAD_NO_ANSWER),
+    ("- Paris\n- London", M.SQUAD_NO_ANSWER),
+    ("Paris or possibly Lyon", M.SQUAD_NO_ANSWER),
+    ("Maybe Paris or Lyon.", M.SQUAD_NO_ANSWER),
+    # … but one answer said twice, an explanation or a note is no hedge, nor a bare 'X or Y'
+    # (about one gold span in a hundred is one).
+    ("Paris\nParis", "Paris"),
+    ("2007\n\n(unanswerable parts: none)", "2007"),
+    ("Paris or Lyon", "Paris or Lyon"),
 ])
 def test_span_extraction(generated, expected):
     assert M.extract_span(generated) == expected
@@ -233,6 +266,13 @@ def test_span_extraction(generated, expected):
     # A response that gives no answer earns no abstention's credit on an unanswerable question.
     ("", [], 0.0),
     ("<think>\nThe passage never says when it opened, so", [], 0.0),
+    # A hedge earns neither the answer's credit nor the abstention's.
+    ("Paris, though the context does not say so.", ["Paris"], 0.0),
+    ("Paris, though the context does not say so.", [], 0.0),
+    ("unanswerable\nIf I had to guess: Paris", ["Paris"], 0.0),
+    ("unanswerable\nIf I had to guess: Paris", [], 0.0),
+    ("Paris\nLyon", ["Paris"], 0.0),
+    ("Paris or possibly Lyon", ["Paris"], 0.0),
     ("Answer:", [], 0.0),
     ("", ["Paris"], 0.0),
 ])
@@ -251,6 +291,8 @@ def test_issue_cases_score(generated, answers, f1):
     ("None", "None"),
     ("", M.SQUAD_NO_ANSWER),                     # nothing is no abstention
     ("<think>still thinking", M.SQUAD_NO_ANSWER),
+    ("Paris or possibly Lyon", M.SQUAD_NO_ANSWER),   # a hedge earns nothing read literally either
+    ("Paris, though the context does not say so.", M.SQUAD_NO_ANSWER),
 ])
 def test_strict_span_is_the_whole_response(generated, expected):
     assert M.extract_span_strict(generated) == expected
@@ -262,3 +304,20 @@ def test_a_response_with_no_answer_is_not_in_the_asked_form_nor_an_abstention(ge
     rows = [{"extracted": M.extract_span(generated), "reference": {"answers": []}}]
     metrics = M.squad_metrics(rows)
     assert metrics["NoAns_f1"] == 0.0 and metrics["abstain_rate"] == 0.0
+
+
+@pytest.mark.parametrize("generated", ["Paris or possibly Lyon", "Paris (the passage does not state it)",
+                                       "unanswerable, but maybe Paris"])
+def test_a_hedge_is_not_the_asked_form(generated):
+    assert not M.squad_follows_format(generated)
+    assert M.squad_follows_format("Paris") and M.squad_follows_format("unanswerable")
+
+
+def test_no_gold_span_of_the_dev_set_reads_as_a_hedge_or_an_abstention(shared_data):
+    """Every real gold answer, given as the response, is read back as itself: the hedge and
+    abstention readings never take a span of the kind the dev set holds."""
+    dataset = json.loads((shared_data / "squad_v2" / "dev-v2.0.half.json").read_text(encoding="utf-8"))["data"]
+    golds = {a["text"] for article in dataset for p in article["paragraphs"] for qa in p["qas"] for a in qa["answers"]}
+    assert len(golds) > 4000
+    misread = [g for g in golds if M.squad_normalize(M.extract_span(g)) != M.squad_normalize(g)]
+    assert misread == []

@@ -6,8 +6,10 @@ nested JSON (``squad_json``) is read too.
 
 Prompt: the context, the question, and an instruction to copy a short span from the context or
 say "unanswerable". Completion: the first gold answer, or "unanswerable". Reference:
-``{"answers": [texts], "is_impossible": bool}``. Extraction: the first line, without quotes or an
-"Answer:" prefix; "unanswerable" and its obvious variants become "" (abstain). Metrics: the
+``{"answers": [texts], "is_impossible": bool}``. Extraction: the first line that is more than an
+introduction, without quotes or an "Answer:" prefix; "unanswerable" and its obvious variants become
+"" (abstain); a hedge between an answer and an abstention, or between two answers, commits to
+nothing and scores 0 (``metrics.read_squad_response``). Metrics: the
 official v2.0 exact match and F1 (headline), overall and split into HasAns / NoAns.
 
 When the eval set is carved from the training source (no eval split), questions are kept apart
@@ -156,10 +158,13 @@ TASK = TaskKind(
     extract_strict=extract_strict,
     follows_format=follows_format,
     grading=(f"Strict: the whole response is the span, and only \"{ABSTAIN}\" abstains. Lenient: the first line "
-             f"(the next one after a lone 'Answer:'), without prefixes, markdown or quotes; sentences saying the "
-             f"context does not answer also abstain, while 'None' is an answer; a response with no answer at all "
-             f"(nothing after its thinking, or a bare 'Answer:') is no abstention and scores 0. Scored by the "
-             f"official SQuAD v2 exact match and token F1 (an abstention is right on an unanswerable question)."),
+             f"that is more than an introduction ('Answer:', 'Sure! Here is the answer:'), without prefixes, "
+             f"markdown or quotes; sentences saying the context does not answer, 'Not mentioned.' and 'I don't "
+             f"know.' also abstain, while 'None' is an answer. A response with no answer at all (nothing after its "
+             f"thinking, or a bare 'Answer:') or one that hedges (an answer and an abstention, such as 'Paris, "
+             f"though the context does not say' or an abstention and then a guess; two answers on two lines; 'X or "
+             f"possibly Y') is no abstention and scores 0 in both readings. Scored by the official SQuAD v2 exact "
+             f"match and token F1 (an abstention is right on an unanswerable question)."),
     score=score,
     metrics=M.squad_metrics,
     statistics=statistics,
