@@ -708,7 +708,8 @@ def math_equal(prediction: str, gold: str) -> bool:
     The same answer after normalisation (units, thousands separators, 'x =', LaTeX spelling:
     see normalize_math_answer), or equal by math-verify; percentages by the dataset's
     convention (_percent_verdict); an answer that offers alternatives ('4 or 5') equals only a
-    gold that does too."""
+    gold that does too; two plain numbers only within a relative difference of one in a million
+    (math-verify's six-decimal rounding would take '0.0' for 1/2598960)."""
     prediction = prediction if isinstance(prediction, str) else str(prediction)
     gold_norm = normalize_math_answer(gold)
     if not gold_norm or not normalize_math_answer(prediction):
@@ -718,7 +719,24 @@ def math_equal(prediction: str, gold: str) -> bool:
     percent = _percent_verdict(prediction, gold)
     if percent is not None:
         return percent
-    return normalize_math_answer(prediction) == gold_norm or _verified_equal(prediction, gold)
+    if normalize_math_answer(prediction) == gold_norm:
+        return True
+    return _verified_equal(prediction, gold) and _numerically_close(prediction, gold)
+
+
+# math-verify compares numbers rounded to six decimal places, an absolute tolerance: it takes
+# '0.0' for 1/2598960 and '0.000001' for '0.0000012'. Where both sides are plain numbers its
+# verdict stands only within this relative difference ('0.3333333333' for 1/3, '0.50' for 1/2).
+_RELATIVE_TOLERANCE = Fraction(1, 10**6)
+
+
+def _numerically_close(prediction: str, gold: str) -> bool:
+    """True unless both answers are plain numbers more than _RELATIVE_TOLERANCE apart (relative to
+    the gold; a gold of 0 takes only 0)."""
+    pred_value, gold_value = parse_number(prediction), parse_number(gold)
+    if pred_value is None or gold_value is None:
+        return True
+    return abs(pred_value - gold_value) <= abs(gold_value) * _RELATIVE_TOLERANCE
 
 
 def all_boxed(text: str) -> list[str]:

@@ -258,6 +258,8 @@ def test_the_datasets_own_solutions_all_score_full_marks(corpus):
     ("12.5\\%", "12.5"),
     ("80", "80\\%"),
     ("25\\%", "0.25"),
+    ("0.3333333333", "\\frac{1}{3}"),   # a decimal within one in a million of the fraction
+    ("0.50", "\\frac{1}{2}"),
 ])
 def test_issue_cases_equivalent(answer, gold):
     assert M.math_equal(answer, gold)
@@ -270,6 +272,12 @@ def test_issue_cases_equivalent(answer, gold):
     ("\\boxed{0.25\\%}", "0.25"),
     ("\\boxed{0.8}", "80\\%"),
     ("\\boxed{12}", "\\sqrt{12}"),
+    # math-verify rounds numbers to six decimal places: small answers are compared relatively.
+    ("\\boxed{0.0}", "\\frac{1}{2598960}"),
+    ("\\boxed{0}", "\\frac{1}{2598960}"),
+    ("\\boxed{0.000001}", "0.0000012"),
+    ("\\boxed{0.0000001}", "0"),
+    ("\\boxed{0.333}", "\\frac{1}{3}"),
 ])
 def test_issue_cases_wrong(response, gold):
     assert not _graded(response, gold)
