@@ -750,10 +750,37 @@ def all_boxed(text: str) -> list[str]:
 _MAX_BOXES_COMPARED = 8
 
 
+# A verdict that withdraws the answer before it: 'That's wrong', 'I made a mistake', 'Oops'.
+_RETRACTION = re.compile(
+    r"\b(?:(?:that|this|it|which|the\s+(?:above|previous|answer|result))\s*(?:['’]s|\s+is|\s+was)\s+"
+    r"(?:wrong|incorrect|not\s+(?:right|correct))"
+    r"|i\s+(?:made|have\s+made|\'ve\s+made)\s+(?:a|an)\s+(?:mistake|error)|(?:my|that|this)\s+(?:mistake|error)\b"
+    r"|(?:mistake|error)\s+in\s+(?:my|the|this)\s+(?:calculation|reasoning|computation|answer|work|solution)"
+    r"|oops|correction\s*:)",
+    re.IGNORECASE)
+
+
+def standing_boxes(text: str) -> list[str]:
+    """Contents of the closed boxes a response (after any thinking) does not withdraw: a box
+    followed, before the next box, by a verdict against it ('\\boxed{5}. Wait, that's wrong …')
+    is left out; an answer checked and kept ('Let me verify: … correct.') stands."""
+    text = strip_thinking(text)
+    spans = _box_spans(text)
+    standing = []
+    for i, (_, end, content) in enumerate(spans):
+        if content is None or not content.strip():
+            continue
+        following = text[end: spans[i + 1][0] if i + 1 < len(spans) else len(text)]
+        if not _RETRACTION.search(following):
+            standing.append(content.strip())
+    return standing
+
+
 def committed_boxes(text: str) -> list[str]:
-    """The distinct answers a response commits to in ``\\boxed{}`` (after any thinking): equal
-    boxes ('\\boxed{0.5}' … '\\boxed{\\frac12}') count once, the last spelling kept."""
-    boxes = all_boxed(strip_thinking(text))
+    """The distinct answers a response commits to in ``\\boxed{}`` (after any thinking; boxes it
+    withdraws left out, see standing_boxes): equal boxes ('\\boxed{0.5}' … '\\boxed{\\frac12}')
+    count once, the last spelling kept."""
+    boxes = standing_boxes(text)
     distinct: list[str] = []
     for box in boxes:
         if len(distinct) > _MAX_BOXES_COMPARED:
@@ -802,12 +829,16 @@ def extract_math_answer(text: str) -> str:
     """Best-effort final answer: the boxed answer(s) as in the strict form; without a box, what
     follows the last 'answer is' / 'Answer:' (a cut-off 'answer is \\boxed{58' reads 58); where the
     final box is cut off, the plain number in it, else no answer; else the last number; else ''
-    (no answer)."""
+    (no answer). Where it withdrew every box it wrote, only the text after the last is read."""
     boxed = extract_math_answer_strict(text)
     if boxed:
         return boxed
     cut = _cut_final_box(text)
     text = strip_thinking(text).replace("\u2212", "-")
+    spans = _box_spans(text)
+    if cut is None and spans:
+        # It boxed answers and withdrew every one: what it says after the last is its answer, if anything.
+        text = text[spans[-1][1]:]
     stated = None
     for stated in _ANSWER_IS.finditer(text):
         pass
