@@ -133,14 +133,25 @@ SQUAD_ABSTAIN_WORD = "unanswerable"
 SQUAD_NO_ANSWER = "∅"
 # Markdown emphasis and code marks: '**Answer:** Paris', '*Paris*', '`Paris`'.
 _EMPHASIS = re.compile(r"\*\*|__|(?<!\w)[*_`]+|[*_`]+(?!\w)")
+# What a response names as its source: 'the context', 'the provided passage', 'the information given'.
+_SOURCE = (r"(?:(?:provided|given|above|following)\s+)?(?:context|passage|text|article|paragraph|document|information)"
+           r"(?:\s+(?:above|provided|given))?")
 _LEAD_IN = re.compile(
-    r"^(?:(?:so|thus|therefore|hence|ok(?:ay)?|sure)\s*,?\s+|well\s*,\s*)?"
-    r"(?:(?:based\s+on|according\s+to|from|given)\s+(?:the\s+)?(?:context|passage|text)(?:\s+(?:above|provided|given))?\s*,\s*)?",
+    r"^(?:(?:so|thus|therefore|hence|ok(?:ay)?|sure|certainly|alright|great(?:\s+question)?)\s*[,!.]\s*"
+    r"|(?:so|thus|therefore|hence)\s+(?=(?:the\s+)?(?:final\s+)?answer\b)|well\s*,\s*)?"
+    r"(?:(?:based\s+on|according\s+to|from|given|in|after\s+(?:reviewing|reading)|looking\s+at)\s+(?:the\s+)?"
+    + _SOURCE + r"\s*[,:]\s*)?",
     re.IGNORECASE)
 _ANSWER_PREFIX = re.compile(
-    r"^(?:here\s+is\s+|here['’]s\s+)?(?:the\s+|my\s+)?(?:final\s+|short\s+|correct\s+)?(?:answer|response)"
+    r"^(?:here\s+is\s+|here['’]s\s+)?(?:the\s+|my\s+)?(?:final\s+|short\s+|correct\s+|extracted\s+)?(?:answer|response|span|output)"
     r"(?:\s+(?:to\s+the\s+question\s+)?(?:is|would\s+be|will\s+be)\s*:?|\s*[:：\-–—]+)\s*",
     re.IGNORECASE)
+# A bullet or number opening a line: '- Paris', '• Paris', '1. Paris'.
+_BULLET = re.compile(r"^(?:[-•*]|\d{1,2}[.)])\s+")
+# What the abstention patterns read: normalised text (squad_normalize), where the source's
+# article is gone and "doesn't" is 'doesnt'.
+_NORMAL_SOURCE = (r"(?:(?:provided|given|above|following)\s+)?(?:context|passage|text|article|paragraph|document)"
+                  r"(?:\s+(?:above|provided|given))?")
 _ABSTAIN = re.compile(
     r"(?:(?:this\s+|the\s+)?question\s+is\s+|it\s+is\s+|its\s+)?"
     r"(?:unanswerable|not\s+answerable|cannot\s+be\s+answered|cant\s+be\s+answered|can\s+not\s+be\s+answered"
@@ -150,33 +161,48 @@ _ABSTAIN = re.compile(
 # Sentences that say the context does not answer: about the question, never a span of the context.
 _PROSE_ABSTAIN = re.compile(
     r"\b(?:cannot|can\s*not|cant|could\s+not|couldnt)\s+be\s+(?:answered|determined|found)\b"
-    r"|\b(?:context|passage|text|article)\s+(?:does|do|did)\s*(?:not|nt)\s+"
+    r"|\b" + _NORMAL_SOURCE + r"\s+(?:does|do|did)\s*(?:not|nt)\s+"
     r"(?:(?:actually|explicitly|directly|specifically|clearly|really)\s+)?"
-    r"(?:say|mention|specify|state|provide|contain|include|give|answer|indicate|tell|address|discuss|describe|name|identify|list|explain)\b"
-    r"|\b(?:not|never)\s+(?:mentioned|stated|specified|provided|given|found|answered|addressed|discussed)\s+"
-    r"(?:in|by)\s+(?:context|passage|text|article)\b"
+    r"(?:say|mention|specify|state|provide|contain|include|give|answer|indicate|tell|address|discuss|describe|name"
+    r"|identify|list|explain)\b"
+    r"|\b(?:not|never)\s+(?:mentioned|stated|specified|provided|given|found|answered|addressed|discussed|available"
+    r"|included|present)\s+(?:anywhere\s+)?(?:in|by)\s+" + _NORMAL_SOURCE + r"\b"
+    r"|\b(?:answer|information)\s+is\s+not\s+(?:(?:available|provided|given|found|present|stated)\s+)?in\s+"
+    + _NORMAL_SOURCE + r"\b"
+    r"|\b" + _NORMAL_SOURCE + r"\s+(?:lacks|is\s+silent)\b"
     r"|\bno\s+(?:information|mention|answer|indication|details?)\s+(?:about|on|of|regarding|for|in|is|was|to|found)\b"
-    r"|\b(?:i|we)\s+(?:cannot|can\s*not|cant|am\s+unable\s+to|are\s+unable\s+to|could\s+not|couldnt)\s+"
-    r"(?:answer|find|determine|tell)\b"
-    r"|\bnot\s+enough\s+information\b|\binsufficient\s+information\b|\bunanswerable\b|\bnot\s+answerable\b"
+    r"|\bthere\s+is\s+no\s+answer\b"
+    r"|\b(?:i|we)\s+(?:cannot|can\s*not|cant|am\s+unable\s+to|are\s+unable\s+to|could\s+not|couldnt|was\s+unable\s+to"
+    r"|am\s+not\s+able\s+to|was\s+not\s+able\s+to)\s+(?:answer|find|determine|tell)\b"
+    r"|\b(?:im|were)\s+(?:unable|not\s+able)\s+to\s+(?:answer|find|determine|tell)\b"
+    r"|\b(?:i|we)\s+(?:do\s+not|dont)\s+have\s+enough\s+information\b"
+    r"|^(?:i\s+(?:do\s*not|dont)\s+know|i\s+am\s+not\s+sure|im\s+not\s+sure|no\s+idea)\b"
+    r"|\b(?:not|isnt)\s+enough\s+(?:information|context)\b|\binsufficient\s+information\b|\bunanswerable\b|\bnot\s+answerable\b"
 )
-
-
 # Bare abstentions that name no passage: 'Not mentioned.', 'Not stated here', 'I don't know.'
-# ('unknown', 'never' and 'none' are answers: the dev set has such spans.)
+# ('unknown', 'unclear', 'never' and 'none' are answers: the dev set has such spans.)
 _BARE_ABSTAIN = re.compile(
-    r"(?:it\s+is\s+|its\s+|this\s+is\s+|that\s+is\s+|answer\s+is\s+)?"
-    r"(?:not\s+(?:mentioned|stated|specified|provided|indicated|said)(?:\s+(?:anywhere|explicitly|directly|here))?"
-    r"|i\s+(?:do\s*not|dont|don\s+t)\s+know|i\s+(?:am|m)\s+not\s+sure|no\s+idea|(?:cannot|can\s*not|cant)\s+(?:say|tell)"
+    r"(?:it\s+is\s+|its\s+|this\s+is\s+|that\s+is\s+|answer\s+is\s+|sorry\s+)?"
+    r"(?:not\s+(?:mentioned|stated|specified|provided|indicated|said|given|found|available|applicable)"
+    r"(?:\s+(?:anywhere|explicitly|directly|here))?|none\s+mentioned|na"
+    r"|i\s+(?:do\s*not|dont|don\s+t)\s+know|i\s+(?:am|m)\s+not\s+sure|im\s+not\s+sure|no\s+idea"
+    r"|(?:cannot|can\s*not|cant)\s+(?:say|tell|determine)|impossible\s+to\s+(?:say|tell|determine)"
+    r"|it\s+(?:does\s*not|doesnt)\s+say|not\s+enough\s+context|not\s+(?:anywhere\s+)?in\s+" + _NORMAL_SOURCE +
+    r"|(?:this|that|it)\s+(?:is\s+not|isnt)\s+(?:mentioned|stated|specified|given|provided)"
     r"|no\s+(?:information|mention|details?)(?:\s+(?:given|provided|available))?)")
+
+
+def _fold_quotes(text: str) -> str:
+    """Typographic apostrophes as ASCII ones: 'doesn’t' reads as "doesn't"."""
+    return text.replace("’", "'").replace("‘", "'")
 
 
 def is_abstention(text: str) -> bool:
     """Does the text decline to answer? 'unanswerable' and its variants ('No answer.', 'cannot be
     answered', 'N/A', 'Not mentioned.', 'I don't know.'), and sentences saying the context does not
-    answer ('The context does not say.'). Words that can be answers themselves ('None', 'unknown',
-    'never') are answers."""
-    text = text or ""
+    answer ('The context does not say.', 'Not mentioned in the provided text.'). Words that can be
+    answers themselves ('None', 'unknown', 'unclear', 'never') are answers."""
+    text = _fold_quotes(text or "")
     if re.fullmatch(r"\s*n\s*/\s*a\s*\.?\s*", text, re.IGNORECASE):
         return True
     normal = squad_normalize(text)
@@ -199,58 +225,105 @@ _CLAUSE_BREAK = re.compile(r"[.!?;:,]+\s+|\s*[(\[]|[)\]]\s*|\s+[-–—]+\s+")
 _FILLER = re.compile(
     r"(?:(?:i\s*m|i\s+am|we\s+are)\s+)?(?:sorry|afraid)|unfortunately|apologies|regrettably|sadly|alas|hmm|well|so"
     r"|ok|okay|sure|no|however|but|note|though|although|that\s+said|in\s+short|to\s+be\s+honest"
-    r"|(?:based\s+on|according\s+to|from|given|looking\s+at|after\s+reading)\s+(?:context|passage|text|article)"
-    r"(?:\s+(?:above|provided|given))?|")
-# A guess offered beside an abstention ('… but it is probably Paris'): the response then hedges.
+    r"|(?:based\s+on|according\s+to|from|given|looking\s+at|after\s+reading|after\s+reviewing|in)\s+"
+    + _NORMAL_SOURCE + r"|")
+# After an abstention, a guess or an answer after all ('… but it is probably Paris', '…; the
+# answer is Paris', '…, but it suggests Paris'): the response then hedges between the two.
 _GUESS = re.compile(
     r"\b(?:probably|possibly|perhaps|maybe|likely|presumably|my\s+(?:best\s+)?guess|if\s+i\s+(?:had|have)\s+to\s+guess"
-    r"|i\s+(?:would\s+|d\s+)?(?:guess|think|believe|assume|suspect)|(?:it|this|that|answer)\s+(?:might|may|could|would)\s+be)\b")
+    r"|i\s+(?:would\s+|d\s+)?(?:guess|think|believe|assume|suspect)|(?:it|this|that|answer)\s+(?:might|may|could|would)\s+be"
+    r"|(?:the\s+)?answer\s+is|it\s+(?:was|is|were)|(?:suggests|implies|indicates|mentions|says|states|notes)\b"
+    r"|(?:is|are|was|were)\s+mentioned"
+    r"|only\s+that)\b")
+# An abstention that qualifies an answer given before it: 'Paris, though the context does not say
+# so directly', 'Paris (the passage does not state it)'. (Reasoning before an abstention — 'The
+# passage covers his youth but does not mention this. Unanswerable.' — is no such caveat.)
+_CAVEAT = re.compile(
+    r"\b(?:not|nt)\s+(?:(?:explicitly|directly|specifically|clearly|actually)\b|(?:\w+\s+){0,2}"
+    r"(?:say|state|stated|confirm|confirmed|mention|mentioned|name|named|give|given|specify|specified|provide"
+    r"|provided)\s+(?:so|it|this|that)\b)")
 # Two answers offered as alternatives with a word of doubt: 'Paris or possibly Lyon', 'maybe
 # Paris or Lyon'. (A bare 'X or Y' stays an answer: about one gold span in a hundred is one.)
 _ALTERNATIVE = re.compile(
-    r"\bor\s+(?:possibly|perhaps|maybe|probably|alternatively|else)\b|\bor\s+(?:it\s+)?(?:might|may|could)\s+be\b"
-    r"|\b(?:possibly|perhaps|maybe|probably)\b.*\bor\b")
-# A line that only introduces the answer: 'Sure!', 'Okay.', 'Sure! Here is the answer:'.
-_INTERJECTION = re.compile(r"(?:(?:sure|okay|ok|certainly|of\s+course|alright|absolutely|great)\b[\s!.,]*)+",
-                           re.IGNORECASE)
-_BULLET = re.compile(r"^(?:[-•]|\d{1,2}[.)])\s+")
-# A later line listing one more answer is short and is no sentence: 'London', '- Lyon'.
-_MAX_LISTED_WORDS = 6
+    r"\bor\s+(?:possibly|perhaps|maybe|probably|alternatively)\b|\bor\s+(?:it\s+)?(?:might|may|could)\s+be\b"
+    r"|\b(?:possibly|perhaps|maybe|probably)\b.*\bor\b|^(?:it\s+|this\s+|the\s+answer\s+)?(?:could|might|may)\s+"
+    r"(?:also\s+)?be\b.*\bor\b")
+# A line that only introduces the answer: 'Sure!', 'Great question!', 'Sure, I can help with
+# that.', 'Here is the answer.', a heading '### Final Answer'.
+_INTRODUCTION = re.compile(
+    r"#*\s*(?:(?:sure|okay|ok|certainly|of\s+course|alright|absolutely|great|great\s+question|sure\s+thing"
+    r"|no\s+problem|happy\s+to\s+help)\b[\s!.,]*)*"
+    r"(?:(?:i\s+can\s+help(?:\s+you)?\s+with\s+that|here\s+is\s+(?:the|my)\s+answer|here['’]s\s+(?:the|my)\s+answer"
+    r"|let\s+me\s+(?:find|look\s+for|check)\b[^.!?]*|(?:the\s+)?(?:final\s+|short\s+)?answer)[\s!.]*)?",
+    re.IGNORECASE)
 
 
 def _clean_line(raw: str) -> str:
-    """A line without markdown emphasis, a lead-in and an answer prefix."""
-    line = _EMPHASIS.sub("", raw).strip()
+    """A line without markdown emphasis, a bullet, a lead-in and an answer prefix."""
+    line = _BULLET.sub("", _EMPHASIS.sub("", raw).strip())
     line = _LEAD_IN.sub("", line, count=1)
     return _ANSWER_PREFIX.sub("", line, count=1).strip()
 
 
+def _guesses(text: str) -> bool:
+    return bool(_GUESS.search(_fold_quotes(text.lower()).replace("'", " ")))
+
+
 def _line_reading(line: str) -> str:
     """How one (cleaned) line reads: 'abstain' when it declines to answer and offers nothing else,
-    'hedge' when it both answers and abstains ('Paris, though the context does not say' or 'The
-    context does not say, but probably Paris') or offers alternatives with a word of doubt, else
-    'answer'."""
-    if is_abstention(line):
-        clauses = [c for c in _CLAUSE_BREAK.split(line) if c and c.strip()]
-        for i, clause in enumerate(clauses):
-            normal = squad_normalize(clause)
-            if _FILLER.fullmatch(normal):
-                continue
-            if not is_abstention(clause):
-                return "hedge"  # an answer first, then the abstention
-            rest = " ".join(clauses[i + 1:]).lower()
-            return "hedge" if _GUESS.search(rest.replace("’", "'").replace("'", " ")) else "abstain"
-        return "abstain"
-    return "hedge" if _ALTERNATIVE.search(line.lower()) else "answer"
+    'hedge' when it both answers and abstains ('Paris, though the context does not say so',
+    'The context does not say, but it is probably Paris', 'Paris or unanswerable') or offers
+    alternatives with a word of doubt, else 'answer'."""
+    if not is_abstention(line):
+        return "hedge" if _ALTERNATIVE.search(line.lower()) else "answer"
+    clauses = [c for c in _CLAUSE_BREAK.split(_fold_quotes(line)) if c and c.strip()]
+    for i, clause in enumerate(clauses):
+        normal = squad_normalize(clause)
+        if _FILLER.fullmatch(normal):
+            continue
+        if not is_abstention(clause):
+            # Something before the abstention: an answer it qualifies, or reasoning that leads to it.
+            return "hedge" if len(normal.split()) <= 6 and _CAVEAT.search(squad_normalize(line)) else "abstain"
+        if re.search(r"\bor\b|/", clause) and not (_ABSTAIN.fullmatch(normal) or _BARE_ABSTAIN.fullmatch(normal)):
+            return "hedge"  # 'Paris or unanswerable'
+        rest = [c for c in clauses[i + 1:] if not is_abstention(c) and not _FILLER.fullmatch(squad_normalize(c))]
+        return "hedge" if any(_guesses(c) for c in rest) else "abstain"
+    return "abstain"
 
 
-def _listed(raw: str) -> str | None:
-    """The answer a later line lists on its own ('London', '- Lyon'), normalised; None for a sentence,
-    a note or an aside."""
-    line = _BULLET.sub("", _EMPHASIS.sub("", raw).strip())
-    if not line or line[0] in "([" or ":" in line or line[-1] in ".!?" or len(line.split()) > _MAX_LISTED_WORDS:
-        return None
-    return squad_normalize(_unquote(line)) or None
+def _caveat_line(line: str) -> bool:
+    """A later line that takes the answer back: 'However, the context does not actually say.',
+    'The passage does not say.' (a side remark on another detail — 'The context doesn't say the
+    month.' — does not)."""
+    normal = squad_normalize(_fold_quotes(line))
+    if not is_abstention(line):
+        return False
+    bare = re.sub(r"^(?:but|however|though|although|note|that\s+said)\s+", "", normal)
+    return bool(_CAVEAT.search(normal) or _ABSTAIN.fullmatch(bare) or _BARE_ABSTAIN.fullmatch(bare)
+                or re.fullmatch(_NORMAL_SOURCE + r"\s+(?:does|do|did)\s*(?:not|nt)\s+(?:actually\s+)?"
+                                r"(?:say|mention|state|specify|answer)(?:\s+(?:this|that|it|so))?", bare))
+
+
+# Headings a later line may hold: not an answer.
+_HEADINGS = frozenset({"explanation", "reasoning", "justification", "source", "sources", "note", "notes",
+                       "evidence", "answer", "final answer", "context", "reference"})
+_MAX_LISTED_WORDS = 3
+
+
+def _listed(raw: str, answer: str) -> bool:
+    """Is a later line one more answer, listed on its own: a name or a number ('London', 'New
+    York City', '1998'), not a restatement of the answer ('In 1997', 'Paris, France'), a heading
+    ('**Explanation**') or a remark ('Hope that helps', 'Stated in paragraph 2')?"""
+    line = _unquote(_BULLET.sub("", _EMPHASIS.sub("", raw).strip()).strip("# "))
+    words = line.split()
+    if not words or len(words) > _MAX_LISTED_WORDS or ":" in line or line[-1] in ".!?":
+        return False
+    if not all(word[0].isupper() or word[0].isdigit() for word in words):
+        return False
+    normal = squad_normalize(line)
+    if not normal or normal in _HEADINGS or is_abstention(line):
+        return False
+    return not (answer and (normal in answer or answer in normal))
 
 
 def read_squad_response(text: str) -> tuple[str, str]:
@@ -258,18 +331,21 @@ def read_squad_response(text: str) -> tuple[str, str]:
     ('none', '').
 
     The answer is the first line that is more than an introduction ('Sure! Here is the answer:',
-    'Answer:'), without markdown emphasis, a lead-in ('Based on the context, the answer is'), an
-    answer prefix or surrounding quotes. A response hedges when it offers both an answer and an
-    abstention — on one line, or an answer with a later line that abstains ('However, the context
-    does not say.'), or an abstention with a later guess or listed answer — or several answers (a
-    later line listing another one; 'Paris or possibly Lyon'). Explanations and asides in brackets
-    on later lines are not read."""
+    'Answer:', '**Final Answer**'), without markdown emphasis, a bullet, a lead-in ('Based on the
+    provided context, the answer is'), an answer prefix or surrounding quotes. A response hedges
+    when it offers both an answer and an abstention — on one line ('Paris, though the context
+    does not say so'; 'The context does not say, but it is probably Paris'), an answer with a later
+    line that takes it back ('However, the context does not actually say.'), an abstention with a
+    later guess ('If I had to guess: Paris') — or several answers ('Paris or possibly Lyon'; a name
+    or number listed on a later line, 'Paris\\nLyon'; a list of bullets). Explanations, remarks
+    and asides in brackets on later lines are not read."""
     lines = [ln.strip() for ln in strip_thinking(text).splitlines() if ln.strip()]
     at, line = None, ""
     for index, raw in enumerate(lines[:3]):
         line = _unquote(_clean_line(raw))
         # 'Sure! Here is the answer:' announces the next line ('in state X:' ending a response is a span).
-        introduces = raw.rstrip("*_` ").endswith(":") or _INTERJECTION.fullmatch(line)
+        introduces = raw.rstrip("*_` ").endswith(":") or _INTRODUCTION.fullmatch(line) or _INTRODUCTION.fullmatch(
+            _EMPHASIS.sub("", raw).strip())
         if line and (index == len(lines) - 1 or not introduces):
             at = index
             break
@@ -278,18 +354,19 @@ def read_squad_response(text: str) -> tuple[str, str]:
     kind = _line_reading(line)
     if kind == "hedge":
         return "hedge", ""
+    bullet = _BULLET.match(_EMPHASIS.sub("", lines[at]).strip())
     answer = squad_normalize(line)
     for raw in lines[at + 1:]:
         later = _clean_line(raw)
         if not later or later[0] in "([":
             continue
-        listed = _listed(raw)
         if kind == "abstain":
-            guess = _GUESS.search(later.lower().replace("’", " ").replace("'", " "))
-            if guess or (listed and not is_abstention(later)):
+            if (_guesses(later) and not is_abstention(later)) or _listed(raw, ""):
                 return "hedge", ""
-        elif (_line_reading(later) == "abstain" or (listed and listed != answer and not is_abstention(later))):
+        elif _caveat_line(later) or _listed(raw, answer):
             return "hedge", ""
+        elif bullet and _BULLET.match(_EMPHASIS.sub("", raw).strip()) and squad_normalize(later) != answer:
+            return "hedge", ""  # '- Paris\n- the city of Lyon': a list of answers
     return (kind, "") if kind == "abstain" else (kind, line)
 
 

@@ -158,11 +158,12 @@ TASK = TaskKind(
     extract_strict=extract_strict,
     follows_format=follows_format,
     grading=(f"Strict: the whole response is the span, and only \"{ABSTAIN}\" abstains. Lenient: the first line "
-             f"that is more than an introduction ('Answer:', 'Sure! Here is the answer:'), without prefixes, "
-             f"markdown or quotes; sentences saying the context does not answer, 'Not mentioned.' and 'I don't "
-             f"know.' also abstain, while 'None' is an answer. A response with no answer at all (nothing after its "
-             f"thinking, or a bare 'Answer:') or one that hedges (an answer and an abstention, such as 'Paris, "
-             f"though the context does not say' or an abstention and then a guess; two answers on two lines; 'X or "
+             f"that is more than an introduction ('Answer:', 'Sure! Here is the answer:', a heading), without "
+             f"prefixes, lead-ins ('Based on the provided context,'), bullets, markdown or quotes; sentences saying "
+             f"the context does not answer, 'Not mentioned.' and 'I don't know.' also abstain, while 'None' and "
+             f"'unclear' are answers. A response with no answer at all (nothing after its thinking, or a bare "
+             f"'Answer:') or one that hedges (an answer and an abstention, such as 'Paris, though the context does "
+             f"not say so' or an abstention and then a guess; a second name or number on a later line; 'X or "
              f"possibly Y') is no abstention and scores 0 in both readings. Scored by the official SQuAD v2 exact "
              f"match and token F1 (an abstention is right on an unanswerable question)."),
     score=score,
