@@ -1002,16 +1002,9 @@ _EXPLICIT = re.compile(
     re.IGNORECASE,
 )
 # A conclusion after reasoning: 'D is wrong, so B', 'therefore it is C.', 'so option C', and a
-# correction: 'B. Actually, C.', 'B. Hmm, no, I think it is C.'
+# correction: 'B. Actually, C.'
 _CONCLUSION = re.compile(
-    r"\b(?:so|therefore|thus|hence|actually|no|i\s+think|i\s+believe)\b,?\s*"
-    r"(?:(?:it|that)(?:['’]s|\s+is|\s+must\s+be|\s+would\s+be)\s+)?"
-    r"(?:(?:option|choice)\s+)?" + _MARKS + _LABEL + r"(?=[\s.,;:!*_)]|$)",
-    re.IGNORECASE,
-)
-# A correction of an answer already stated: 'Actually, C', 'No, it is C', 'I think it's C'.
-_CORRECTION = re.compile(
-    r"\b(?:actually|no|i\s+think|i\s+believe)\b,?\s*(?:i\s+(?:think|believe)\s+)?(?:(?:it|that|the\s+answer)(?:['’]s|\s+is|\s+must\s+be|\s+would\s+be)\s+)?"
+    r"\b(?:so|therefore|thus|hence|actually)\b,?\s*(?:(?:it|that)(?:['’]s|\s+is|\s+must\s+be|\s+would\s+be)\s+)?"
     r"(?:(?:option|choice)\s+)?" + _MARKS + _LABEL + r"(?=[\s.,;:!*_)]|$)",
     re.IGNORECASE,
 )
@@ -1165,18 +1158,7 @@ def _stated(text: str, known, start: int = 0) -> set[str] | None:
         for match in reversed(list(pattern.finditer(text, start))):
             offer = _offer(text, match, known)
             if offer and not _dismissed(text, match.start(), offer[1]):
-                corrected = _stated_correction(text, known, offer[1])
-                return corrected or offer[0]
-    return None
-
-
-def _stated_correction(text: str, known, start: int) -> set[str] | None:
-    """The labels of the last correction after ``start`` ('Actually, C', 'Hmm, no, I think it is
-    C'), which outranks the statement before it; None when there is none."""
-    for match in reversed(list(_CORRECTION.finditer(text, start))):
-        offer = _offer(text, match, known)
-        if offer and not _dismissed(text, match.start(), offer[1]):
-            return offer[0]
+                return offer[0]
     return None
 
 
@@ -1321,57 +1303,8 @@ def _boxed_choice(text: str, labels: Sequence[str], choices: Sequence[str], know
     return (boxes[0][0] if len(verdicts) == 1 else ""), boxes[-1][1]
 
 
-# Another label offered beside the answer: 'but it could also be C', 'C is also possible'.
-_ALSO = re.compile(
-    r"\b(?:could|might|may)\s+(?:also\s+|possibly\s+)?be\s+(?:(?:option|choice)\s+)?" + _MARKS + _LABEL
-    + r"|(?<![A-Za-z0-9])" + _LABEL + r"\s+(?:is|seems|would\s+be|could\s+be|might\s+be)\s+(?:also|equally)\s+"
-    r"(?:possible|plausible|likely|correct|right|valid|an\s+option|a\s+(?:good|possible|valid)\s+(?:answer|option|choice))\b",
-    re.IGNORECASE)
-
-
-def _withdrawn(text: str, label: str, known) -> bool:
-    """Does the text take its answer back after last naming it, without naming another: 'B is
-    incorrect' as its last word on B, or 'that's wrong' / 'I made a mistake' after it?"""
-    mentions = [m for m in _STANDALONE.finditer(text) if not m.group(0).islower() and known(m.group(0))]
-    own = [m.start() for m in mentions if known(m.group(0)) == label]
-    if not own:
-        return False
-    if _rejections(text, known).get(label, -1) == own[-1]:
-        return True
-    if any(m.start() > own[-1] for m in mentions if known(m.group(0)) != label):
-        return False
-    return bool(_RETRACTION.search(text, own[-1]))
-
-
-def _also_offered(text: str, label: str, known) -> bool:
-    """Does the text offer another label beside its answer ('The answer is B, but it could also be
-    C', 'B. C is also possible')?"""
-    for match in _ALSO.finditer(text):
-        token = match.group(1) or match.group(2)
-        if known(token) and known(token) != label and not _article_like(token, text[match.end():]):
-            return True
-    return False
-
-
 def extract_choice_label(text: str, labels: Sequence[str] = DEFAULT_LABELS,
                          choices: Sequence[str] = ()) -> str:
-    """The choice label a generation commits to (_choice_label), or '' where it then takes that
-    answer back without giving another ('\\boxed{B} Wait, B is incorrect.', 'B. Actually, that is
-    wrong.') or offers another label beside it ('B, but it could also be C'): a hedge."""
-    label = _choice_label(text, labels, choices)
-    if not label:
-        return label
-    by_upper = {str(option).strip().upper(): str(option) for option in labels or DEFAULT_LABELS}
-    plain = unicodedata.normalize("NFKC", strip_thinking(text or "")).strip()
-
-    def known(token: str) -> str | None:
-        return by_upper.get(token.upper())
-
-    return "" if _withdrawn(plain, label, known) or _also_offered(plain, label, known) else label
-
-
-def _choice_label(text: str, labels: Sequence[str] = DEFAULT_LABELS,
-                  choices: Sequence[str] = ()) -> str:
     """The choice label a generation commits to ("C", "C.", "(C)", "C) text", "The answer is C",
     "**Answer:** C", "I'd go with C.", "D is wrong, so B", "c", numeric labels), in the
     dataset's spelling; '' when it names none, or offers several ("C and D", "A, B, C or D",

@@ -154,9 +154,7 @@ TASK = TaskKind(
              "sentence corrects them), an explicit 'the answer is C', a conclusion after reasoning ('D is wrong, "
              "so B'), a leading or lone label, a single option mentioned, or the text of a choice; labels it sets "
              "aside ('not B', 'B is wrong') do not count, and a response offering several labels ('C or D', "
-             "'\\boxed{B} or \\boxed{C}', 'B or maybe C', 'B, but it could also be C') names none, as does one "
-             "that takes its answer back without giving another ('B. Actually, that is wrong.'); a correction "
-             "('B. Hmm, no, I think it is C.') is the answer. Correct when that label is the gold one."),
+             "'\\boxed{B} or \\boxed{C}', 'B or maybe C') names none. Correct when that label is the gold one."),
     score=score,
     metrics=M.arc_metrics,
     statistics=statistics,
