@@ -785,7 +785,7 @@ def math_equal(prediction: str, gold: str) -> bool:
     The same answer after normalisation (units, thousands separators, 'x =', LaTeX spelling:
     see normalize_math_answer), or equal by math-verify; percentages by the dataset's
     convention (_percent_verdict); an answer that offers alternatives ('4 or 5') equals only a
-    gold that does too; two plain numbers only within a relative difference of one in a million
+    gold that does too; two numbers only where they agree to three significant figures as well
     (math-verify's six-decimal rounding would take '0.0' for 1/2598960)."""
     prediction = prediction if isinstance(prediction, str) else str(prediction)
     gold_norm = normalize_math_answer(gold)
@@ -802,15 +802,34 @@ def math_equal(prediction: str, gold: str) -> bool:
 
 
 # math-verify compares numbers rounded to six decimal places, an absolute tolerance: it takes
-# '0.0' for 1/2598960 and '0.000001' for '0.0000012'. Where both sides are plain numbers its
-# verdict stands only within this relative difference ('0.3333333333' for 1/3, '0.50' for 1/2).
-_RELATIVE_TOLERANCE = Fraction(1, 10**6)
+# '0.0' for 1/2598960 and '0.000001' for '0.0000012'. Where both sides are numbers its verdict
+# stands only when they also agree to three significant figures (a relative difference below
+# this): ordinary answers are judged by math-verify alone ('0.166667' for 1/6), tiny ones are not.
+_RELATIVE_TOLERANCE = 1e-3
+
+
+def _numeric_value(answer: str) -> float | None:
+    """The answer's value when it is a number: exact for a plain one, else as math-verify reads it
+    ('10^{-6}', '\\frac{\\sqrt{2}}{10^6}'); None for anything that is not one number."""
+    exact = parse_number(answer)
+    if exact is not None:
+        return float(exact)
+    if len(answer) > _VERIFY_MAX_CHARS:
+        return None
+    numbers = [item for item in _verify_parse(answer) if getattr(item, "is_number", False)]
+    if len(numbers) != 1:
+        return None
+    try:
+        value = complex(numbers[0].evalf())
+    except (TypeError, ValueError, ArithmeticError):
+        return None
+    return value.real if value.imag == 0 else None
 
 
 def _numerically_close(prediction: str, gold: str) -> bool:
-    """True unless both answers are plain numbers more than _RELATIVE_TOLERANCE apart (relative to
-    the gold; a gold of 0 takes only 0)."""
-    pred_value, gold_value = parse_number(prediction), parse_number(gold)
+    """True unless both answers are numbers that differ by more than _RELATIVE_TOLERANCE of the gold
+    (a gold of 0 takes only 0)."""
+    pred_value, gold_value = _numeric_value(prediction), _numeric_value(gold)
     if pred_value is None or gold_value is None:
         return True
     return abs(pred_value - gold_value) <= abs(gold_value) * _RELATIVE_TOLERANCE
@@ -827,35 +846,38 @@ def all_boxed(text: str) -> list[str]:
 _MAX_BOXES_COMPARED = 8
 
 
-# A verdict that withdraws the answer before it: 'That's wrong', 'I made a mistake', 'Oops'.
-_RETRACTION = re.compile(
-    r"\b(?:(?:that|this|it|which|the\s+(?:above|previous|answer|result))\s*(?:['’]s|\s+is|\s+was)\s+"
-    r"(?:wrong|incorrect|not\s+(?:right|correct))"
-    r"|i\s+(?:made|have\s+made|\'ve\s+made)\s+(?:a|an)\s+(?:mistake|error)|(?:my|that|this)\s+(?:mistake|error)\b"
-    r"|(?:mistake|error)\s+in\s+(?:my|the|this)\s+(?:calculation|reasoning|computation|answer|work|solution)"
-    r"|oops|correction\s*:)",
+# Words between two different boxes that make the later one a correction of the earlier: 'Wait,
+# no.', "that's wrong", 'I made a mistake', 'Actually, let me redo this', 'is incorrect'.
+_CORRECTION_MARK = re.compile(
+    r"\b(?:wait|oops|actually|mistake|error|wrong|incorrect|correction|on\s+second\s+thought|i\s+meant"
+    r"|should\s+(?:be|have\s+been)|let\s+me\s+(?:re-?do|re-?calculate|re-?compute|re-?check|re-?evaluate|correct|fix"
+    r"|try\s+again))\b|\bno\s*[,.!;:]",
     re.IGNORECASE)
 
 
 def standing_boxes(text: str) -> list[str]:
-    """Contents of the closed boxes a response (after any thinking) does not withdraw: a box
-    followed, before the next box, by a verdict against it ('\\boxed{5}. Wait, that's wrong …')
-    is left out; an answer checked and kept ('Let me verify: … correct.') stands."""
+    """Contents of the closed boxes of a response (after any thinking), less those it corrects: a
+    box followed by a different one with a correction between them ('\\boxed{5}. Wait, that's
+    wrong … \\boxed{7}') is superseded. The last box always stands (a note after it — 'a common
+    mistake is 17' — takes nothing back), and different boxes with no correction between them are
+    all answers ('\\boxed{4} or \\boxed{5}')."""
     text = strip_thinking(text)
-    spans = _box_spans(text)
+    spans = [(start, end, content.strip()) for start, end, content in _box_spans(text)
+             if content is not None and content.strip()]
     standing = []
     for i, (_, end, content) in enumerate(spans):
-        if content is None or not content.strip():
-            continue
-        following = text[end: spans[i + 1][0] if i + 1 < len(spans) else len(text)]
-        if not _RETRACTION.search(following):
-            standing.append(content.strip())
+        if i + 1 < len(spans):
+            following_start, _, following = spans[i + 1]
+            if (normalize_math_answer(following) != normalize_math_answer(content)
+                    and _CORRECTION_MARK.search(text, end, following_start)):
+                continue
+        standing.append(content)
     return standing
 
 
 def committed_boxes(text: str) -> list[str]:
     """The distinct answers a response commits to in ``\\boxed{}`` (after any thinking; boxes it
-    withdraws left out, see standing_boxes): equal boxes ('\\boxed{0.5}' … '\\boxed{\\frac12}')
+    corrects left out, see standing_boxes): equal boxes ('\\boxed{0.5}' … '\\boxed{\\frac12}')
     count once, the last spelling kept."""
     boxes = standing_boxes(text)
     distinct: list[str] = []
@@ -906,16 +928,12 @@ def extract_math_answer(text: str) -> str:
     """Best-effort final answer: the boxed answer(s) as in the strict form; without a box, what
     follows the last 'answer is' / 'Answer:' (a cut-off 'answer is \\boxed{58' reads 58); where the
     final box is cut off, the plain number in it, else no answer; else the last number; else ''
-    (no answer). Where it withdrew every box it wrote, only the text after the last is read."""
+    (no answer)."""
     boxed = extract_math_answer_strict(text)
     if boxed:
         return boxed
     cut = _cut_final_box(text)
     text = strip_thinking(text).replace("\u2212", "-")
-    spans = _box_spans(text)
-    if cut is None and spans:
-        # It boxed answers and withdrew every one: what it says after the last is its answer, if anything.
-        text = text[spans[-1][1]:]
     stated = None
     for stated in _ANSWER_IS.finditer(text):
         pass

@@ -258,7 +258,10 @@ def test_the_datasets_own_solutions_all_score_full_marks(corpus):
     ("12.5\\%", "12.5"),
     ("80", "80\\%"),
     ("25\\%", "0.25"),
-    ("0.3333333333", "\\frac{1}{3}"),   # a decimal within one in a million of the fraction
+    ("0.3333333333", "\\frac{1}{3}"),   # decimals that agree with the fraction
+    ("0.166667", "\\frac{1}{6}"),
+    ("-0.083333", "-\\frac{1}{12}"),
+    ("0.002315", "\\frac{1}{432}"),
     ("0.50", "\\frac{1}{2}"),
 ])
 def test_issue_cases_equivalent(answer, gold):
@@ -278,6 +281,9 @@ def test_issue_cases_equivalent(answer, gold):
     ("\\boxed{0.000001}", "0.0000012"),
     ("\\boxed{0.0000001}", "0"),
     ("\\boxed{0.333}", "\\frac{1}{3}"),
+    ("\\boxed{10^{-6}}", "0.0000012"),
+    ("\\boxed{1 \\times 10^{-6}}", "0.0000012"),
+    ("\\boxed{0.000001}", "\\frac{\\sqrt{2}}{10^6}"),
 ])
 def test_issue_cases_wrong(response, gold):
     assert not _graded(response, gold)

@@ -201,14 +201,15 @@ def test_real_gold_answers_match_themselves_and_their_solutions(shared_data):
     ("\\boxed{2 \\text{ dozen}}", "2", False),
     ("\\boxed{5 \\text{ squared}}", "5", False),
     ("\\boxed{5 \\text{ cm}}", "5", True),
-    # A box the response withdraws is not its answer; the one it corrects it to is.
+    # A box corrected to a different one is not the answer; the correction is.
     ("So \\boxed{5}. Wait, that's wrong: 3 + 4 = 7, so \\boxed{7}.", "7", True),
     ("So \\boxed{5}. Wait, that's wrong: 3 + 4 = 7, so \\boxed{7}.", "5", False),
-    ("x = \\boxed{5}. This is incorrect, since x must be even.", "5", False),
-    ("The answer is \\boxed{5}. Oops, I made a mistake: it is 12 - 5 = 7.", "7", True),
-    ("The answer is \\boxed{5}. Oops, I made a mistake: it is 12 - 5 = 7.", "5", False),
-    # … while an answer checked and kept stands.
-    ("\\boxed{5}\n\nWait, let me verify: 2 + 3 = 5. Correct.", "5", True),
+    ("\\boxed{5}\n\nWait, no. 12 - 5 = 7. So \\boxed{7}.", "7", True),
+    ("\\boxed{5} is incorrect; the correct answer is \\boxed{7}.", "7", True),
+    # … while a final box stands: notes after it take nothing back, nor does a check.
+    ("x = \\boxed{7}. Note: a common mistake is to add 12 and 5 to get 17, which is wrong.", "7", True),
+    ("\\boxed{7}. (The other root, x = -2, is extraneous, so it is not correct.)", "7", True),
+    ("\\boxed{7}\n\nHmm, did I make a mistake? Let me verify: 3 + 4 = 7. Correct.", "7", True),
     ("\\boxed{5}. Is that wrong? No: 2 + 3 = 5, so \\boxed{5}.", "5", True),
 ])
 def test_no_credit_for_an_answer_the_response_did_not_commit_to(generated, gold, credited):

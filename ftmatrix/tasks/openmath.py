@@ -101,10 +101,10 @@ TASK = TaskKind(
     grading=("Strict: the answer in \\boxed{}; lenient: the boxed answer, else a final 'the answer is …', else "
              "the last number. Correct when it equals the expected answer after normalisation (units, "
              "thousands separators, 'x =', percentages; words such as 'thousand' or 'dozen' are no unit) or by "
-             "math-verify's symbolic and numeric check (two plain numbers within one in a million of the "
-             "expected one); a response that boxes two different answers is wrong, a box it withdraws ('that's "
-             "wrong', 'I made a mistake') is not its answer, and one whose final box is cut off answers only "
-             "the plain number it was writing."),
+             "math-verify's symbolic and numeric check (numbers agreeing to three significant figures as "
+             "well); a response that boxes two different answers is wrong unless it corrects the first ('Wait, "
+             "that's wrong … \\boxed{7}'), and one whose final box is cut off answers only the plain number it "
+             "was writing."),
     score=score,
     metrics=M.math_metrics,
     statistics=statistics,
