@@ -172,6 +172,14 @@ _PROSE_ABSTAIN = re.compile(
     r"|\b" + _NORMAL_SOURCE + r"\s+(?:lacks|is\s+silent)\b"
     r"|\bno\s+(?:information|mention|answer|indication|details?)\s+(?:about|on|of|regarding|for|in|is|was|to|found)\b"
     r"|\bthere\s+is\s+no\s+answer\b"
+    r"|\b(?:information|answer|this|that|it)\s+is\s+not\s+(?:provided|given|stated|mentioned|specified|available)\b"
+    r"|\b(?:unable|not\s+possible|impossible)\s+to\s+(?:answer|determine|tell|say)"
+    r"(?:\s+(?:this|that|it|from|based|with|given|answer|without|question)\b|\s*$)"
+    r"|\b(?:cannot|can\s*not|cant)\s+answer\b"
+    r"|\b" + _NORMAL_SOURCE + r"\s+(?:says\s+nothing|makes\s+no\s+(?:reference|mention)"
+    r"|(?:does\s*not|doesnt)\s+have\s+(?:any\s+)?information)\b"
+    r"|\bnothing\s+in\s+" + _NORMAL_SOURCE + r"\b|\bis\s+not\s+in\s+" + _NORMAL_SOURCE + r"\b"
+    r"|\b(?:it|but|and)\s+(?:does\s*not|doesnt)\s+(?:mention|say|state|specify)\b"
     r"|\b(?:i|we)\s+(?:cannot|can\s*not|cant|am\s+unable\s+to|are\s+unable\s+to|could\s+not|couldnt|was\s+unable\s+to"
     r"|am\s+not\s+able\s+to|was\s+not\s+able\s+to)\s+(?:answer|find|determine|tell)\b"
     r"|\b(?:im|were)\s+(?:unable|not\s+able)\s+to\s+(?:answer|find|determine|tell)\b"
@@ -227,21 +235,30 @@ _FILLER = re.compile(
     r"|ok|okay|sure|no|however|but|note|though|although|that\s+said|in\s+short|to\s+be\s+honest"
     r"|(?:based\s+on|according\s+to|from|given|looking\s+at|after\s+reading|after\s+reviewing|in)\s+"
     + _NORMAL_SOURCE + r"|")
-# After an abstention, a guess or an answer after all ('… but it is probably Paris', '…; the
-# answer is Paris', '…, but it suggests Paris'): the response then hedges between the two.
+# After an abstention, a guess ('… but it is probably Paris', 'If I had to guess: Paris', '…, but
+# it suggests Paris'): the response then hedges between the two. Explanations of an abstention
+# ('It only mentions the 1990s', 'it is focused on his youth') are no guess.
 _GUESS = re.compile(
     r"\b(?:probably|possibly|perhaps|maybe|likely|presumably|my\s+(?:best\s+)?guess|if\s+i\s+(?:had|have)\s+to\s+guess"
-    r"|i\s+(?:would\s+|d\s+)?(?:guess|think|believe|assume|suspect)|(?:it|this|that|answer)\s+(?:might|may|could|would)\s+be"
-    r"|(?:the\s+)?answer\s+is|it\s+(?:was|is|were)|(?:suggests|implies|indicates|mentions|says|states|notes)\b"
-    r"|(?:is|are|was|were)\s+mentioned"
-    r"|only\s+that)\b")
+    r"|i\s+(?:would|d)\s+(?:guess|say)|i\s+(?:guess|suspect)"
+    r"|i\s+(?:think|believe|assume)\s+(?!(?:that\s+)?(?:the\s+)?(?:context|passage|text|article|paragraph|document"
+    r"|question|information|it\s+is\s+not|this\s+is\s+not|there\s+is\s+no)\b)"
+    r"|(?:it|this|that|answer)\s+(?:might|may|could|would)\s+be|suggests|implies)\b")
+# '… ; the answer is Paris': an answer after all (not '…. Therefore, the answer is: unanswerable').
+_ANSWER_AFTER_ALL = re.compile(r"(?:(?:but|however|so|therefore|thus|still)\s*,?\s+)?(?:the\s+)?answer\s+is\s+(\S.*)",
+                               re.IGNORECASE)
 # An abstention that qualifies an answer given before it: 'Paris, though the context does not say
-# so directly', 'Paris (the passage does not state it)'. (Reasoning before an abstention — 'The
-# passage covers his youth but does not mention this. Unanswerable.' — is no such caveat.)
+# so directly', 'Paris (the passage doesn't state it)' — not a remark on another detail ('1997.
+# The context does not specify the month.'), after which the answer stands.
 _CAVEAT = re.compile(
-    r"\b(?:not|nt)\s+(?:(?:explicitly|directly|specifically|clearly|actually)\b|(?:\w+\s+){0,2}"
+    r"(?:\bnot|nt)\s+(?:(?:explicitly|directly|specifically|clearly|actually)\b|(?:\w+\s+){0,2}"
     r"(?:say|state|stated|confirm|confirmed|mention|mentioned|name|named|give|given|specify|specified|provide"
     r"|provided)\s+(?:so|it|this|that)\b)")
+# The start of reasoning rather than of an answer: 'It talks about …', 'The passage covers …'.
+_REASONING_START = re.compile(
+    r"(?:it|this|that|there|he|she|they|we|i|its|context|passage|text|article|paragraph|document|question"
+    r"|information)\b")
+_MAX_ANSWER_BEFORE_REMARK_WORDS = 6
 # Two answers offered as alternatives with a word of doubt: 'Paris or possibly Lyon', 'maybe
 # Paris or Lyon'. (A bare 'X or Y' stays an answer: about one gold span in a hundred is one.)
 _ALTERNATIVE = re.compile(
@@ -254,7 +271,9 @@ _INTRODUCTION = re.compile(
     r"#*\s*(?:(?:sure|okay|ok|certainly|of\s+course|alright|absolutely|great|great\s+question|sure\s+thing"
     r"|no\s+problem|happy\s+to\s+help)\b[\s!.,]*)*"
     r"(?:(?:i\s+can\s+help(?:\s+you)?\s+with\s+that|here\s+is\s+(?:the|my)\s+answer|here['’]s\s+(?:the|my)\s+answer"
-    r"|let\s+me\s+(?:find|look\s+for|check)\b[^.!?]*|(?:the\s+)?(?:final\s+|short\s+)?answer)[\s!.]*)?",
+    r"|here\s+is\s+(?:the|my)\s+answer\b[^.!?:]*|here['’]s\s+(?:the|my)\s+answer\b[^.!?:]*"
+    r"|let\s+me\s+(?:find|look|check|read|see)\b[^.!?]*"
+    r"|(?:the\s+|my\s+)?(?:final\s+|short\s+|extracted\s+)?(?:answer|response|span|output))[\s!.]*)?",
     re.IGNORECASE)
 
 
@@ -265,63 +284,89 @@ def _clean_line(raw: str) -> str:
     return _ANSWER_PREFIX.sub("", line, count=1).strip()
 
 
-def _guesses(text: str) -> bool:
-    return bool(_GUESS.search(_fold_quotes(text.lower()).replace("'", " ")))
+def _guesses(clause: str) -> bool:
+    """Does a clause after an abstention guess or answer after all?"""
+    if is_abstention(clause):
+        return False
+    folded = _fold_quotes(clause.strip())
+    after_all = _ANSWER_AFTER_ALL.match(folded)
+    if after_all and not is_abstention(after_all.group(1)):
+        return True
+    return bool(_GUESS.search(folded.lower().replace("'", " ")))
 
 
-def _line_reading(line: str) -> str:
-    """How one (cleaned) line reads: 'abstain' when it declines to answer and offers nothing else,
-    'hedge' when it both answers and abstains ('Paris, though the context does not say so',
-    'The context does not say, but it is probably Paris', 'Paris or unanswerable') or offers
-    alternatives with a word of doubt, else 'answer'."""
-    if not is_abstention(line):
-        return "hedge" if _ALTERNATIVE.search(line.lower()) else "answer"
-    clauses = [c for c in _CLAUSE_BREAK.split(_fold_quotes(line)) if c and c.strip()]
-    for i, clause in enumerate(clauses):
-        normal = squad_normalize(clause)
-        if _FILLER.fullmatch(normal):
-            continue
-        if not is_abstention(clause):
-            # Something before the abstention: an answer it qualifies, or reasoning that leads to it.
-            return "hedge" if len(normal.split()) <= 6 and _CAVEAT.search(squad_normalize(line)) else "abstain"
-        if re.search(r"\bor\b|/", clause) and not (_ABSTAIN.fullmatch(normal) or _BARE_ABSTAIN.fullmatch(normal)):
-            return "hedge"  # 'Paris or unanswerable'
-        rest = [c for c in clauses[i + 1:] if not is_abstention(c) and not _FILLER.fullmatch(squad_normalize(c))]
-        return "hedge" if any(_guesses(c) for c in rest) else "abstain"
-    return "abstain"
+def _full_abstention(normal: str) -> bool:
+    return bool(_ABSTAIN.fullmatch(normal) or _BARE_ABSTAIN.fullmatch(normal))
+
+
+def _line_reading(line: str) -> tuple[str, str]:
+    """How one (cleaned) line reads, and its span: ('abstain', '') when it declines to answer and
+    offers nothing else (reasoning before the abstention included); ('hedge', '') when it both
+    answers and abstains ('Paris, though the context does not say so', 'The context does not say,
+    but it is probably Paris', 'Paris or unanswerable') or offers alternatives with a word of
+    doubt; else ('answer', span) — the line, or the answer before a remark on another detail
+    ('1997. The context does not specify the month.' reads 1997)."""
+    folded = _fold_quotes(line)
+    clauses = [c.strip() for c in _CLAUSE_BREAK.split(folded) if c and c.strip()]
+    content = [c for c in clauses if not _FILLER.fullmatch(squad_normalize(c))]
+    if not is_abstention(folded) and not any(is_abstention(c) for c in content):
+        return ("hedge", "") if _ALTERNATIVE.search(line.lower()) else ("answer", line)
+    first = content[0] if content else ""
+    normal = squad_normalize(first)
+    if not first or is_abstention(first):
+        if re.search(r"\bor\b|/", first) and not _full_abstention(normal):
+            return "hedge", ""  # 'Paris or unanswerable'
+        return ("hedge", "") if any(_guesses(c) for c in content[1:]) else ("abstain", "")
+    if _REASONING_START.match(normal) or len(normal.split()) > _MAX_ANSWER_BEFORE_REMARK_WORDS:
+        # Reasoning that leads to the abstention — unless it guesses after it.
+        abstains_at = next(i for i, c in enumerate(content) if is_abstention(c)) if any(
+            is_abstention(c) for c in content) else len(content)
+        return ("hedge", "") if any(_guesses(c) for c in content[abstains_at + 1:]) else ("abstain", "")
+    if _CAVEAT.search(squad_normalize(folded)):
+        return "hedge", ""
+    return "answer", _unquote(first.rstrip(".!?;:, "))
 
 
 def _caveat_line(line: str) -> bool:
     """A later line that takes the answer back: 'However, the context does not actually say.',
     'The passage does not say.' (a side remark on another detail — 'The context doesn't say the
     month.' — does not)."""
-    normal = squad_normalize(_fold_quotes(line))
+    normal = squad_normalize(_fold_quotes(_HEADING_LABEL.sub("", line)))
     if not is_abstention(line):
         return False
     bare = re.sub(r"^(?:but|however|though|although|note|that\s+said)\s+", "", normal)
-    return bool(_CAVEAT.search(normal) or _ABSTAIN.fullmatch(bare) or _BARE_ABSTAIN.fullmatch(bare)
+    return bool(_CAVEAT.search(normal) or _full_abstention(bare)
                 or re.fullmatch(_NORMAL_SOURCE + r"\s+(?:does|do|did)\s*(?:not|nt)\s+(?:actually\s+)?"
                                 r"(?:say|mention|state|specify|answer)(?:\s+(?:this|that|it|so))?", bare))
 
 
-# Headings a later line may hold: not an answer.
-_HEADINGS = frozenset({"explanation", "reasoning", "justification", "source", "sources", "note", "notes",
-                       "evidence", "answer", "final answer", "context", "reference"})
+# A label opening a later line: 'Reasoning: …', '**Evidence:** …'.
+_HEADING_LABEL = re.compile(r"^[#*_\s]*[A-Z][A-Za-z]*(?:\s+[A-Za-z]+)?[*_]*\s*:[*_]*\s*")
+# Headings and remarks a later line may hold: not an answer.
+_HEADINGS = re.compile(
+    r"(?:final\s+|short\s+|key\s+|supporting\s+)?(?:explanation|reasoning|justification|rationale|analysis|summary"
+    r"|sources?|notes?|evidence|answer|context|references?|reasons?|thanks|thank\s+you)"
+    r"|(?:paragraph|sentence|line|section)\s+\d+")
 _MAX_LISTED_WORDS = 3
 
 
 def _listed(raw: str, answer: str) -> bool:
     """Is a later line one more answer, listed on its own: a name or a number ('London', 'New
-    York City', '1998'), not a restatement of the answer ('In 1997', 'Paris, France'), a heading
-    ('**Explanation**') or a remark ('Hope that helps', 'Stated in paragraph 2')?"""
-    line = _unquote(_BULLET.sub("", _EMPHASIS.sub("", raw).strip()).strip("# "))
+    York City'), or a short bulleted item ('- abstract'), not a restatement of the answer ('In 1997', 'Paris, France'), a heading
+    ('**Explanation**', '## Notes') or a remark ('Hope that helps', 'Stated in paragraph 2')?"""
+    stripped = raw.strip()
+    if stripped.startswith("#") or re.fullmatch(r"(\*\*|__).+\1", stripped):
+        return False  # a heading
+    plain = _EMPHASIS.sub("", stripped).strip()
+    bulleted = bool(_BULLET.match(plain))
+    line = _unquote(_BULLET.sub("", plain))
     words = line.split()
     if not words or len(words) > _MAX_LISTED_WORDS or ":" in line or line[-1] in ".!?":
         return False
-    if not all(word[0].isupper() or word[0].isdigit() for word in words):
-        return False
+    if not bulleted and not all(word[0].isupper() or word[0].isdigit() for word in words):
+        return False  # a remark ('Hope that helps'); a bulleted item is listed whatever its case
     normal = squad_normalize(line)
-    if not normal or normal in _HEADINGS or is_abstention(line):
+    if not normal or _HEADINGS.fullmatch(normal) or is_abstention(line):
         return False
     return not (answer and (normal in answer or answer in normal))
 
@@ -341,7 +386,7 @@ def read_squad_response(text: str) -> tuple[str, str]:
     and asides in brackets on later lines are not read."""
     lines = [ln.strip() for ln in strip_thinking(text).splitlines() if ln.strip()]
     at, line = None, ""
-    for index, raw in enumerate(lines[:3]):
+    for index, raw in enumerate(lines[:4]):
         line = _unquote(_clean_line(raw))
         # 'Sure! Here is the answer:' announces the next line ('in state X:' ending a response is a span).
         introduces = raw.rstrip("*_` ").endswith(":") or _INTRODUCTION.fullmatch(line) or _INTRODUCTION.fullmatch(
@@ -351,23 +396,21 @@ def read_squad_response(text: str) -> tuple[str, str]:
             break
     if at is None:
         return "none", ""
-    kind = _line_reading(line)
+    kind, span = _line_reading(line)
     if kind == "hedge":
         return "hedge", ""
-    bullet = _BULLET.match(_EMPHASIS.sub("", lines[at]).strip())
-    answer = squad_normalize(line)
+    answer = squad_normalize(span)
     for raw in lines[at + 1:]:
         later = _clean_line(raw)
         if not later or later[0] in "([":
             continue
         if kind == "abstain":
-            if (_guesses(later) and not is_abstention(later)) or _listed(raw, ""):
+            body = _HEADING_LABEL.sub("", later)
+            if any(_guesses(c) for c in _CLAUSE_BREAK.split(_fold_quotes(body)) if c and c.strip()) or _listed(raw, ""):
                 return "hedge", ""
         elif _caveat_line(later) or _listed(raw, answer):
             return "hedge", ""
-        elif bullet and _BULLET.match(_EMPHASIS.sub("", raw).strip()) and squad_normalize(later) != answer:
-            return "hedge", ""  # '- Paris\n- the city of Lyon': a list of answers
-    return (kind, "") if kind == "abstain" else (kind, line)
+    return kind, span
 
 
 def extract_span_strict(text: str) -> str:

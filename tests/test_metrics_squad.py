@@ -335,12 +335,13 @@ def test_no_gold_span_of_the_dev_set_reads_as_a_hedge_or_an_abstention(shared_da
     ("In the context, there's no mention of this.", ''),
     ('Based on the provided context, the answer is Paris.', 'Paris.'),
     ('According to the provided passage, Paris', 'Paris'),
-    ('The context does not mention Lyon; the answer is Paris.', M.SQUAD_NO_ANSWER),
-    ('Although the passage does not give an exact date, it was in 1997.', M.SQUAD_NO_ANSWER),
+    ('The context does not mention Lyon; the answer is Paris.', M.SQUAD_NO_ANSWER),   # an answer after all
+    # An abstention's explanation is not read as an answer, however specific; only a guess is.
+    ('Although the passage does not give an exact date, it was in 1997.', ''),
     ('The context does not explicitly state this, but it suggests Paris.', M.SQUAD_NO_ANSWER),
-    ('The context does not specify the exact year, only that it was in the 1990s.', M.SQUAD_NO_ANSWER),
-    ('The passage does not specify; however, Paris is mentioned.', M.SQUAD_NO_ANSWER),
-    ('The context does not explicitly state this.\nHowever, it mentions Paris.', M.SQUAD_NO_ANSWER),
+    ('The context does not specify the exact year, only that it was in the 1990s.', ''),
+    ('The passage does not specify; however, Paris is mentioned.', ''),
+    ('The context does not explicitly state this.\nHowever, it mentions Paris.', ''),
     ('**Answer**\nParis', 'Paris'),
     ('### Answer\nParis', 'Paris'),
     ('Final Answer\nParis', 'Paris'),
@@ -424,6 +425,61 @@ def test_no_gold_span_of_the_dev_set_reads_as_a_hedge_or_an_abstention(shared_da
     ('1997\n1998', M.SQUAD_NO_ANSWER),
 ])
 def test_reading_of_the_forms_chat_models_write(generated, expected):
+    got = M.extract_span(generated)
+    assert (got == M.SQUAD_NO_ANSWER) == (expected == M.SQUAD_NO_ANSWER)
+    assert M.squad_normalize(got) == M.squad_normalize(expected)
+
+
+# Explained abstentions stay abstentions (the explanation is not read as an answer, only a guess
+# is); an answer with a caveat ("doesn't say so") is a hedge, with a remark on another detail it
+# stands; headings, introductions and bulleted explanations are no second answer.
+@pytest.mark.parametrize("generated, expected", [
+    ('Unanswerable. The passage states that he was born in 1810 but not when he died.', ''),
+    ('unanswerable\n\nThe passage mentions his early career but does not say when he retired.', ''),
+    ('The passage does not mention the attendance. Therefore, the answer is: unanswerable.', ''),
+    ('The context does not provide this information, as it is focused on the 19th century.', ''),
+    ('Unanswerable. It is not clear from the passage.', ''),
+    ('Unanswerable, since the passage only mentions the 1990s.', ''),
+    ('**Answer:** unanswerable\n\n**Reasoning:** It is not mentioned.', ''),
+    ("I'm sorry, but the passage doesn't mention that. It only states the year the game was played.", ''),
+    ('Unanswerable. I think the passage only covers his youth.', ''),
+    ("Paris, though the context doesn't say so.", M.SQUAD_NO_ANSWER),
+    ('Paris, though the context doesn’t say so.', M.SQUAD_NO_ANSWER),
+    ("The Normans were from Normandy, though the passage doesn't say so explicitly.", M.SQUAD_NO_ANSWER),
+    ("Paris\n\nThe passage doesn't explicitly state this.", M.SQUAD_NO_ANSWER),
+    ('1997. The context does not specify the month.', '1997'),
+    ('1997 (the month is not mentioned in the passage)', '1997'),
+    ("The Denver Broncos. The passage doesn't mention the score.", 'The Denver Broncos'),
+    ('Paris\n\n**Rationale**', 'Paris'),
+    ('Paris\n\n**Analysis**', 'Paris'),
+    ('Paris\n\n**Supporting Evidence**', 'Paris'),
+    ('Paris\n\nParagraph 2', 'Paris'),
+    ('Paris\n\nThanks', 'Paris'),
+    ('Unanswerable\n\n**Reason**', ''),
+    ('Let me look at the context.\n\nParis', 'Paris'),
+    ('## Response\n\nParis', 'Paris'),
+    ('**My answer**\n\nParis', 'Paris'),
+    ('**Extracted Span**\nParis', 'Paris'),
+    ("Here's the answer from the context.\n\nParis", 'Paris'),
+    ("Sure!\n\nHere's the answer:\n\n**Answer:**\nParis", 'Paris'),
+    ('- **Answer:** Denver Broncos\n- **Evidence:** "They won the game."', 'Denver Broncos'),
+    ('1. Denver Broncos\n2. They defeated the Panthers 24-10.', 'Denver Broncos'),
+    ('The passage discusses the treaty but does not mention the date.', ''),
+    ('The passage discusses the treaty. It does not mention the date.', ''),
+    ('This information is not provided.', ''),
+    ('Unable to answer.', ''),
+    ('Cannot answer based on the context.', ''),
+    ("It's not possible to determine from the context.", ''),
+    ('The passage says nothing about the date.', ''),
+    ('The context does not have information about the date.', ''),
+    ('The text makes no reference to the date.', ''),
+    ('There is nothing in the context about this.', ''),
+    ('The answer to this question is not in the passage.', ''),
+    ("It doesn't mention it.", ''),
+    ('Not stated. The passage mentions only the treaty.', ''),
+    ("I'm not sure, but I think Paris.", M.SQUAD_NO_ANSWER),
+])
+def test_explanations_headings_and_remarks_are_not_answers(generated, expected):
     got = M.extract_span(generated)
     assert (got == M.SQUAD_NO_ANSWER) == (expected == M.SQUAD_NO_ANSWER)
     assert M.squad_normalize(got) == M.squad_normalize(expected)
