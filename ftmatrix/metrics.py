@@ -133,9 +133,12 @@ SQUAD_ABSTAIN_WORD = "unanswerable"
 SQUAD_NO_ANSWER = "∅"
 # Markdown emphasis and code marks: '**Answer:** Paris', '*Paris*', '`Paris`'.
 _EMPHASIS = re.compile(r"\*\*|__|(?<!\w)[*_`]+|[*_`]+(?!\w)")
-# What a response names as its source: 'the context', 'the provided passage', 'the information given'.
-_SOURCE = (r"(?:(?:provided|given|above|following)\s+)?(?:context|passage|text|article|paragraph|document|information)"
-           r"(?:\s+(?:above|provided|given))?")
+# What a response names as its source: 'the context', 'the provided passage', 'the document above'
+# (and, in a lead-in, 'the information provided').
+_SOURCE_NOUNS = "context|passage|text|article|paragraph|document"
+_NORMAL_SOURCE = (r"(?:(?:provided|given|above|following)\s+)?(?:" + _SOURCE_NOUNS + r")"
+                  r"(?:\s+(?:above|provided|given))?")
+_SOURCE = _NORMAL_SOURCE.replace(_SOURCE_NOUNS, _SOURCE_NOUNS + "|information")
 _LEAD_IN = re.compile(
     r"^(?:(?:so|thus|therefore|hence|ok(?:ay)?|sure|certainly|alright|great(?:\s+question)?)\s*[,!.]\s*"
     r"|(?:so|thus|therefore|hence)\s+(?=(?:the\s+)?(?:final\s+)?answer\b)|well\s*,\s*)?"
@@ -143,15 +146,14 @@ _LEAD_IN = re.compile(
     + _SOURCE + r"\s*[,:]\s*)?",
     re.IGNORECASE)
 _ANSWER_PREFIX = re.compile(
-    r"^(?:here\s+is\s+|here['’]s\s+)?(?:the\s+|my\s+)?(?:final\s+|short\s+|correct\s+|extracted\s+)?(?:answer|response|span|output)"
+    r"^(?:here\s+is\s+|here['’]s\s+)?(?:the\s+|my\s+)?(?:final\s+|short\s+|correct\s+|extracted\s+)?"
+    r"(?:answer|response|span|output)"
     r"(?:\s+(?:to\s+the\s+question\s+)?(?:is|would\s+be|will\s+be)\s*:?|\s*[:：\-–—]+)\s*",
     re.IGNORECASE)
 # A bullet or number opening a line: '- Paris', '• Paris', '1. Paris'.
 _BULLET = re.compile(r"^(?:[-•*]|\d{1,2}[.)])\s+")
-# What the abstention patterns read: normalised text (squad_normalize), where the source's
-# article is gone and "doesn't" is 'doesnt'.
-_NORMAL_SOURCE = (r"(?:(?:provided|given|above|following)\s+)?(?:context|passage|text|article|paragraph|document)"
-                  r"(?:\s+(?:above|provided|given))?")
+# The abstention patterns read normalised text (squad_normalize): the source's article is gone
+# and "doesn't" is 'doesnt'.
 _ABSTAIN = re.compile(
     r"(?:(?:this\s+|the\s+)?question\s+is\s+|it\s+is\s+|its\s+)?"
     r"(?:unanswerable|not\s+answerable|cannot\s+be\s+answered|cant\s+be\s+answered|can\s+not\s+be\s+answered"
@@ -185,7 +187,8 @@ _PROSE_ABSTAIN = re.compile(
     r"|\b(?:im|were)\s+(?:unable|not\s+able)\s+to\s+(?:answer|find|determine|tell)\b"
     r"|\b(?:i|we)\s+(?:do\s+not|dont)\s+have\s+enough\s+information\b"
     r"|^(?:i\s+(?:do\s*not|dont)\s+know|i\s+am\s+not\s+sure|im\s+not\s+sure|no\s+idea)\b"
-    r"|\b(?:not|isnt)\s+enough\s+(?:information|context)\b|\binsufficient\s+information\b|\bunanswerable\b|\bnot\s+answerable\b"
+    r"|\b(?:not|isnt)\s+enough\s+(?:information|context)\b|\binsufficient\s+information\b"
+    r"|\bunanswerable\b|\bnot\s+answerable\b"
 )
 # Bare abstentions that name no passage: 'Not mentioned.', 'Not stated here', 'I don't know.'
 # ('unknown', 'unclear', 'never' and 'none' are answers: the dev set has such spans.)
@@ -270,8 +273,8 @@ _ALTERNATIVE = re.compile(
 _INTRODUCTION = re.compile(
     r"#*\s*(?:(?:sure|okay|ok|certainly|of\s+course|alright|absolutely|great|great\s+question|sure\s+thing"
     r"|no\s+problem|happy\s+to\s+help)\b[\s!.,]*)*"
-    r"(?:(?:i\s+can\s+help(?:\s+you)?\s+with\s+that|here\s+is\s+(?:the|my)\s+answer|here['’]s\s+(?:the|my)\s+answer"
-    r"|here\s+is\s+(?:the|my)\s+answer\b[^.!?:]*|here['’]s\s+(?:the|my)\s+answer\b[^.!?:]*"
+    r"(?:(?:i\s+can\s+help(?:\s+you)?\s+with\s+that|here\s+is\s+(?:the|my)\s+answer\b[^.!?:]*"
+    r"|here['’]s\s+(?:the|my)\s+answer\b[^.!?:]*"
     r"|let\s+me\s+(?:find|look|check|read|see)\b[^.!?]*"
     r"|(?:the\s+|my\s+)?(?:final\s+|short\s+|extracted\s+)?(?:answer|response|span|output))[\s!.]*)?",
     re.IGNORECASE)
@@ -319,8 +322,7 @@ def _line_reading(line: str) -> tuple[str, str]:
         return ("hedge", "") if any(_guesses(c) for c in content[1:]) else ("abstain", "")
     if _REASONING_START.match(normal) or len(normal.split()) > _MAX_ANSWER_BEFORE_REMARK_WORDS:
         # Reasoning that leads to the abstention — unless it guesses after it.
-        abstains_at = next(i for i, c in enumerate(content) if is_abstention(c)) if any(
-            is_abstention(c) for c in content) else len(content)
+        abstains_at = next((i for i, c in enumerate(content) if is_abstention(c)), len(content))
         return ("hedge", "") if any(_guesses(c) for c in content[abstains_at + 1:]) else ("abstain", "")
     if _CAVEAT.search(squad_normalize(folded)):
         return "hedge", ""
@@ -352,8 +354,9 @@ _MAX_LISTED_WORDS = 3
 
 def _listed(raw: str, answer: str) -> bool:
     """Is a later line one more answer, listed on its own: a name or a number ('London', 'New
-    York City'), or a short bulleted item ('- abstract'), not a restatement of the answer ('In 1997', 'Paris, France'), a heading
-    ('**Explanation**', '## Notes') or a remark ('Hope that helps', 'Stated in paragraph 2')?"""
+    York City') or a short bulleted item ('- abstract'); not a restatement of the answer ('In
+    1997', 'Paris, France'), a heading ('**Explanation**', '## Notes') or a remark ('Hope that
+    helps', 'Stated in paragraph 2')?"""
     stripped = raw.strip()
     if stripped.startswith("#") or re.fullmatch(r"(\*\*|__).+\1", stripped):
         return False  # a heading
