@@ -137,23 +137,29 @@ _EMPHASIS = re.compile(r"\*\*|__|(?<!\w)[*_`]+|[*_`]+(?!\w)")
 # (and, in a lead-in, 'the information provided').
 _SOURCE_NOUNS = "context|passage|text|article|paragraph|document"
 _NORMAL_SOURCE = (r"(?:(?:provided|given|above|following)\s+)?(?:" + _SOURCE_NOUNS + r")"
-                  r"(?:\s+(?:above|provided|given))?")
-_SOURCE = _NORMAL_SOURCE.replace(_SOURCE_NOUNS, _SOURCE_NOUNS + "|information")
+                  r"(?:\s+(?:above|provided|given|you\s+(?:provided|gave)))?")
+_SOURCE = _NORMAL_SOURCE.replace(
+    _SOURCE_NOUNS, _SOURCE_NOUNS + r"|information(?:\s+in\s+the\s+(?:passage|context|text))?")
 _LEAD_IN = re.compile(
-    r"^(?:(?:so|thus|therefore|hence|ok(?:ay)?|sure|certainly|alright|great(?:\s+question)?)\s*[,!.]\s*"
+    r"^(?:i['’]?d\s+be\s+happy\s+to\s+help\s*[,!.]\s*)?"
+    r"(?:(?:so|thus|therefore|hence|ok(?:ay)?|sure|certainly|alright|great(?:\s+question)?)\s*[,!.]\s*"
     r"|(?:so|thus|therefore|hence)\s+(?=(?:the\s+)?(?:final\s+)?answer\b)|well\s*,\s*)?"
-    r"(?:(?:based\s+on|according\s+to|from|given|in|after\s+(?:reviewing|reading)|looking\s+at)\s+(?:the\s+)?"
+    r"(?:(?:based\s+on|according\s+to|from|given|in|after\s+(?:reviewing|reading)|looking\s+at"
+    r"|as\s+(?:mentioned|stated|described|given)\s+in)\s+(?:the\s+)?"
     + _SOURCE + r"\s*[,:]\s*)?",
     re.IGNORECASE)
 _ANSWER_PREFIX = re.compile(
     r"^(?:here\s+is\s+|here['’]s\s+)?(?:the\s+|my\s+)?(?:final\s+|short\s+|correct\s+|extracted\s+)?"
     r"(?:answer|response|span|output)"
-    r"(?:\s+(?:to\s+the\s+question\s+)?(?:is|would\s+be|will\s+be)\s*:?|\s*[:：\-–—]+)\s*",
+    r"(?:\s+(?:to\s+(?:the|this)\s+question\s+)?(?:is|would\s+be|will\s+be)(?![\w'’])\s*:?|\s*[:：\-–—]+)\s*"
+    r"|^i\s+would\s+answer\s*:\s*",
     re.IGNORECASE)
 # A bullet or number opening a line: '- Paris', '• Paris', '1. Paris'.
 _BULLET = re.compile(r"^(?:[-•*]|\d{1,2}[.)])\s+")
 # The abstention patterns read normalised text (squad_normalize): the source's article is gone
-# and "doesn't" is 'doesnt'.
+# and "doesn't" is 'doesnt'. What a source does not do when it does not answer:
+_SOURCE_VERBS = ("say|mention|specify|state|provide|contain|include|give|answer|indicate|tell|address|discuss|describe"
+                 "|name|identify|list|explain|clarify|reveal|offer|talk|refer|make|cover|detail")
 _ABSTAIN = re.compile(
     r"(?:(?:this\s+|the\s+)?question\s+is\s+|it\s+is\s+|its\s+)?"
     r"(?:unanswerable|not\s+answerable|cannot\s+be\s+answered|cant\s+be\s+answered|can\s+not\s+be\s+answered"
@@ -165,23 +171,29 @@ _PROSE_ABSTAIN = re.compile(
     r"\b(?:cannot|can\s*not|cant|could\s+not|couldnt)\s+be\s+(?:answered|determined|found)\b"
     r"|\b" + _NORMAL_SOURCE + r"\s+(?:does|do|did)\s*(?:not|nt)\s+"
     r"(?:(?:actually|explicitly|directly|specifically|clearly|really)\s+)?"
-    r"(?:say|mention|specify|state|provide|contain|include|give|answer|indicate|tell|address|discuss|describe|name"
-    r"|identify|list|explain)\b"
-    r"|\b(?:not|never)\s+(?:mentioned|stated|specified|provided|given|found|answered|addressed|discussed|available"
-    r"|included|present)\s+(?:anywhere\s+)?(?:in|by)\s+" + _NORMAL_SOURCE + r"\b"
+    r"(?:" + _SOURCE_VERBS + r")\b"
+    r"|\b(?:not|never)\s+(?:(?:explicitly|directly|specifically|clearly)\s+)?(?:mentioned|stated|specified|provided"
+    r"|given|found|answered|addressed|discussed|available|included|present|named|identified)\s+(?:anywhere\s+)?"
+    r"(?:in|by)\s+" + _NORMAL_SOURCE + r"\b"
     r"|\b(?:answer|information)\s+is\s+not\s+(?:(?:available|provided|given|found|present|stated)\s+)?in\s+"
     + _NORMAL_SOURCE + r"\b"
     r"|\b" + _NORMAL_SOURCE + r"\s+(?:lacks|is\s+silent)\b"
-    r"|\bno\s+(?:information|mention|answer|indication|details?)\s+(?:about|on|of|regarding|for|in|is|was|to|found)\b"
+    r"|\bno\s+(?:(?:specific|explicit|direct|clear|further|additional|relevant)\s+)?"
+    r"(?:information|mention|answer|indication|details?)\s+(?:(?:provided|given|available)\s+)?"
+    r"(?:about|on|of|regarding|for|in|is|was|to|found)\b"
     r"|\bthere\s+is\s+no\s+answer\b"
-    r"|\b(?:information|answer|this|that|it)\s+is\s+not\s+(?:provided|given|stated|mentioned|specified|available)\b"
+    r"|\b(?:information|answer|this|that|it)\s+(?:is\s+not|isnt|was\s+not|wasnt)\s+"
+    r"(?:(?:explicitly|directly|specifically|clearly)\s+)?"
+    r"(?:provided|given|stated|mentioned|specified|available|named)\b"
     r"|\b(?:unable|not\s+possible|impossible)\s+to\s+(?:answer|determine|tell|say)"
-    r"(?:\s+(?:this|that|it|from|based|with|given|answer|without|question)\b|\s*$)"
+    r"(?:\s+(?:this|that|it|from|based|with|given|answer|without|question)\b|\s*$"
+    r"|\b.*\b(?:from|based\s+on|in|with)\s+" + _NORMAL_SOURCE + r"\b)"
     r"|\b(?:cannot|can\s*not|cant)\s+answer\b"
     r"|\b" + _NORMAL_SOURCE + r"\s+(?:says\s+nothing|makes\s+no\s+(?:reference|mention)"
     r"|(?:does\s*not|doesnt)\s+have\s+(?:any\s+)?information)\b"
     r"|\bnothing\s+in\s+" + _NORMAL_SOURCE + r"\b|\bis\s+not\s+in\s+" + _NORMAL_SOURCE + r"\b"
-    r"|\b(?:it|but|and)\s+(?:does\s*not|doesnt)\s+(?:mention|say|state|specify)\b"
+    r"|\b(?:it|but|and)\s+(?:does\s*not|doesnt)\s+(?:mention|say|state|specify|discuss|address|talk|refer|clarify"
+    r"|reveal|explain|describe|cover|detail)\b"
     r"|\b(?:i|we)\s+(?:cannot|can\s*not|cant|am\s+unable\s+to|are\s+unable\s+to|could\s+not|couldnt|was\s+unable\s+to"
     r"|am\s+not\s+able\s+to|was\s+not\s+able\s+to)\s+(?:answer|find|determine|tell)\b"
     r"|\b(?:im|were)\s+(?:unable|not\s+able)\s+to\s+(?:answer|find|determine|tell)\b"
@@ -194,7 +206,8 @@ _PROSE_ABSTAIN = re.compile(
 # ('unknown', 'unclear', 'never' and 'none' are answers: the dev set has such spans.)
 _BARE_ABSTAIN = re.compile(
     r"(?:it\s+is\s+|its\s+|this\s+is\s+|that\s+is\s+|answer\s+is\s+|sorry\s+)?"
-    r"(?:not\s+(?:mentioned|stated|specified|provided|indicated|said|given|found|available|applicable)"
+    r"(?:not\s+(?:(?:explicitly|directly|specifically|clearly)\s+)?"
+    r"(?:mentioned|stated|specified|provided|indicated|said|given|found|available|applicable|named)"
     r"(?:\s+(?:anywhere|explicitly|directly|here))?|none\s+mentioned|na"
     r"|i\s+(?:do\s*not|dont|don\s+t)\s+know|i\s+(?:am|m)\s+not\s+sure|im\s+not\s+sure|no\s+idea"
     r"|(?:cannot|can\s*not|cant)\s+(?:say|tell|determine)|impossible\s+to\s+(?:say|tell|determine)"
@@ -253,10 +266,13 @@ _ANSWER_AFTER_ALL = re.compile(r"(?:(?:but|however|so|therefore|thus|still)\s*,?
 # An abstention that qualifies an answer given before it: 'Paris, though the context does not say
 # so directly', 'Paris (the passage doesn't state it)' — not a remark on another detail ('1997.
 # The context does not specify the month.'), after which the answer stands.
+_CAVEAT_VERBS = (r"(?:say|state|stated|confirm|confirmed|mention|mentioned|name|named|give|given|specify|specified"
+                 r"|provide|provided)")
 _CAVEAT = re.compile(
-    r"(?:\bnot|nt)\s+(?:(?:explicitly|directly|specifically|clearly|actually)\b|(?:\w+\s+){0,2}"
-    r"(?:say|state|stated|confirm|confirmed|mention|mentioned|name|named|give|given|specify|specified|provide"
-    r"|provided)\s+(?:so|it|this|that)\b)")
+    r"(?:\bnot|nt)\s+(?:(?:explicitly|directly|specifically|clearly|actually)\s+)?(?:\w+\s+){0,2}" + _CAVEAT_VERBS
+    + r"\s+(?:so|it|this|that)\b"
+    r"|(?:\bnot|nt)\s+(?:explicitly|directly|specifically|clearly|actually)\s+(?:\w+\s+)?" + _CAVEAT_VERBS
+    + r"(?:\s+(?:in|by)\s+" + _NORMAL_SOURCE + r")?\s*$")
 # The start of reasoning rather than of an answer: 'It talks about …', 'The passage covers …'.
 _REASONING_START = re.compile(
     r"(?:it|this|that|there|he|she|they|we|i|its|context|passage|text|article|paragraph|document|question"
@@ -265,14 +281,22 @@ _MAX_ANSWER_BEFORE_REMARK_WORDS = 6
 # Two answers offered as alternatives with a word of doubt: 'Paris or possibly Lyon', 'maybe
 # Paris or Lyon'. (A bare 'X or Y' stays an answer: about one gold span in a hundred is one.)
 _ALTERNATIVE = re.compile(
-    r"\bor\s+(?:possibly|perhaps|maybe|probably|alternatively)\b|\bor\s+(?:it\s+)?(?:might|may|could)\s+be\b"
-    r"|\b(?:possibly|perhaps|maybe|probably)\b.*\bor\b|^(?:it\s+|this\s+|the\s+answer\s+)?(?:could|might|may)\s+"
-    r"(?:also\s+)?be\b.*\bor\b")
+    r"\bor\s+(?:possibly|perhaps|maybe|probably|alternatively)\b|\bor\s+(?:it\s+)?(?:might|may|could)\s+be\b")
+_DOUBT = re.compile(r"\b(?:possibly|perhaps|maybe|probably)\b|^(?:it\s+|this\s+|the\s+answer\s+)?(?:could|might|may)\s+"
+                    r"(?:also\s+)?be\b")
+_OR = re.compile(r"\bor\b")
+
+
+def _offers_alternatives_doubtfully(line: str) -> bool:
+    """'Paris or possibly Lyon', 'maybe Paris or Lyon', 'It could be Paris or Lyon' (linear time)."""
+    line = line.lower()
+    doubt = _DOUBT.search(line)
+    return bool(_ALTERNATIVE.search(line) or (doubt and _OR.search(line, doubt.end())))
 # A line that only introduces the answer: 'Sure!', 'Great question!', 'Sure, I can help with
 # that.', 'Here is the answer.', a heading '### Final Answer'.
 _INTRODUCTION = re.compile(
     r"#*\s*(?:(?:sure|okay|ok|certainly|of\s+course|alright|absolutely|great|great\s+question|sure\s+thing"
-    r"|no\s+problem|happy\s+to\s+help)\b[\s!.,]*)*"
+    r"|no\s+problem|happy\s+to\s+help|i['’]?d\s+be\s+happy\s+to\s+help|i\s+would\s+be\s+happy\s+to\s+help)\b[\s!.,]*)*"
     r"(?:(?:i\s+can\s+help(?:\s+you)?\s+with\s+that|here\s+is\s+(?:the|my)\s+answer\b[^.!?:]*"
     r"|here['’]s\s+(?:the|my)\s+answer\b[^.!?:]*"
     r"|let\s+me\s+(?:find|look|check|read|see)\b[^.!?]*"
@@ -284,7 +308,13 @@ def _clean_line(raw: str) -> str:
     """A line without markdown emphasis, a bullet, a lead-in and an answer prefix."""
     line = _BULLET.sub("", _EMPHASIS.sub("", raw).strip())
     line = _LEAD_IN.sub("", line, count=1)
-    return _ANSWER_PREFIX.sub("", line, count=1).strip()
+    line = _ANSWER_PREFIX.sub("", line, count=1).strip()
+    return _CITED.sub("", line).strip()
+
+
+# A citation after the answer: 'Paris, as stated in the context.'
+_CITED = re.compile(r",?\s+as\s+(?:stated|mentioned|described|noted|given)\s+in\s+(?:the\s+)?" + _SOURCE + r"\s*\.?$",
+                    re.IGNORECASE)
 
 
 def _guesses(clause: str) -> bool:
@@ -313,11 +343,13 @@ def _line_reading(line: str) -> tuple[str, str]:
     clauses = [c.strip() for c in _CLAUSE_BREAK.split(folded) if c and c.strip()]
     content = [c for c in clauses if not _FILLER.fullmatch(squad_normalize(c))]
     if not is_abstention(folded) and not any(is_abstention(c) for c in content):
-        return ("hedge", "") if _ALTERNATIVE.search(line.lower()) else ("answer", line)
+        return ("hedge", "") if _offers_alternatives_doubtfully(line) else ("answer", line)
     first = content[0] if content else ""
     normal = squad_normalize(first)
     if not first or is_abstention(first):
-        if re.search(r"\bor\b|/", first) and not _full_abstention(normal):
+        sides = [squad_normalize(side) for side in re.split(r"\s+or\s+|/", first)]
+        if len(sides) > 1 and any(_full_abstention(side) for side in sides) and any(
+                side and not is_abstention(side) for side in sides):
             return "hedge", ""  # 'Paris or unanswerable'
         return ("hedge", "") if any(_guesses(c) for c in content[1:]) else ("abstain", "")
     if _REASONING_START.match(normal) or len(normal.split()) > _MAX_ANSWER_BEFORE_REMARK_WORDS:
@@ -374,6 +406,16 @@ def _listed(raw: str, answer: str) -> bool:
     return not (answer and (normal in answer or answer in normal))
 
 
+def _is_verdict(raw: str) -> bool:
+    """Does a line state the answer ('**Answer:** Paris', 'Therefore, the answer is Paris.') or
+    abstain ('Therefore, the question is unanswerable.')?"""
+    plain = _LEAD_IN.sub("", _BULLET.sub("", _EMPHASIS.sub("", raw).strip()), count=1)
+    prefix = _ANSWER_PREFIX.match(plain)
+    if prefix and plain[prefix.end():].strip():
+        return True
+    return _line_reading(_clean_line(raw))[0] == "abstain"
+
+
 def read_squad_response(text: str) -> tuple[str, str]:
     """(how the response reads, its span): ('answer', span), ('abstain', ''), ('hedge', '') or
     ('none', '').
@@ -386,7 +428,9 @@ def read_squad_response(text: str) -> tuple[str, str]:
     line that takes it back ('However, the context does not actually say.'), an abstention with a
     later guess ('If I had to guess: Paris') — or several answers ('Paris or possibly Lyon'; a name
     or number listed on a later line, 'Paris\\nLyon'; a list of bullets). Explanations, remarks
-    and asides in brackets on later lines are not read."""
+    and asides in brackets on later lines are not read, except that a first line of reasoning
+    ('The context states that …') gives way to a later verdict ('Answer: Paris', 'Therefore, the
+    question is unanswerable.')."""
     lines = [ln.strip() for ln in strip_thinking(text).splitlines() if ln.strip()]
     at, line = None, ""
     for index, raw in enumerate(lines[:4]):
@@ -400,6 +444,16 @@ def read_squad_response(text: str) -> tuple[str, str]:
     if at is None:
         return "none", ""
     kind, span = _line_reading(line)
+    if kind == "answer" and _REASONING_START.match(squad_normalize(line)):
+        # Reasoning first ('The context states that …'), the verdict on a later line ('Answer: Paris',
+        # 'Therefore, the question is unanswerable.'): the last verdict is the reading.
+        verdicts = [index for index in range(at + 1, len(lines)) if _is_verdict(lines[index])]
+        if verdicts:
+            at = verdicts[-1]
+            line = _unquote(_clean_line(lines[at]))
+            if not line:
+                return "none", ""
+            kind, span = _line_reading(line)
     if kind == "hedge":
         return "hedge", ""
     answer = squad_normalize(span)

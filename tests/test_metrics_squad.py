@@ -9,6 +9,7 @@ predictions of the real dev data, and requires the same numbers.
 import collections
 import json
 import random
+import time
 
 import pytest
 
@@ -483,3 +484,65 @@ def test_explanations_headings_and_remarks_are_not_answers(generated, expected):
     got = M.extract_span(generated)
     assert (got == M.SQUAD_NO_ANSWER) == (expected == M.SQUAD_NO_ANSWER)
     assert M.squad_normalize(got) == M.squad_normalize(expected)
+
+
+# Common forms of Llama-, GPT- and Qwen-style answers and refusals: abstentions with 'or' in them
+# or an adverb ('not explicitly mentioned'), contractions ("isn't"), 'no specific information',
+# more verbs ('does not clarify'); a remark using 'explicitly' on another detail; reasoning first
+# and the verdict on a later line; greetings and citations around the answer.
+@pytest.mark.parametrize("generated, expected", [
+    ('The context does not mention the population of the city or its area.', ''),
+    ('The passage does not mention or provide information about the founder.', ''),
+    ("The context doesn't specify who signed the treaty or when.", ''),
+    ('The passage does not say who designed/built the bridge.', ''),
+    ('Paris or unanswerable', M.SQUAD_NO_ANSWER),
+    ('unanswerable / Paris', M.SQUAD_NO_ANSWER),
+    ('This is not explicitly mentioned in the context.', ''),
+    ('It is not explicitly stated in the text.', ''),
+    ('The signer is not directly mentioned in the passage.', ''),
+    ('The designer is not named in the passage.', ''),
+    ("It isn't mentioned in the text.", ''),
+    ("This information isn't provided in the passage.", ''),
+    ("That wasn't mentioned in the context.", ''),
+    ("The answer isn't stated in the passage.", ''),
+    ('There is no information provided about his death.', ''),
+    ('There is no specific information about the signer in the context.', ''),
+    ('There is no explicit mention of the signer in the passage.', ''),
+    ('There is no direct mention of who signed it.', ''),
+    ('It is not possible to determine who signed the treaty based on the context.', ''),
+    ('It is impossible to determine the exact date from the passage.', ''),
+    ('The passage does not clarify when he died.', ''),
+    ("The passage doesn't reveal his age.", ''),
+    ("The context doesn't offer any details about it.", ''),
+    ('The passage does not talk about his retirement.', ''),
+    ('The text does not refer to the treaty.', ''),
+    ('The passage focuses on his early career and does not discuss his retirement.', ''),
+    ('It covers the 1970s; it does not address the 1980s.', ''),
+    ('1783. The passage does not explicitly mention the month.', '1783'),
+    ('Paris\n\nNote: The context does not explicitly state the exact date.', 'Paris'),
+    ('Paris (not explicitly stated in the passage)', M.SQUAD_NO_ANSWER),
+    ("Paris, though the context doesn't say so explicitly.", M.SQUAD_NO_ANSWER),
+    ('The context describes the negotiation of the treaty in Paris.\n\nIt does not mention who signed it.\n\nTherefore, the question is unanswerable.', ''),
+    ('The context mentions the treaty but not its signer.\n\nAnswer: unanswerable', ''),
+    ('The context states that the treaty was signed in Paris.\n\n**Answer:** Paris', 'Paris'),
+    ("I'd be happy to help! The answer is Paris.", 'Paris.'),
+    ("I'd be happy to help!\n\nUnfortunately, the passage does not mention who signed the treaty.", ''),
+    ("I'd be happy to help!\n\nParis", 'Paris'),
+    ('The answer to this question is Paris.', 'Paris.'),
+    ('As mentioned in the context, Paris.', 'Paris.'),
+    ('Based on the information in the passage, Paris.', 'Paris.'),
+    ('Based on the context you provided, the answer is Paris.', 'Paris.'),
+    ('Based on the passage, I would answer: Paris', 'Paris'),
+    ('The answer is **Paris**, as stated in the context.', 'Paris'),
+    ('It was signed in Paris.', 'It was signed in Paris.'),
+])
+def test_common_chat_model_answers_and_refusals(generated, expected):
+    got = M.extract_span(generated)
+    assert (got == M.SQUAD_NO_ANSWER) == (expected == M.SQUAD_NO_ANSWER)
+    assert M.squad_normalize(got) == M.squad_normalize(expected)
+
+
+def test_a_long_line_of_doubt_words_is_read_in_linear_time():
+    started = time.perf_counter()
+    M.extract_span("maybe " * 20000 + "Paris or Lyon")
+    assert time.perf_counter() - started < 2.0

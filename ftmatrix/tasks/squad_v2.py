@@ -158,8 +158,9 @@ TASK = TaskKind(
     extract_strict=extract_strict,
     follows_format=follows_format,
     grading=(f"Strict: the whole response is the span, and only \"{ABSTAIN}\" abstains. Lenient: the first line "
-             f"that is more than an introduction ('Answer:', 'Sure! Here is the answer:', a heading), without "
-             f"prefixes, lead-ins ('Based on the provided context,'), bullets, markdown or quotes; sentences saying "
+             f"that is more than an introduction ('Answer:', 'Sure! Here is the answer:', a heading), or a later "
+             f"verdict after a first line of reasoning, without prefixes, lead-ins ('Based on the provided "
+             f"context,'), bullets, markdown or quotes; sentences saying "
              f"the context does not answer, 'Not mentioned.' and 'I don't know.' also abstain, while 'None' and "
              f"'unclear' are answers. A response with no answer at all (nothing after its thinking, or a bare "
              f"'Answer:') or one that hedges (an answer and an abstention, such as 'Paris, though the context does "
