@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ftmatrix.analysis import verdict_follows_check
 from ftmatrix.numeric import finite
 
 log = logging.getLogger("ftmatrix")
@@ -118,8 +119,6 @@ def _short_metric(name: str, matrix=None, eval_task: str | None = None) -> str:
 
 
 def transfer_heatmap(plt, matrix, tables):
-    from ftmatrix.analysis import verdict_follows_check
-
     table = tables["transfer"]
     table = table[table["diff"].notna()] if "diff" in table else table.iloc[0:0]
     title = "Change against the untuned base (training task × evaluation task)"

@@ -292,6 +292,8 @@ def _offers_alternatives_doubtfully(line: str) -> bool:
     line = line.lower()
     doubt = _DOUBT.search(line)
     return bool(_ALTERNATIVE.search(line) or (doubt and _OR.search(line, doubt.end())))
+
+
 # A line that only introduces the answer: 'Sure!', 'Great question!', 'Sure, I can help with
 # that.', 'Here is the answer.', a heading '### Final Answer'.
 _INTRODUCTION = re.compile(
@@ -304,17 +306,20 @@ _INTRODUCTION = re.compile(
     re.IGNORECASE)
 
 
-def _clean_line(raw: str) -> str:
-    """A line without markdown emphasis, a bullet, a lead-in and an answer prefix."""
-    line = _BULLET.sub("", _EMPHASIS.sub("", raw).strip())
-    line = _LEAD_IN.sub("", line, count=1)
-    line = _ANSWER_PREFIX.sub("", line, count=1).strip()
-    return _CITED.sub("", line).strip()
-
-
 # A citation after the answer: 'Paris, as stated in the context.'
 _CITED = re.compile(r",?\s+as\s+(?:stated|mentioned|described|noted|given)\s+in\s+(?:the\s+)?" + _SOURCE + r"\s*\.?$",
                     re.IGNORECASE)
+
+
+def _without_lead_in(raw: str) -> str:
+    """A line without markdown emphasis, a bullet and a lead-in ('Based on the context, ')."""
+    return _LEAD_IN.sub("", _BULLET.sub("", _EMPHASIS.sub("", raw).strip()), count=1)
+
+
+def _clean_line(raw: str) -> str:
+    """A line without markdown emphasis, a bullet, a lead-in, an answer prefix and a citation."""
+    line = _ANSWER_PREFIX.sub("", _without_lead_in(raw), count=1).strip()
+    return _CITED.sub("", line).strip()
 
 
 def _guesses(clause: str) -> bool:
@@ -368,10 +373,15 @@ def _caveat_line(line: str) -> bool:
     normal = squad_normalize(_fold_quotes(_HEADING_LABEL.sub("", line)))
     if not is_abstention(line):
         return False
-    bare = re.sub(r"^(?:but|however|though|although|note|that\s+said)\s+", "", normal)
-    return bool(_CAVEAT.search(normal) or _full_abstention(bare)
-                or re.fullmatch(_NORMAL_SOURCE + r"\s+(?:does|do|did)\s*(?:not|nt)\s+(?:actually\s+)?"
-                                r"(?:say|mention|state|specify|answer)(?:\s+(?:this|that|it|so))?", bare))
+    bare = _CONNECTIVE.sub("", normal)
+    return bool(_CAVEAT.search(normal) or _full_abstention(bare) or _SOURCE_SILENT.fullmatch(bare))
+
+
+# A connective opening a later line: 'However, …' (normalised).
+_CONNECTIVE = re.compile(r"^(?:but|however|though|although|note|that\s+said)\s+")
+# A later line that only says the source is silent: 'The passage does not say.' (normalised).
+_SOURCE_SILENT = re.compile(_NORMAL_SOURCE + r"\s+(?:does|do|did)\s*(?:not|nt)\s+(?:actually\s+)?"
+                            r"(?:say|mention|state|specify|answer)(?:\s+(?:this|that|it|so))?")
 
 
 # A label opening a later line: 'Reasoning: …', '**Evidence:** …'.
@@ -409,13 +419,15 @@ def _listed(raw: str, answer: str) -> bool:
 def _is_verdict(raw: str) -> bool:
     """Does a line state the answer ('**Answer:** Paris', 'Therefore, the answer is Paris.') or
     abstain ('Therefore, the question is unanswerable.')?"""
-    plain = _LEAD_IN.sub("", _BULLET.sub("", _EMPHASIS.sub("", raw).strip()), count=1)
+    plain = _without_lead_in(raw)
     prefix = _ANSWER_PREFIX.match(plain)
     if prefix and plain[prefix.end():].strip():
         return True
     return _line_reading(_clean_line(raw))[0] == "abstain"
 
 
+# Cached: scoring reads each response several times (the lenient and strict readings, the format).
+@functools.lru_cache(maxsize=4096)
 def read_squad_response(text: str) -> tuple[str, str]:
     """(how the response reads, its span): ('answer', span), ('abstain', ''), ('hedge', '') or
     ('none', '').

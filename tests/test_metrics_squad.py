@@ -426,9 +426,7 @@ def test_no_gold_span_of_the_dev_set_reads_as_a_hedge_or_an_abstention(shared_da
     ('1997\n1998', M.SQUAD_NO_ANSWER),
 ])
 def test_reading_of_the_forms_chat_models_write(generated, expected):
-    got = M.extract_span(generated)
-    assert (got == M.SQUAD_NO_ANSWER) == (expected == M.SQUAD_NO_ANSWER)
-    assert M.squad_normalize(got) == M.squad_normalize(expected)
+    _reads_as(generated, expected)
 
 
 # Explained abstentions stay abstentions (the explanation is not read as an answer, only a guess
@@ -481,9 +479,7 @@ def test_reading_of_the_forms_chat_models_write(generated, expected):
     ("I'm not sure, but I think Paris.", M.SQUAD_NO_ANSWER),
 ])
 def test_explanations_headings_and_remarks_are_not_answers(generated, expected):
-    got = M.extract_span(generated)
-    assert (got == M.SQUAD_NO_ANSWER) == (expected == M.SQUAD_NO_ANSWER)
-    assert M.squad_normalize(got) == M.squad_normalize(expected)
+    _reads_as(generated, expected)
 
 
 # Common forms of Llama-, GPT- and Qwen-style answers and refusals: abstentions with 'or' in them
@@ -537,12 +533,18 @@ def test_explanations_headings_and_remarks_are_not_answers(generated, expected):
     ('It was signed in Paris.', 'It was signed in Paris.'),
 ])
 def test_common_chat_model_answers_and_refusals(generated, expected):
-    got = M.extract_span(generated)
-    assert (got == M.SQUAD_NO_ANSWER) == (expected == M.SQUAD_NO_ANSWER)
-    assert M.squad_normalize(got) == M.squad_normalize(expected)
+    _reads_as(generated, expected)
 
 
 def test_a_long_line_of_doubt_words_is_read_in_linear_time():
     started = time.perf_counter()
     M.extract_span("maybe " * 20000 + "Paris or Lyon")
     assert time.perf_counter() - started < 2.0
+
+
+def _reads_as(generated: str, expected: str) -> None:
+    """The response reads as ``expected`` (a span up to the official normalisation, '' for an
+    abstention, SQUAD_NO_ANSWER for no answer or a hedge)."""
+    got = M.extract_span(generated)
+    assert (got == M.SQUAD_NO_ANSWER) == (expected == M.SQUAD_NO_ANSWER)
+    assert M.squad_normalize(got) == M.squad_normalize(expected)
