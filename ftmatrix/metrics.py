@@ -1433,12 +1433,75 @@ def _boxed_choice(text: str, labels: Sequence[str], choices: Sequence[str], know
     return (boxes[0][0] if len(verdicts) == 1 else ""), boxes[-1][1]
 
 
+# Another label offered beside the answer as a second possibility, in a sentence that ends
+# there or gives a reason ('…, since …'): 'It could also be C.', 'The answer might be (C) as well.', 'C is also correct.',
+# 'C could be right too.', 'C is also a possibility.', 'C would also work.' The label is a capital
+# or a digit opening its clause ('However, C …', 'and C …'; not 'vitamin C', 'UV-C', 'pH 7.4').
+# 'True' is left out: 'C is also true' mostly says a statement is true, not that it answers.
+_OFFER_PREDICATE = (r"(?i:possible|plausible|correct|right|valid|acceptable|defensible"
+                    r"|an?\s+(?:option|possibility|possible\s+answer|valid\s+answer|correct\s+answer"
+                    r"|good\s+answer|candidate))")
+_OFFER_LABEL = r"[*_`]*\(?([A-Z0-9])\)?[*_`]*"
+_OFFER_TOO = r"\s+(?i:too|as\s+well)"
+_OFFER_END = r"(?=[*_`]*\s*(?:[.!]|$|,?\s*(?i:since|because)\b))"
+_ALSO_OFFERED = (
+    re.compile(r"\b(?i:it|this|that|the\s+(?:correct\s+|right\s+)?answer)\s+(?i:could|might|may)\s+"
+               r"(?:(?i:also|equally)\s+be\s+(?:(?i:option|choice)\s+)?" + _OFFER_LABEL +
+               r"|be\s+(?:(?i:option|choice)\s+)?" + _OFFER_LABEL + _OFFER_TOO + r")" + _OFFER_END),
+    re.compile(r"(?:\b(?i:option|choice|answer|though|although|but|and|however,?)\s+"
+               r"|(?<![A-Za-z0-9]\s)(?<![A-Za-z0-9.\-]))" + _OFFER_LABEL + r"\s+"
+               r"(?:(?i:is)\s+(?i:also|equally)\s+" + _OFFER_PREDICATE +
+               r"|(?i:could|might|may|would)\s+(?i:also|equally)\s+(?:(?i:be)\s+" + _OFFER_PREDICATE + r"|(?i:work))"
+               r"|(?i:is|could\s+be|might\s+be|may\s+be|would\s+be)\s+" + _OFFER_PREDICATE + _OFFER_TOO +
+               r"|(?i:would|could|might)\s+(?i:work)" + _OFFER_TOO + r")" + _OFFER_END),
+)
+# After an offer, anything that weighs it against the answer, limits it or sets it aside: a
+# contrast ('C is also correct. However, …'), a condition, or a rejection ('C is wrong').
+_OFFER_WEIGHED = re.compile(
+    r"\b(?:but|however|though|although|yet|whereas|while|still|nevertheless|nonetheless|except|unless|if|only"
+    r"|less|more|most|better|best|prefer\w*|rather|instead|wrong|incorrect|not|ruled?\s+out|eliminat\w*"
+    r"|mistake\w*|error|trap|distractor|misconception|tempting)\b|n['’]t\b",
+    re.IGNORECASE)
+# Right before an offer, in its sentence: the writer denies it ("I don't think C is also correct").
+# Or attributes it to someone else ('Someone might say it could also be C').
+_OFFER_DENIED = re.compile(r"(?:(?:\bnot|n['’]t)\s+(?:think|believe|say|agree|that)"
+                           r"|\b(?:someone|some\s+\w+|one|others?|people)\s+(?:might|may|could|would|will)\s+"
+                           r"(?:say|argue|think|claim|suggest))\b[^.!?\n]*\Z", re.IGNORECASE)
+_OFFER_LOOKBACK = 80
+
+
+def _offered_besides(text: str, label: str, known) -> bool:
+    """Does the text offer another label beside ``label`` as a second possibility ('The answer
+    is B. It could also be C.', 'B, but C is also correct.'), in a sentence that ends there, with
+    nothing after it that weighs it against the answer or sets it aside (_OFFER_WEIGHED) or states
+    the answer again ('It could also be C. The answer is B.'), and not denied ("I don't think C
+    is also correct.")? A sentence opening with 'If' offers nothing ('If …, it could also be C.')."""
+    # Each test reads from one offer to the end of the text: the last weighing word and one reading
+    # of what follows the last offer standing keep the whole check linear.
+    last_weighed = max((match.start() for match in _OFFER_WEIGHED.finditer(text)), default=-1)
+    standing = -1
+    for pattern in _ALSO_OFFERED:
+        for match in pattern.finditer(text):
+            other = known(match.group(1))
+            if other is None or other == label or last_weighed >= match.end():
+                continue
+            before = re.split(r"[.!?\n]", text[max(0, match.start() - _OFFER_LOOKBACK):match.start()])[-1]
+            if _OFFER_DENIED.search(before) or re.match(r"\s*(?i:if|when|unless|in\s+case)\b", before):
+                continue
+            standing = max(standing, match.end())
+    if standing < 0:
+        return False
+    restated = text[standing:].lstrip(" \t\n.!,;:*_`")
+    return not (restated and _read_choice_label(restated, [label], (), known) == label)
+
+
 def extract_choice_label(text: str, labels: Sequence[str] = DEFAULT_LABELS,
                          choices: Sequence[str] = ()) -> str:
     """The choice label a generation commits to ("C", "C.", "(C)", "C) text", "The answer is C",
     "**Answer:** C", "I'd go with C.", "D is wrong, so B", "c", numeric labels), in the
     dataset's spelling; '' when it names none, or offers several ("C and D", "A, B, C or D",
-    "B/C", "B or maybe C", "B (or C)", "\\boxed{B} or \\boxed{C}"): a hedge is not an answer.
+    "B/C", "B or maybe C", "B (or C)", "\\boxed{B} or \\boxed{C}", "B, but it could also be C",
+    "The answer is B. C is also correct."): a hedge is not an answer.
 
     Only the row's own labels count, and a label the text sets aside ('not B', "wouldn't choose
     B", 'B is wrong', 'B would be wrong', 'B?') is not the one it commits to. Order: the
@@ -1459,6 +1522,12 @@ def extract_choice_label(text: str, labels: Sequence[str] = DEFAULT_LABELS,
     def known(token: str) -> str | None:
         return by_upper.get(token.upper())
 
+    label = _read_choice_label(text, labels, choices, known)
+    return "" if label and _offered_besides(text, label, known) else label
+
+
+def _read_choice_label(text: str, labels: list[str], choices: Sequence[str], known) -> str:
+    """extract_choice_label's reading, before the check for a second label offered beside it."""
     boxed = _boxed_choice(text, labels, choices, known)
     if boxed is not None:
         label, end = boxed

@@ -65,6 +65,81 @@ def test_hedges_and_committed_labels(generated, expected):
     assert ARC.extract(generated, LETTERS) == expected
 
 
+@pytest.mark.parametrize("generated, expected", [
+    # a second label offered beside the answer as another possibility: a hedge
+    ("B, but it could also be C", ""),
+    ("The answer is B. It might also be (C).", ""),
+    ("The answer is B, though C is also possible.", ""),
+    ("The answer is B, and C is also correct.", ""),
+    ("The answer is B. Option C could also be right.", ""),
+    ("The answer is B. **C** would also work.", ""),
+    ("The answer is B. C is plausible too.", ""),
+    ("B is correct. D is also a valid answer.", ""),
+    # not an offer: weighed against the answer, negated, asked, taken back by a later statement,
+    # a remark on another choice, a letter that is no label
+    ("The answer is B. C is also possible, though less likely.", "B"),
+    ("The answer is B. C is also true, but it does not answer the question.", "B"),
+    ("The answer is B. I don't think C is also correct.", "B"),
+    ("The answer is B. It could also be C? No.", "B"),
+    ("It could also be C. The answer is B.", "B"),
+    ("The answer is B. C is also a kind of gem.", "B"),
+    ("The answer is B. A is also incorrect.", "B"),
+    ("The answer is B. Vitamin C is also correct.", "B"),
+    ("The answer is B. It could also be a fruit.", "B"),
+    ("The answer is B. It might also be helpful to note that C is a fruit.", "B"),
+    ("C is also correct. The answer is C.", "C"),
+    ("The answer is B. C is also plausible. B is the most direct answer.", "B"),
+    ("The answer is B. C is also true.", "B"),
+    ("The answer is B. C is also correct for mammals, and the question asks about birds.", "B"),
+    ("The answer is B. C is also plausible. However, it ignores friction.", "B"),
+    ("The answer is B. Someone might say it could also be C. That would be a mistake.", "B"),
+    ("The answer is B. If the question asked about winter, it could also be C.", "B"),
+    ("The answer is B. UV-C is also correct.", "B"),
+    ("Option B is correct. It could also be C. \\boxed{B}", "B"),
+])
+def test_a_second_label_offered_beside_the_answer_is_a_hedge(generated, expected):
+    assert ARC.extract(generated, LETTERS) == expected
+
+
+def test_a_digit_inside_a_number_is_no_second_offer():
+    assert ARC.extract("The answer is 2. It could also be 4.", NUMBERS) == ""
+    assert ARC.extract("The answer is 2. The pH of 7.4 is also correct.", NUMBERS) == "2"
+    assert ARC.extract("The answer is 2. A reading of 0.4 would also work.", NUMBERS) == "2"
+
+
+def test_offers_are_read_in_linear_time():
+    """Thousands of offers, each weighed, denied or followed by the answer again, read in well
+    under a second (reading from each offer to the end of the text took 12 to 85 s)."""
+    import time
+
+    for text in ("The answer is B. " + "C is also correct but " * 5000,
+                 "The answer is B. " + "I don't think C is also correct. " * 3000,
+                 "The answer is B. " + "C is also correct. B. " * 5000,
+                 "The answer is B. " + "It could also be C. The answer is B. " * 3000,
+                 "The answer is B " + "it could also be B, " * 5000):
+        started = time.perf_counter()
+        ARC.extract(text, LETTERS)
+        assert time.perf_counter() - started < 2.0
+
+
+def test_every_question_reads_a_second_offer_as_a_hedge_and_a_rejection_as_the_answer(shared_data):
+    """On every ARC question (letter and digit labels, four or five choices), another label
+    offered after the answer makes a hedge; the same label rejected leaves the answer."""
+    misread = []
+    for path in sorted((shared_data / "arc").glob("*/*.jsonl")):
+        for example in ARC.to_examples(ARC.read_local([str(path)], "arc_release"), str(path)):
+            reference = example["reference"]
+            gold = reference["label"]
+            other = next(label for label in reference["labels"] if label != gold)
+            for response, expected in ((f"The answer is {gold}. It could also be {other}.", ""),
+                                       (f"The answer is {gold}, though {other} is also correct.", ""),
+                                       (f"The answer is {gold}. {other} is also incorrect.", gold),
+                                       (f"{gold}. " + " ".join(reference["choices"]), gold)):
+                if ARC.extract(response, reference) != expected:
+                    misread.append((response, expected))
+    assert not misread, misread[:10]
+
+
 # Boxes whose reading depends on the choices' texts: a choice's text wins over a label that opens
 # it ('B cells' is the choice 'B cells', not label B), and a label of a numeric question offered
 # beside another is a hedge.
