@@ -1434,9 +1434,10 @@ def _boxed_choice(text: str, labels: Sequence[str], choices: Sequence[str], know
 
 
 # Another label offered beside the answer as a second possibility, in a sentence that ends
-# there or gives a reason ('…, since …'): 'It could also be C.', 'The answer might be (C) as well.', 'C is also correct.',
-# 'C could be right too.', 'C is also a possibility.', 'C would also work.' The label is a capital
-# or a digit opening its clause ('However, C …', 'and C …'; not 'vitamin C', 'UV-C', 'pH 7.4').
+# there or gives a reason ('…, since …'): 'It could also be C.', 'The answer might be (C) as
+# well.', 'C is also correct.', 'C could be right too.', 'C is also a possibility.', 'C would also
+# work.' The label is a capital or a digit opening its clause ('However, C …', 'and C …'; not
+# 'vitamin C', 'UV-C', 'pH 7.4').
 # 'True' is left out: 'C is also true' mostly says a statement is true, not that it answers.
 _OFFER_PREDICATE = (r"(?i:possible|plausible|correct|right|valid|acceptable|defensible"
                     r"|an?\s+(?:option|possibility|possible\s+answer|valid\s+answer|correct\s+answer"
