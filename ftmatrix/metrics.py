@@ -416,6 +416,15 @@ def _listed(raw: str, answer: str) -> bool:
     return not (answer and (normal in answer or answer in normal))
 
 
+def _answers_after_all(raw: str) -> bool:
+    """Does a later line state an answer ('The answer is Paris.', '**Answer:** Paris') rather than
+    abstain again ('Answer: unanswerable')?"""
+    plain = _without_lead_in(raw)
+    prefix = _ANSWER_PREFIX.match(plain)
+    rest = _unquote(_clean_line(raw)) if prefix else ""
+    return bool(rest) and not is_abstention(rest) and not _INTRODUCTION.fullmatch(rest)
+
+
 def _is_verdict(raw: str) -> bool:
     """Does a line state the answer ('**Answer:** Paris', 'Therefore, the answer is Paris.') or
     abstain ('Therefore, the question is unanswerable.')?"""
@@ -475,7 +484,8 @@ def read_squad_response(text: str) -> tuple[str, str]:
             continue
         if kind == "abstain":
             body = _HEADING_LABEL.sub("", later)
-            if any(_guesses(c) for c in _CLAUSE_BREAK.split(_fold_quotes(body)) if c and c.strip()) or _listed(raw, ""):
+            if (any(_guesses(c) for c in _CLAUSE_BREAK.split(_fold_quotes(body)) if c and c.strip())
+                    or _listed(raw, "") or _answers_after_all(raw)):
                 return "hedge", ""
         elif _caveat_line(later) or _listed(raw, answer):
             return "hedge", ""
@@ -967,15 +977,37 @@ _CORRECTION_MARK = re.compile(
     re.IGNORECASE)
 
 
+# Right after the last box, the response takes it back: 'Wait, that's wrong.', 'Hmm, this is
+# incorrect.', 'Actually, I made a mistake.', '\\boxed{7} is wrong.' A verdict on the box itself, opening what follows it
+# and ending its clause; not a remark on a method ('It is wrong to add them'), on another answer
+# ('(The other root is extraneous, so it is not correct.)') or a note ('a common mistake is 17').
+_WITHDRAWN = re.compile(
+    r"[\s$.*_`)\]\\]*(?:(?:wait|hmm+|oops|oh|actually|no|but|however|sorry)\b[\s,.!]*)*"
+    r"(?:(?:that|this|it|my\s+(?:final\s+)?answer|the\s+(?:final\s+)?answer(?:\s+above)?)?"
+    r"\s*(?:['’]s|\s+is|\s+was)\s+(?:(?:actually|clearly|definitely|also)\s+)?"
+    r"(?:wrong|incorrect|not\s+(?:right|correct))|i\s+made\s+(?:a|an)\s+(?:mistake|error))(?=\s*(?:[.!,;:]|$))",
+    re.IGNORECASE)
+
+
+def _withdrawn_at(text: str, end: int) -> int | None:
+    """Where the text right after a box that ends at ``end`` takes it back (_WITHDRAWN: 'Wait,
+    that's wrong.'); None when it does not."""
+    match = _WITHDRAWN.match(text, end)
+    return match.end() if match else None
+
+
 def standing_boxes(text: str) -> list[str]:
     """Contents of the closed boxes of a response (after any thinking), less those it corrects: a
     box followed by a different one with a correction between them ('\\boxed{5}. Wait, that's
-    wrong … \\boxed{7}') is superseded. The last box always stands (a note after it — 'a common
-    mistake is 17' — takes nothing back), and different boxes with no correction between them are
-    all answers ('\\boxed{4} or \\boxed{5}')."""
+    wrong … \\boxed{7}') is superseded, and so is the last box where the text right after it
+    takes it back ('\\boxed{12}. Wait, that's wrong.': no box stands, the response withdrew its
+    answer). A note after the last box ('a common mistake is 17') takes nothing back, and different
+    boxes with no correction between them are all answers ('\\boxed{4} or \\boxed{5}')."""
     text = strip_thinking(text)
     spans = [(start, end, content.strip()) for start, end, content in _box_spans(text)
              if content is not None and content.strip()]
+    if spans and _withdrawn_at(text, spans[-1][1]) is not None:
+        return []
     standing = []
     for i, (_, end, content) in enumerate(spans):
         if i + 1 < len(spans):
@@ -1037,15 +1069,23 @@ def math_follows_format(text: str) -> bool:
 
 
 def extract_math_answer(text: str) -> str:
-    """Best-effort final answer: the boxed answer(s) as in the strict form; without a box, what
-    follows the last 'answer is' / 'Answer:' (a cut-off 'answer is \\boxed{58' reads 58); where the
-    final box is cut off, the plain number in it, else no answer; else the last number; else ''
-    (no answer)."""
+    """Best-effort final answer: the boxed answer(s) as in the strict form; where the text takes
+    the final box back ('\\boxed{12}. Wait, that's wrong.'), what a later 'answer is' states, else
+    no answer; without a box, what follows the last 'answer is' / 'Answer:' (a cut-off 'answer is
+    \\boxed{58' reads 58); where the final box is cut off, the plain number in it, else no answer;
+    else the last number; else '' (no answer)."""
     boxed = extract_math_answer_strict(text)
     if boxed:
         return boxed
     cut = _cut_final_box(text)
     text = strip_thinking(text).replace("\u2212", "-")
+    spans = [span for span in _box_spans(text) if span[2] is not None and span[2].strip()]
+    withdrawn = _withdrawn_at(text, spans[-1][1]) if spans and cut is None else None
+    if withdrawn is not None:
+        # The final box taken back: only an answer stated after that counts ('Wait, that's
+        # wrong. The answer is 13.'); the numbers before it are the withdrawn working.
+        stated = list(_ANSWER_IS.finditer(text, withdrawn))
+        return stated[-1].group(1).strip().rstrip(".").strip() if stated else ""
     stated = None
     for stated in _ANSWER_IS.finditer(text):
         pass
@@ -1149,6 +1189,9 @@ _AFFIRMED = re.compile(
     r"(?<![A-Za-z0-9])" + _LABEL + r"\s+(?:is|seems|must\s+be)\s+(?:the\s+)?(?:right|correct|best|true|answer)\b",
     re.IGNORECASE,
 )
+# Right before 'answer is C': a second possibility, not the answer ('Another possible answer is C').
+_ALTERNATIVE_BEFORE = re.compile(r"\b(?:another|alternative|second|one\s+other)\s+"
+                                 r"(?:(?:possible|plausible|valid|correct|acceptable|good)\s+)?\Z", re.IGNORECASE)
 # Statements of the answer, strongest first.
 _STATEMENTS = (_EXPLICIT, _CONCLUSION, _INSTEAD, _AFFIRMED)
 # A bare mention of a choice, weaker than any statement: 'Option A: …', 'choice B'.
@@ -1157,9 +1200,9 @@ _LEADING = re.compile(_MARKS + _LABEL)
 # A line or sentence holding only a label: 'C', '**C.**', '(C)', 'Option C.'
 _BARE_LINE = re.compile(r"[*_(\[\s]*(?:(?:[Oo]ption|[Cc]hoice)\s+[*_(\[]*)?([A-Za-z0-9])[)\].:*_\s]*")
 # More labels joined to the one found: 'C and D', 'A, B, C or D', 'B/C', 'B; C', 'B or maybe C',
-# 'B, or possibly C', 'B (or C)', 'B and/or C', 'B vs C', 'A and option B'.
+# 'B, or possibly C', 'B (or C)', 'B (possibly C)', 'B and/or C', 'B vs C', 'A and option B'.
 _MORE_LABELS = re.compile(
-    r"[*_`]*(?:\s*(?:,|/|&|\+|;)\s*(?:(?:or|and)\s+)?|\s+(?:and/or|or|and|vs\.?|versus)\s+|\s*\(\s*or\s+)"
+    r"[*_`]*(?:\s*(?:,|/|&|\+|;)\s*(?:(?:or|and)\s+)?|\s+(?:and/or|or|and|vs\.?|versus)\s+|\s*\(\s*(?:or\s+|(?=(?:maybe|possibly|perhaps)\s)))"
     r"(?:(?:maybe|possibly|perhaps)\s+)?(?:(?:[Oo]ption|[Cc]hoice)\s+)?" + _MARKS + _LABEL)
 _SENTENCE_BREAK = re.compile(r"\n|(?<=[.!?])\s+")
 # Words right after a label saying it is not the answer: 'D is wrong', 'A is incorrect', 'B would
@@ -1258,8 +1301,8 @@ def _joined(text: str, end: int, known) -> tuple[set[str], int]:
         token = more.group(1)
         if not known(token) or _article_like(token, text[more.end(1):]):
             break
-        if ";" in text[end:more.start(1)] and not _CLAUSE_END.match(text, more.end(1)):
-            break  # 'C; B seems tempting': a new clause, not a second answer
+        if re.search(r"[;(]", text[end:more.start(1)]) and not _CLAUSE_END.match(text, more.end(1)):
+            break  # 'C; B seems tempting', 'B (or C is a distractor)': a new clause, not a second answer
         rejected = _REJECTED.match(text, more.end())
         if rejected and not _PLURAL_REJECTION.match(rejected.group(0)):
             break
@@ -1286,6 +1329,8 @@ def _stated(text: str, known, start: int = 0) -> set[str] | None:
     would not choose B', 'so B is wrong') is passed over. None when there is no statement."""
     for pattern in _STATEMENTS:
         for match in reversed(list(pattern.finditer(text, start))):
+            if pattern is _EXPLICIT and _ALTERNATIVE_BEFORE.search(text, max(0, match.start() - 40), match.start()):
+                continue            # 'Another possible answer is C': an offer (_ALSO_OFFERED), not the answer
             offer = _offer(text, match, known)
             if offer and not _dismissed(text, match.start(), offer[1]):
                 return offer[0]
@@ -1439,22 +1484,31 @@ def _boxed_choice(text: str, labels: Sequence[str], choices: Sequence[str], know
 # work.' The label is a capital or a digit opening its clause ('However, C …', 'and C …'; not
 # 'vitamin C', 'UV-C', 'pH 7.4').
 # 'True' is left out: 'C is also true' mostly says a statement is true, not that it answers.
-_OFFER_PREDICATE = (r"(?i:possible|plausible|correct|right|valid|acceptable|defensible"
+_OFFER_PREDICATE = (r"(?i:possible|plausible|likely|correct|right|valid|acceptable|defensible"
                     r"|an?\s+(?:option|possibility|possible\s+answer|valid\s+answer|correct\s+answer"
                     r"|good\s+answer|candidate))")
-_OFFER_LABEL = r"[*_`]*\(?([A-Z0-9])\)?[*_`]*"
+# A label, and the choice's text in brackets after it: 'Option C (condensation) is also correct.'
+_OFFER_LABEL = r"[*_`]*\(?([A-Z0-9])\)?[*_`]*(?:\s*\([^()\n]{1,80}\))?"
 _OFFER_TOO = r"\s+(?i:too|as\s+well)"
 _OFFER_END = r"(?=[*_`]*\s*(?:[.!]|$|,?\s*(?i:since|because)\b))"
 _ALSO_OFFERED = (
     re.compile(r"\b(?i:it|this|that|the\s+(?:correct\s+|right\s+)?answer)\s+(?i:could|might|may)\s+"
                r"(?:(?i:also|equally)\s+be\s+(?:(?i:option|choice)\s+)?" + _OFFER_LABEL +
                r"|be\s+(?:(?i:option|choice)\s+)?" + _OFFER_LABEL + _OFFER_TOO + r")" + _OFFER_END),
-    re.compile(r"(?:\b(?i:option|choice|answer|though|although|but|and|however,?)\s+"
+    re.compile(r"(?:\b(?i:option|choice|answer|though|although|but|and|however,?"
+               r"|(?:think|guess|believe|suppose|feel|say)(?:\s+that)?)\s+"
                r"|(?<![A-Za-z0-9]\s)(?<![A-Za-z0-9.\-]))" + _OFFER_LABEL + r"\s+"
                r"(?:(?i:is)\s+(?i:also|equally)\s+" + _OFFER_PREDICATE +
                r"|(?i:could|might|may|would)\s+(?i:also|equally)\s+(?:(?i:be)\s+" + _OFFER_PREDICATE + r"|(?i:work))"
                r"|(?i:is|could\s+be|might\s+be|may\s+be|would\s+be)\s+" + _OFFER_PREDICATE + _OFFER_TOO +
-               r"|(?i:would|could|might)\s+(?i:work)" + _OFFER_TOO + r")" + _OFFER_END),
+               r"|(?i:would|could|might)\s+(?i:work)" + _OFFER_TOO +
+               r"|(?i:also|equally)\s+(?i:fits|works|applies|qualifies)|(?i:fits|works)" + _OFFER_TOO + r")"
+               + _OFFER_END),
+    # 'Another possible answer is C.', 'An alternative answer could be C.'
+    re.compile(r"\b(?i:another|an\s+alternative|a\s+second|one\s+other)\s+"
+               r"(?:(?i:possible|plausible|valid|correct|acceptable|good)\s+)?(?i:answer|option|choice|possibility)\s+"
+               r"(?i:is|would\s+be|could\s+be|might\s+be|may\s+be)\s+(?:(?i:option|choice)\s+)?" + _OFFER_LABEL
+               + _OFFER_END),
 )
 # After an offer, anything that weighs it against the answer, limits it or sets it aside: a
 # contrast ('C is also correct. However, …'), a condition, or a rejection ('C is wrong').
@@ -1466,7 +1520,7 @@ _OFFER_WEIGHED = re.compile(
 # Right before an offer, in its sentence: the writer denies it ("I don't think C is also correct").
 # Or attributes it to someone else ('Someone might say it could also be C').
 _OFFER_DENIED = re.compile(r"(?:(?:\bnot|n['’]t)\s+(?:think|believe|say|agree|that)"
-                           r"|\b(?:someone|some\s+\w+|one|others?|people)\s+(?:might|may|could|would|will)\s+"
+                           r"|\b(?:someone|some(?:\s+\w+)?|one|others?|people)\s+(?:might|may|could|would|will)\s+"
                            r"(?:say|argue|think|claim|suggest))\b[^.!?\n]*\Z", re.IGNORECASE)
 _OFFER_LOOKBACK = 80
 
@@ -1486,7 +1540,7 @@ def _offered_besides(text: str, label: str, known) -> bool:
             other = known(match.group(1))
             if other is None or other == label or last_weighed >= match.end():
                 continue
-            before = re.split(r"[.!?\n]", text[max(0, match.start() - _OFFER_LOOKBACK):match.start()])[-1]
+            before = re.split(r"[.!?\n]", text[max(0, match.start(1) - _OFFER_LOOKBACK):match.start(1)])[-1]
             if _OFFER_DENIED.search(before) or re.match(r"\s*(?i:if|when|unless|in\s+case)\b", before):
                 continue
             standing = max(standing, match.end())

@@ -75,6 +75,13 @@ def test_hedges_and_committed_labels(generated, expected):
     ("The answer is B. **C** would also work.", ""),
     ("The answer is B. C is plausible too.", ""),
     ("B is correct. D is also a valid answer.", ""),
+    ("The answer is B. I think C could also be correct.", ""),
+    ("The answer is B. Option C (condensation) is also correct.", ""),
+    ("The answer is B. C also fits.", ""),
+    ("The answer is B. C works too.", ""),
+    ("The answer is B. C is equally likely.", ""),
+    ("The answer is B. Another possible answer is C.", ""),
+    ("B (possibly C)", ""),
     # not an offer: weighed against the answer, negated, asked, taken back by a later statement,
     # a remark on another choice, a letter that is no label
     ("The answer is B. C is also possible, though less likely.", "B"),
@@ -96,6 +103,12 @@ def test_hedges_and_committed_labels(generated, expected):
     ("The answer is B. If the question asked about winter, it could also be C.", "B"),
     ("The answer is B. UV-C is also correct.", "B"),
     ("Option B is correct. It could also be C. \\boxed{B}", "B"),
+    ("The answer is B. Some might say C is also correct.", "B"),
+    ("The answer is B. I think C is also wrong.", "B"),
+    ("The answer is B. Another possible answer is C, but it ignores friction.", "B"),
+    ("Another possible answer is C. The answer is B.", "B"),
+    ("The answer is B (possibly C is a distractor).", "B"),
+    ("The answer is B (or C is a distractor).", "B"),
 ])
 def test_a_second_label_offered_beside_the_answer_is_a_hedge(generated, expected):
     assert ARC.extract(generated, LETTERS) == expected

@@ -211,6 +211,13 @@ def test_real_gold_answers_match_themselves_and_their_solutions(shared_data):
     ("\\boxed{7}. (The other root, x = -2, is extraneous, so it is not correct.)", "7", True),
     ("\\boxed{7}\n\nHmm, did I make a mistake? Let me verify: 3 + 4 = 7. Correct.", "7", True),
     ("\\boxed{5}. Is that wrong? No: 2 + 3 = 5, so \\boxed{5}.", "5", True),
+    ("\\boxed{7}. It is wrong to add 12 and 5 here.", "7", True),
+    # A final box the response takes back is no answer; an answer stated after that is.
+    ("So \\boxed{7}. Wait, that's wrong.", "7", False),
+    ("$\\boxed{7}$\n\nHmm, this is incorrect.", "7", False),
+    ("\\boxed{7}\n\n**Actually, I made a mistake.**", "7", False),
+    ("\\boxed{7} is wrong.", "7", False),
+    ("\\boxed{5}. Wait, that's wrong. The answer is 7.", "7", True),
 ])
 def test_no_credit_for_an_answer_the_response_did_not_commit_to(generated, gold, credited):
     reference = {"answer": gold}

@@ -234,6 +234,8 @@ def test_official_sample_with_gold_predictions_scores_100(shared_data):
     ("I think the context does not say.", ""),
     ("No, the context does not actually say.", ""),
     ("unanswerable\n\nThe context names his brother but not his father.", ""),   # an explanation, no guess
+    ("The context does not say.\nTherefore, the answer is unanswerable.", ""),   # abstaining again
+    ("unanswerable\nAnswer: The passage does not mention it.", ""),
     # A hedge commits to nothing: an answer and an abstention, or several answers.
     ("Paris, though the context does not say so directly.", M.SQUAD_NO_ANSWER),
     ("Paris (the passage does not state it)", M.SQUAD_NO_ANSWER),
@@ -242,6 +244,7 @@ def test_official_sample_with_gold_predictions_scores_100(shared_data):
     ("Answer: unanswerable (possibly Paris)", M.SQUAD_NO_ANSWER),
     ("unanswerable\n\nIf I had to guess: Paris", M.SQUAD_NO_ANSWER),
     ("unanswerable\nParis", M.SQUAD_NO_ANSWER),
+    ("The context does not say.\nThe answer is Paris.", M.SQUAD_NO_ANSWER),
     ("Paris\n\nHowever, the context does not actually say.", M.SQUAD_NO_ANSWER),
     ("Paris\nLondon", M.SQUAD_NO_ANSWER),
     ("- Paris\n- London", M.SQUAD_NO_ANSWER),
