@@ -416,13 +416,21 @@ def _listed(raw: str, answer: str) -> bool:
     return not (answer and (normal in answer or answer in normal))
 
 
+# After an answer prefix on a later line: words that abstain again or describe the passage
+# ('Answer: The year is not mentioned.', '**Answer:** None', 'The answer is unknown.').
+_NO_ANSWER_WORDS = re.compile(r"\b(?:not|no|none|nothing|unknown|unclear|unanswerable|cannot|can['’]t|n/?a|outside"
+                              r"|information|passage|context|text|mentioned|stated|given|provided)\b|\\", re.IGNORECASE)
+_MAX_LATER_ANSWER_WORDS = 4
+
+
 def _answers_after_all(raw: str) -> bool:
-    """Does a later line state an answer ('The answer is Paris.', '**Answer:** Paris') rather than
-    abstain again ('Answer: unanswerable')?"""
-    plain = _without_lead_in(raw)
-    prefix = _ANSWER_PREFIX.match(plain)
+    """Does a later line state a short answer ('The answer is Paris.', '**Answer:** 1997') rather
+    than abstain again ('Answer: The year is not mentioned.', 'Answer: None', a boxed
+    'unanswerable') or explain ('The answer is outside the scope of the passage.')?"""
+    prefix = _ANSWER_PREFIX.match(_without_lead_in(raw))
     rest = _unquote(_clean_line(raw)) if prefix else ""
-    return bool(rest) and not is_abstention(rest) and not _INTRODUCTION.fullmatch(rest)
+    return (bool(rest) and len(rest.split()) <= _MAX_LATER_ANSWER_WORDS and not _NO_ANSWER_WORDS.search(rest)
+            and not is_abstention(rest) and not _INTRODUCTION.fullmatch(rest))
 
 
 def _is_verdict(raw: str) -> bool:
@@ -978,22 +986,34 @@ _CORRECTION_MARK = re.compile(
 
 
 # Right after the last box, the response takes it back: 'Wait, that's wrong.', 'Hmm, this is
-# incorrect.', 'Actually, I made a mistake.', '\\boxed{7} is wrong.' A verdict on the box itself, opening what follows it
-# and ending its clause; not a remark on a method ('It is wrong to add them'), on another answer
-# ('(The other root is extraneous, so it is not correct.)') or a note ('a common mistake is 17').
+# incorrect.', 'Actually, I made a mistake.', '\\boxed{7} is wrong.' A verdict on the box itself,
+# opening what follows it and ending its clause; not a remark on a method ('It is wrong to add
+# them'), on another answer ('(The other root is extraneous, so it is not correct.)') or a note ('a
+# common mistake is 17'). Matched on a short window with its leading marks and spaces stripped,
+# so no two of its quantifiers take the same characters (a long run of spaces is read once).
 _WITHDRAWN = re.compile(
-    r"[\s$.*_`)\]\\]*(?:(?:wait|hmm+|oops|oh|actually|no|but|however|sorry)\b[\s,.!]*)*"
-    r"(?:(?:that|this|it|my\s+(?:final\s+)?answer|the\s+(?:final\s+)?answer(?:\s+above)?)?"
-    r"\s*(?:['’]s|\s+is|\s+was)\s+(?:(?:actually|clearly|definitely|also)\s+)?"
-    r"(?:wrong|incorrect|not\s+(?:right|correct))|i\s+made\s+(?:a|an)\s+(?:mistake|error))(?=\s*(?:[.!,;:]|$))",
+    r"(?:(?:wait|hmm+|oops|oh|actually|no|but|however|sorry)\b[\s,.!]*)*"
+    r"(?:(?:(?:that|this|it|my\s+(?:final\s+)?answer|the\s+(?:final\s+)?answer(?:\s+above)?)(?:['’]s|\s+is|\s+was)"
+    r"|is|was)\s+(?:(?:actually|clearly|definitely|also)\s+)?(?:wrong|incorrect|not\s+(?:right|correct))"
+    r"|i\s+made\s+(?:a|an)\s+(?:mistake|error))(?=\s*(?:[.!,;:]|$))",
     re.IGNORECASE)
+_WITHDRAWAL_WINDOW = 200
+# After a withdrawal, the response checks again and keeps the answer: 'Yes, 12 is correct.',
+# "actually it's right" (not 'The correct answer is 15').
+_REAFFIRMED = re.compile(r"\byes\b|\b(?:it|that|this|\d+)\s*(?:['’]s|\s+is)\s+(?:(?:actually|indeed)\s+)?"
+                         r"(?:right|correct)\b", re.IGNORECASE)
 
 
 def _withdrawn_at(text: str, end: int) -> int | None:
     """Where the text right after a box that ends at ``end`` takes it back (_WITHDRAWN: 'Wait,
-    that's wrong.'); None when it does not."""
-    match = _WITHDRAWN.match(text, end)
-    return match.end() if match else None
+    that's wrong.') and does not keep it after all (_REAFFIRMED); None when it does not."""
+    window = text[end:end + _WITHDRAWAL_WINDOW]
+    stripped = window.lstrip(" \t\r\n$.*_`)]\\")
+    match = _WITHDRAWN.match(stripped)
+    if not match:
+        return None
+    after = end + len(window) - len(stripped) + match.end()
+    return None if _REAFFIRMED.search(text, after) else after
 
 
 def standing_boxes(text: str) -> list[str]:
@@ -1070,8 +1090,8 @@ def math_follows_format(text: str) -> bool:
 
 def extract_math_answer(text: str) -> str:
     """Best-effort final answer: the boxed answer(s) as in the strict form; where the text takes
-    the final box back ('\\boxed{12}. Wait, that's wrong.'), what a later 'answer is' states, else
-    no answer; without a box, what follows the last 'answer is' / 'Answer:' (a cut-off 'answer is
+    the final box back ('\\boxed{12}. Wait, that's wrong.'), the last number after that, else no
+    answer; without a box, what follows the last 'answer is' / 'Answer:' (a cut-off 'answer is
     \\boxed{58' reads 58); where the final box is cut off, the plain number in it, else no answer;
     else the last number; else '' (no answer)."""
     boxed = extract_math_answer_strict(text)
@@ -1082,10 +1102,12 @@ def extract_math_answer(text: str) -> str:
     spans = [span for span in _box_spans(text) if span[2] is not None and span[2].strip()]
     withdrawn = _withdrawn_at(text, spans[-1][1]) if spans and cut is None else None
     if withdrawn is not None:
-        # The final box taken back: only an answer stated after that counts ('Wait, that's
-        # wrong. The answer is 13.'); the numbers before it are the withdrawn working.
-        stated = list(_ANSWER_IS.finditer(text, withdrawn))
-        return stated[-1].group(1).strip().rstrip(".").strip() if stated else ""
+        # The final box taken back: only what follows counts, its last number ('Wait, that's
+        # wrong. … so x = 15.', 'The answer is not 12, it is 15.'); the working before it is withdrawn.
+        number = None
+        for number in _LAST_NUMBER.finditer(text, withdrawn):
+            pass
+        return number.group(0).replace(" ", "") if number is not None else ""
     stated = None
     for stated in _ANSWER_IS.finditer(text):
         pass
@@ -1190,8 +1212,9 @@ _AFFIRMED = re.compile(
     re.IGNORECASE,
 )
 # Right before 'answer is C': a second possibility, not the answer ('Another possible answer is C').
-_ALTERNATIVE_BEFORE = re.compile(r"\b(?:another|alternative|second|one\s+other)\s+"
-                                 r"(?:(?:possible|plausible|valid|correct|acceptable|good)\s+)?\Z", re.IGNORECASE)
+_ALTERNATIVE_BEFORE = re.compile(r"\b(?:(?:another|alternative|second|one\s+other)\s+"
+                                 r"(?:(?:possible|plausible|valid|correct|acceptable|good)\s+)?"
+                                 r"|the\s+other\s+(?:possible|plausible)\s+)\Z", re.IGNORECASE)
 # Statements of the answer, strongest first.
 _STATEMENTS = (_EXPLICIT, _CONCLUSION, _INSTEAD, _AFFIRMED)
 # A bare mention of a choice, weaker than any statement: 'Option A: …', 'choice B'.
@@ -1214,6 +1237,8 @@ _REJECTED = re.compile(
     re.IGNORECASE)
 # The end of a clause after a label: 'B; C.', 'B; C or D'.
 _CLAUSE_END = re.compile(r"\s*[)\]]?[ \t]*(?:[.,;:!?*_`\n]|$|(?:or|and)\b)")
+# A verb right after a label joined in brackets: a clause about it ('B (or C is a distractor)').
+_VERB_AFTER = re.compile(r"\s+(?:is|are|was|were|seems?|looks?|would|could|might|may|can|has|does)\b", re.IGNORECASE)
 # A rejection that covers every label joined before it: 'B and C are wrong'.
 _PLURAL_REJECTION = re.compile(r"\s*(?:are|aren['’]t|do|don['’]t|seem|look)\b", re.IGNORECASE)
 # Words right before a label that set it aside: 'not B', "wouldn't go with B", 'I would not
@@ -1301,8 +1326,10 @@ def _joined(text: str, end: int, known) -> tuple[set[str], int]:
         token = more.group(1)
         if not known(token) or _article_like(token, text[more.end(1):]):
             break
-        if re.search(r"[;(]", text[end:more.start(1)]) and not _CLAUSE_END.match(text, more.end(1)):
-            break  # 'C; B seems tempting', 'B (or C is a distractor)': a new clause, not a second answer
+        if ";" in text[end:more.start(1)] and not _CLAUSE_END.match(text, more.end(1)):
+            break  # 'C; B seems tempting': a new clause, not a second answer
+        if "(" in text[end:more.start(1)] and _VERB_AFTER.match(text, more.end(1)):
+            break  # 'B (or C is a distractor)': a remark on C, not a second answer ('B (or C too)' is)
         rejected = _REJECTED.match(text, more.end())
         if rejected and not _PLURAL_REJECTION.match(rejected.group(0)):
             break
@@ -1484,28 +1511,34 @@ def _boxed_choice(text: str, labels: Sequence[str], choices: Sequence[str], know
 # work.' The label is a capital or a digit opening its clause ('However, C …', 'and C …'; not
 # 'vitamin C', 'UV-C', 'pH 7.4').
 # 'True' is left out: 'C is also true' mostly says a statement is true, not that it answers.
-_OFFER_PREDICATE = (r"(?i:possible|plausible|likely|correct|right|valid|acceptable|defensible"
-                    r"|an?\s+(?:option|possibility|possible\s+answer|valid\s+answer|correct\s+answer"
-                    r"|good\s+answer|candidate))")
+_OFFER_PREDICATE = (r"(?i:(?:considered\s+)?(?:possible|plausible|likely|correct|right|valid|acceptable|defensible)"
+                    r"|an?\s+(?:option|possibility|candidate"
+                    r"|(?:possible|plausible|valid|correct|good|strong|reasonable)\s+(?:answer|option|choice|candidate)))")
 # A label, and the choice's text in brackets after it: 'Option C (condensation) is also correct.'
 _OFFER_LABEL = r"[*_`]*\(?([A-Z0-9])\)?[*_`]*(?:\s*\([^()\n]{1,80}\))?"
 _OFFER_TOO = r"\s+(?i:too|as\s+well)"
-_OFFER_END = r"(?=[*_`]*\s*(?:[.!]|$|,?\s*(?i:since|because)\b))"
+_OFFER_END = r"(?=[*_`)]*\s*(?:[.!]|$|,?\s*(?i:since|because)\b))"
 _ALSO_OFFERED = (
     re.compile(r"\b(?i:it|this|that|the\s+(?:correct\s+|right\s+)?answer)\s+(?i:could|might|may)\s+"
                r"(?:(?i:also|equally)\s+be\s+(?:(?i:option|choice)\s+)?" + _OFFER_LABEL +
                r"|be\s+(?:(?i:option|choice)\s+)?" + _OFFER_LABEL + _OFFER_TOO + r")" + _OFFER_END),
     re.compile(r"(?:\b(?i:option|choice|answer|though|although|but|and|however,?"
-               r"|(?:think|guess|believe|suppose|feel|say)(?:\s+that)?)\s+"
+               r"|\bI(?:['’]d|\s+would|\s+also|\s+do)?\s+(?i:think|guess|believe|suppose|feel|say)(?:\s+that)?"
+               r"|(?i:alternatively),?)\s+"
                r"|(?<![A-Za-z0-9]\s)(?<![A-Za-z0-9.\-]))" + _OFFER_LABEL + r"\s+"
                r"(?:(?i:is)\s+(?i:also|equally)\s+" + _OFFER_PREDICATE +
                r"|(?i:could|might|may|would)\s+(?i:also|equally)\s+(?:(?i:be)\s+" + _OFFER_PREDICATE + r"|(?i:work))"
                r"|(?i:is|could\s+be|might\s+be|may\s+be|would\s+be)\s+" + _OFFER_PREDICATE + _OFFER_TOO +
                r"|(?i:would|could|might)\s+(?i:work)" + _OFFER_TOO +
-               r"|(?i:also|equally)\s+(?i:fits|works|applies|qualifies)|(?i:fits|works)" + _OFFER_TOO + r")"
+               r"|(?i:also|equally)\s+(?i:fits|works|applies|qualifies)(?:" + _OFFER_TOO + r")?"
+               r"|(?i:fits|works)" + _OFFER_TOO + r")"
                + _OFFER_END),
+    # 'Alternatively, C could be correct.', 'Alternatively, the answer could be C.'
+    re.compile(r"\b(?i:alternatively),?\s+(?:(?:(?i:it|the\s+answer)\s+(?i:could|might|may|would)\s+be\s+"
+               r"(?:(?i:option|choice)\s+)?" + _OFFER_LABEL + r")|(?:(?i:option|choice)\s+)?" + _OFFER_LABEL +
+               r"\s+(?:(?i:could|might|may|would)\s+be|(?i:is))\s+" + _OFFER_PREDICATE + r")" + _OFFER_END),
     # 'Another possible answer is C.', 'An alternative answer could be C.'
-    re.compile(r"\b(?i:another|an\s+alternative|a\s+second|one\s+other)\s+"
+    re.compile(r"\b(?i:another|an\s+alternative|a\s+second|one\s+other|the\s+other\s+(?=(?i:possible|plausible)\b))\s*"
                r"(?:(?i:possible|plausible|valid|correct|acceptable|good)\s+)?(?i:answer|option|choice|possibility)\s+"
                r"(?i:is|would\s+be|could\s+be|might\s+be|may\s+be)\s+(?:(?i:option|choice)\s+)?" + _OFFER_LABEL
                + _OFFER_END),
@@ -1521,8 +1554,14 @@ _OFFER_WEIGHED = re.compile(
 # Or attributes it to someone else ('Someone might say it could also be C').
 _OFFER_DENIED = re.compile(r"(?:(?:\bnot|n['’]t)\s+(?:think|believe|say|agree|that)"
                            r"|\b(?:someone|some(?:\s+\w+)?|one|others?|people)\s+(?:might|may|could|would|will)\s+"
-                           r"(?:say|argue|think|claim|suggest))\b[^.!?\n]*\Z", re.IGNORECASE)
+                           r"(?:say|argue|think|claim|suggest)"
+                           r"|\bat\s+first(?:\s+(?:glance|sight))?|\bon\s+the\s+surface|\bsuperficially)\b[^.!?\n]*\Z",
+                           re.IGNORECASE)
 _OFFER_LOOKBACK = 80
+# An answer that is itself several choices ('D (both A and C)', 'all of the above'): the labels it
+# names fitting are its reasons, not offers beside it.
+_EVERY_NAMED = re.compile(r"\b(?:both|all\s+of\s+the\s+above|all\s+(?:three|four)|none\s+of\s+the\s+above)\b",
+                          re.IGNORECASE)
 
 
 def _offered_besides(text: str, label: str, known) -> bool:
@@ -1537,14 +1576,17 @@ def _offered_besides(text: str, label: str, known) -> bool:
     standing = -1
     for pattern in _ALSO_OFFERED:
         for match in pattern.finditer(text):
-            other = known(match.group(1))
+            # The pattern's one label group that took part ('it could also be C' or 'it could be C too').
+            group = next(index for index, token in enumerate(match.groups(), 1) if token)
+            other = known(match.group(group))
             if other is None or other == label or last_weighed >= match.end():
                 continue
-            before = re.split(r"[.!?\n]", text[max(0, match.start(1) - _OFFER_LOOKBACK):match.start(1)])[-1]
+            at = match.start(group)
+            before = re.split(r"[.!?\n]", text[max(0, at - _OFFER_LOOKBACK):at])[-1]
             if _OFFER_DENIED.search(before) or re.match(r"\s*(?i:if|when|unless|in\s+case)\b", before):
                 continue
             standing = max(standing, match.end())
-    if standing < 0:
+    if standing < 0 or _EVERY_NAMED.search(text):
         return False
     restated = text[standing:].lstrip(" \t\n.!,;:*_`")
     return not (restated and _read_choice_label(restated, [label], (), known) == label)

@@ -82,6 +82,18 @@ def test_hedges_and_committed_labels(generated, expected):
     ("The answer is B. C is equally likely.", ""),
     ("The answer is B. Another possible answer is C.", ""),
     ("B (possibly C)", ""),
+    ("The answer is B. It could be C too.", ""),
+    ("The answer is B. I'd say C is also correct.", ""),
+    ("The answer is B. The other possible answer is C.", ""),
+    ("The answer is B. C could also be considered correct.", ""),
+    ("The answer is B. Option C is also a strong candidate.", ""),
+    ("The answer is B, but C is also a reasonable answer.", ""),
+    ("The answer is B. Alternatively, C could be correct.", ""),
+    ("The answer is B (C is also possible).", ""),
+    ("The answer is B (or C as well).", ""),
+    ("The answer is B (or possibly C if we count heat loss).", ""),
+    ("B (possibly C too)", ""),
+    ("C. D also works too.", ""),
     # not an offer: weighed against the answer, negated, asked, taken back by a later statement,
     # a remark on another choice, a letter that is no label
     ("The answer is B. C is also possible, though less likely.", "B"),
@@ -109,6 +121,13 @@ def test_hedges_and_committed_labels(generated, expected):
     ("Another possible answer is C. The answer is B.", "B"),
     ("The answer is B (possibly C is a distractor).", "B"),
     ("The answer is B (or C is a distractor).", "B"),
+    # someone else's view, a first impression, the parts of an answer that names several choices
+    ("The answer is B. A common mistake is to think C is also correct.", "B"),
+    ("The answer is B. Many students think C is also correct.", "B"),
+    ("The answer is B. It's tempting to say C is also correct.", "B"),
+    ("The answer is B. At first glance, C also fits.", "B"),
+    ("The answer is D (both A and C). A fits, and C also fits.", "D"),
+    ("The answer is B. Alternatively, C could be correct if we ignore friction.", "B"),
 ])
 def test_a_second_label_offered_beside_the_answer_is_a_hedge(generated, expected):
     assert ARC.extract(generated, LETTERS) == expected

@@ -218,7 +218,25 @@ def test_real_gold_answers_match_themselves_and_their_solutions(shared_data):
     ("\\boxed{7}\n\n**Actually, I made a mistake.**", "7", False),
     ("\\boxed{7} is wrong.", "7", False),
     ("\\boxed{5}. Wait, that's wrong. The answer is 7.", "7", True),
+    ("\\boxed{5}. Wait, that's wrong. The answer is not 5, it is 7.", "7", True),
+    ("\\boxed{5}. But that's wrong, because x must be positive. So x = 7.", "7", True),
+    # … but one that checks again and keeps it stands.
+    ("\\boxed{7}. Actually, that's not correct. Let me recheck: 3 + 4 = 7. Yes, 7 is correct.", "7", True),
+    ("\\boxed{7}\n\nNo, that's wrong... wait, actually it's right", "7", True),
 ])
 def test_no_credit_for_an_answer_the_response_did_not_commit_to(generated, gold, credited):
     reference = {"answer": gold}
     assert (MATH.score(MATH.extract(generated, reference), reference)["exact_match"] == 100.0) is credited
+
+
+@pytest.mark.parametrize("after", ["\n" * 1_500 + "x", " " * 1_500, " wait" + " " * 1_500 + "x",
+                                   ". Wait, " * 10_000 + "that is wrong."])
+def test_a_long_run_after_the_last_box_is_read_in_linear_time(after):
+    """What follows the last box (a budget spent on blank lines) is read once: a take-back check
+    that tried every split of the spaces took over a minute on 2,000 of them."""
+    import time
+
+    started = time.perf_counter()
+    M.extract_math_answer("So \\boxed{5}" + after)
+    M.extract_math_answer_strict("So \\boxed{5}" + after)
+    assert time.perf_counter() - started < 2.0

@@ -236,6 +236,10 @@ def test_official_sample_with_gold_predictions_scores_100(shared_data):
     ("unanswerable\n\nThe context names his brother but not his father.", ""),   # an explanation, no guess
     ("The context does not say.\nTherefore, the answer is unanswerable.", ""),   # abstaining again
     ("unanswerable\nAnswer: The passage does not mention it.", ""),
+    ("The passage does not mention the year.\n\nAnswer: The year is not mentioned.", ""),
+    ("The passage does not mention the year.\n\n**Answer:** None", ""),
+    ("The passage does not mention the year.\n\nThe final answer is $\\boxed{unanswerable}$.", ""),
+    ("Unanswerable.\n\nThe answer is outside the scope of the passage.", ""),
     # A hedge commits to nothing: an answer and an abstention, or several answers.
     ("Paris, though the context does not say so directly.", M.SQUAD_NO_ANSWER),
     ("Paris (the passage does not state it)", M.SQUAD_NO_ANSWER),
