@@ -244,7 +244,8 @@ def _unquote(line: str) -> str:
 
 
 # Clause breaks inside one line: sentence ends, commas, semicolons and colons, dashes, brackets.
-_CLAUSE_BREAK = re.compile(r"[.!?;:,]+\s+|\s*[(\[]|[)\]]\s*|\s+[-–—]+\s+")
+# A run of spaces is entered at its start only ((?<!\s)): read once, not once from each of its spaces.
+_CLAUSE_BREAK = re.compile(r"[.!?;:,]+\s+|(?<!\s)\s*[(\[]|[(\[]|[)\]]\s*|(?<!\s)\s+[-–—]+\s+")
 # A clause that says nothing about the answer (normalised): politeness, lead-ins, connectives.
 _FILLER = re.compile(
     r"(?:(?:i\s*m|i\s+am|we\s+are)\s+)?(?:sorry|afraid)|unfortunately|apologies|regrettably|sadly|alas|hmm|well|so"
@@ -307,7 +308,7 @@ _INTRODUCTION = re.compile(
 
 
 # A citation after the answer: 'Paris, as stated in the context.'
-_CITED = re.compile(r",?\s+as\s+(?:stated|mentioned|described|noted|given)\s+in\s+(?:the\s+)?" + _SOURCE + r"\s*\.?$",
+_CITED = re.compile(r"(?:,|(?<![\s,]))\s+as\s+(?:stated|mentioned|described|noted|given)\s+in\s+(?:the\s+)?" + _SOURCE + r"\s*\.?$",
                     re.IGNORECASE)
 
 
@@ -1525,7 +1526,7 @@ _ALSO_OFFERED = (
     re.compile(r"(?:\b(?i:option|choice|answer|though|although|but|and|however,?"
                r"|\bI(?:['’]d|\s+would|\s+also|\s+do)?\s+(?i:think|guess|believe|suppose|feel|say)(?:\s+that)?"
                r"|(?i:alternatively),?)\s+"
-               r"|(?<![A-Za-z0-9]\s)(?<![A-Za-z0-9.\-]))" + _OFFER_LABEL + r"\s+"
+               r"|(?<![A-Za-z0-9]\s)(?<![A-Za-z0-9.\-*_`]))" + _OFFER_LABEL + r"\s+"
                r"(?:(?i:is)\s+(?i:also|equally)\s+" + _OFFER_PREDICATE +
                r"|(?i:could|might|may|would)\s+(?i:also|equally)\s+(?:(?i:be)\s+" + _OFFER_PREDICATE + r"|(?i:work))"
                r"|(?i:is|could\s+be|might\s+be|may\s+be|would\s+be)\s+" + _OFFER_PREDICATE + _OFFER_TOO +
