@@ -36,8 +36,10 @@ Every function here accepts any string (empty, huge, repetitive, odd Unicode) wi
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import re
+import signal
 import string
 import threading
 import unicodedata
@@ -52,18 +54,34 @@ import numpy as np
 # --------------------------------------------------------------------------------------
 
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
+# Long runs squeezed before any reading: spaces, blank lines and markdown marks (a model spending
+# its budget on newlines, a row of stars), and one punctuation mark repeated. They carry no answer,
+# and the readers' patterns, written for ordinary text, would read a long run once from each of
+# its characters (seconds to minutes on a few thousand).
+_LONG_BLANK_RUN = re.compile(r"[\s*_`]{16,}")
+_SPACE_RUN = re.compile(r"[^\S\n]{2,}")
+_REPEATED_MARK = re.compile(r"([^\w\s])\1{10,}")
+
+
+def _squeeze_runs(text: str) -> str:
+    text = _LONG_BLANK_RUN.sub(lambda m: "\n\n" if "\n" in m.group(0) else " ", text)
+    text = _SPACE_RUN.sub(" ", text)
+    return _REPEATED_MARK.sub(lambda m: m.group(1) * 10, text)
 
 
 def strip_thinking(text: str) -> str:
-    """Drop Qwen3-style ``<think>…</think>`` blocks; an unclosed block means no answer was given."""
+    """The answer part of a response: Qwen3-style ``<think>…</think>`` blocks dropped (an
+    unclosed block means no answer was given), long runs of spaces, blank lines, markdown marks or
+    one punctuation mark squeezed (_squeeze_runs)."""
     text = text or ""
     if "</think>" in text and "<think>" not in text.split("</think>")[0]:
         # The opening tag was part of the prompt (the chat template adds it): keep what follows.
         text = text.rsplit("</think>", 1)[1]
-    text = _THINK_BLOCK.sub("", text)
+    if "</think>" in text:
+        text = _THINK_BLOCK.sub("", text)
     if "<think>" in text:
         text = text.split("<think>", 1)[0]
-    return text
+    return _squeeze_runs(text)
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -245,7 +263,7 @@ def _unquote(line: str) -> str:
 
 # Clause breaks inside one line: sentence ends, commas, semicolons and colons, dashes, brackets.
 # A run of spaces is entered at its start only ((?<!\s)): read once, not once from each of its spaces.
-_CLAUSE_BREAK = re.compile(r"[.!?;:,]+\s+|(?<!\s)\s*[(\[]|[(\[]|[)\]]\s*|(?<!\s)\s+[-–—]+\s+")
+_CLAUSE_BREAK = re.compile(r"(?<![.!?;:,])[.!?;:,]+\s+|(?<!\s)\s*[(\[]|[(\[]|[)\]]\s*|(?<!\s)\s+[-–—]+\s+")
 # A clause that says nothing about the answer (normalised): politeness, lead-ins, connectives.
 _FILLER = re.compile(
     r"(?:(?:i\s*m|i\s+am|we\s+are)\s+)?(?:sorry|afraid)|unfortunately|apologies|regrettably|sadly|alas|hmm|well|so"
@@ -937,6 +955,8 @@ def math_equal(prediction: str, gold: str) -> bool:
 # stands only when they also agree to three significant figures (a relative difference below
 # this): ordinary answers are judged by math-verify alone ('0.166667' for 1/6), tiny ones are not.
 _RELATIVE_TOLERANCE = 1e-3
+# How long sympy may take to evaluate one answer's number (seconds; see _time_limit).
+_EVALF_TIMEOUT_S = 5
 
 
 def _numeric_value(answer: str) -> float | None:
@@ -951,10 +971,32 @@ def _numeric_value(answer: str) -> float | None:
     if len(numbers) != 1:
         return None
     try:
-        value = complex(numbers[0].evalf())
-    except (TypeError, ValueError, ArithmeticError):
+        with _time_limit(_EVALF_TIMEOUT_S):
+            value = complex(numbers[0].evalf())
+    except (TypeError, ValueError, ArithmeticError, TimeoutError):
         return None
     return value.real if value.imag == 0 else None
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float):
+    """Raise TimeoutError in the block after ``seconds`` (a SIGALRM timer, as math-verify's own
+    timeout: the main thread only; elsewhere the block runs unbounded). Sympy's evalf of an
+    answer like '(\\sum 1/n^2)!' runs for minutes."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expire(*_):
+        raise TimeoutError(f"over {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _numerically_close(prediction: str, gold: str) -> bool:

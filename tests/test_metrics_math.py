@@ -240,3 +240,16 @@ def test_a_long_run_after_the_last_box_is_read_in_linear_time(after):
     M.extract_math_answer("So \\boxed{5}" + after)
     M.extract_math_answer_strict("So \\boxed{5}" + after)
     assert time.perf_counter() - started < 2.0
+
+
+def test_evaluating_an_answer_s_number_stops_at_its_time_limit(monkeypatch):
+    """Sympy's evalf of '(\\sum 1/n^2)!' runs for over half a minute: the number check gives up at
+    _EVALF_TIMEOUT_S (the answer then counts as no plain number) instead of stalling the scoring."""
+    import time
+
+    answer = "\\sum_{n=1}^{\\infty} \\frac{1}{n^2}!"
+    M._verify_parse(answer)                       # math-verify's own parse, timed apart (cached)
+    monkeypatch.setattr(M, "_EVALF_TIMEOUT_S", 1)
+    started = time.perf_counter()
+    assert M._numeric_value(answer) is None
+    assert time.perf_counter() - started < 4.0

@@ -84,3 +84,34 @@ def test_hostile_text_scored_directly_as_an_answer(kind):
         scores = task.score(text, reference_and_gold(kind)[0])
         assert all(v is None or isinstance(v, float) for v in scores.values())
     assert time.perf_counter() - started < 20
+
+
+# Long runs a generation may hold (a budget spent on newlines or spaces, a row of stars or dots)
+# after words the readers' patterns look for: each was read once from every character of the
+# run, seconds to minutes apiece (cubically on the first few; "answer" and 1,000 spaces took 2 s).
+RUNS = [
+    "answer" + " " * 1_000 + "!",
+    "I choose" + " " * 1_000 + "the",
+    "The answer is" + "\n" * 20_000 + "x",
+    "B" + "\t" * 20_000 + "?",
+    "Paris" + " " * 20_000 + "x?",
+    "answer" + "*" * 20_000 + "!",
+    "The answer is B. It could also be C" + "*" * 20_000 + "x",
+    "\\boxed{B}" + " " * 20_000 + "x \\boxed{C}?",
+    "\\boxed{5}" + "\n" * 20_000 + "x",
+    "." * 20_000,
+    "Let me check" + " " * 20_000 + "?",
+    "<think>" * 3_000,
+]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("text", RUNS, ids=range(len(RUNS)))
+def test_a_long_run_is_read_in_linear_time(kind, text):
+    task = get_task(kind)
+    reference, _ = reference_and_gold(kind)
+    started = time.perf_counter()
+    for read in (task.extract, task.extract_strict, task.follows_format):
+        if read is not None:
+            read(text, reference)
+    assert time.perf_counter() - started < 1.0
