@@ -1603,8 +1603,8 @@ _OFFER_DENIED = re.compile(r"(?:(?:\bnot|n['’]t)\s+(?:think|believe|say|agree|
 _OFFER_LOOKBACK = 80
 # An answer that is itself several choices ('D (both A and C)', 'all of the above'): the labels it
 # names fitting are its reasons, not offers beside it.
-_EVERY_NAMED = re.compile(r"\b(?:both|all\s+of\s+the\s+above|all\s+(?:three|four)|none\s+of\s+the\s+above)\b",
-                          re.IGNORECASE)
+_EVERY_NAMED = re.compile(r"\b(?:(?i:both)\s+(?:(?i:options?|choices?)\s+)?[A-Z0-9]\s+(?i:and)\s+[A-Z0-9]\b"
+                          r"|(?i:all|none)\s+of\s+the\s+above\b|(?i:all\s+(?:three|four|of\s+them)\s+(?:are\s+)?correct))")
 
 
 def _offered_besides(text: str, label: str, known) -> bool:

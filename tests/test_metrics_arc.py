@@ -94,6 +94,7 @@ def test_hedges_and_committed_labels(generated, expected):
     ("The answer is B (or possibly C if we count heat loss).", ""),
     ("B (possibly C too)", ""),
     ("C. D also works too.", ""),
+    ("The answer is B, because both plants and animals need water. It could also be C.", ""),
     # not an offer: weighed against the answer, negated, asked, taken back by a later statement,
     # a remark on another choice, a letter that is no label
     ("The answer is B. C is also possible, though less likely.", "B"),
