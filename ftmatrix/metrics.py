@@ -1560,7 +1560,12 @@ _OFFER_PREDICATE = (r"(?i:(?:considered\s+)?(?:possible|plausible|likely|correct
 # A label, and the choice's text in brackets after it: 'Option C (condensation) is also correct.'
 _OFFER_LABEL = r"[*_`]*\(?([A-Z0-9])\)?[*_`]*(?:\s*\([^()\n]{1,80}\))?"
 _OFFER_TOO = r"\s+(?i:too|as\s+well)"
-_OFFER_END = r"(?=[*_`)]*\s*(?:[.!]|$|,?\s*(?i:since|because)\b))"
+# Doubt closing the offer's sentence: 'C is also possible, but I'm not sure.'
+_UNSURE_TEXT = (r",?\s*(?i:but\s+I(?:['’]m|\s+am)\s+not\s+(?:(?:completely|entirely|totally|100%)\s+)?(?:sure|certain))"
+                r"(?=[*_`]*\s*(?:[.!]|$))")
+_OFFER_END = (r"(?=[*_`)]*\s*(?:[.!]|$|,?\s*(?i:since|because)\b"
+               r"|,?\s*(?i:depending\s+on\s+(?:the\s+|your\s+|one['’]s\s+)?(?:interpretation|reading|perspective))"
+               r"|" + _UNSURE_TEXT + r"))")
 _ALSO_OFFERED = (
     re.compile(r"\b(?i:it|this|that|the\s+(?:correct\s+|right\s+)?answer)\s+(?i:could|might|may)\s+"
                r"(?:(?i:also|equally)\s+be\s+(?:(?i:option|choice)\s+)?" + _OFFER_LABEL +
@@ -1601,6 +1606,8 @@ _OFFER_DENIED = re.compile(r"(?:(?:\bnot|n['’]t)\s+(?:think|believe|say|agree|
                            r"|\bat\s+first(?:\s+(?:glance|sight))?|\bon\s+the\s+surface|\bsuperficially)\b[^.!?\n]*\Z",
                            re.IGNORECASE)
 _OFFER_LOOKBACK = 80
+# Doubt closing a sentence weighs nothing against the offer: 'C is also possible, but I'm not sure.'
+_UNSURE = re.compile(_UNSURE_TEXT)
 # An answer that is itself several choices ('D (both A and C)', 'all of the above'): the labels it
 # names fitting are its reasons, not offers beside it.
 _EVERY_NAMED = re.compile(r"\b(?:(?i:both)\s+(?:(?i:options?|choices?)\s+)?[A-Z0-9]\s+(?i:and)\s+[A-Z0-9]\b"
@@ -1615,7 +1622,8 @@ def _offered_besides(text: str, label: str, known) -> bool:
     is also correct.")? A sentence opening with 'If' offers nothing ('If …, it could also be C.')."""
     # Each test reads from one offer to the end of the text: the last weighing word and one reading
     # of what follows the last offer standing keep the whole check linear.
-    last_weighed = max((match.start() for match in _OFFER_WEIGHED.finditer(text)), default=-1)
+    unsure = _UNSURE.sub(lambda match: " " * len(match.group(0)), text)   # same positions
+    last_weighed = max((match.start() for match in _OFFER_WEIGHED.finditer(unsure)), default=-1)
     standing = -1
     for pattern in _ALSO_OFFERED:
         for match in pattern.finditer(text):

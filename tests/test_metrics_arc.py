@@ -95,6 +95,8 @@ def test_hedges_and_committed_labels(generated, expected):
     ("B (possibly C too)", ""),
     ("C. D also works too.", ""),
     ("The answer is B, because both plants and animals need water. It could also be C.", ""),
+    ("The answer is B. C is also possible, but I'm not sure.", ""),
+    ("The answer is B. However, C could also be a valid answer depending on interpretation.", ""),
     # not an offer: weighed against the answer, negated, asked, taken back by a later statement,
     # a remark on another choice, a letter that is no label
     ("The answer is B. C is also possible, though less likely.", "B"),
@@ -129,6 +131,8 @@ def test_hedges_and_committed_labels(generated, expected):
     ("The answer is B. At first glance, C also fits.", "B"),
     ("The answer is D (both A and C). A fits, and C also fits.", "D"),
     ("The answer is B. Alternatively, C could be correct if we ignore friction.", "B"),
+    ("The answer is B. C is also possible, but I'm not sure it fits the question.", "B"),
+    ("The answer is B. C is also possible, but I'm not sure. B is the better answer.", "B"),
 ])
 def test_a_second_label_offered_beside_the_answer_is_a_hedge(generated, expected):
     assert ARC.extract(generated, LETTERS) == expected
