@@ -1643,6 +1643,49 @@ def _offered_besides(text: str, label: str, known) -> bool:
     return not (restated and _read_choice_label(restated, [label], (), known) == label)
 
 
+def _choices_as_labels(text: str, labels: Sequence[str], choices: Sequence[str]) -> str:
+    """The text with each choice's words, where they stand for the choice, written as its label
+    with the words in brackets: 'Option C) Precipitation', 'C: Precipitation', 'C - Precipitation'
+    and a bare 'Precipitation' all become 'C (Precipitation)', the form an offer's label may take
+    (_OFFER_LABEL). So a second choice offered by its words ('B) Condensation. Option C)
+    Precipitation is also correct.', 'The answer is B. Precipitation is also correct.') reads as
+    one offered by its label. Words already in brackets, or put after another choice's label, are
+    left as written; so are choices as short as a label, or that differ only in case ('RR', 'Rr')."""
+    words: dict[str, str] = {}
+    folded: dict[str, list[str]] = {}
+    for label, choice in zip(labels, choices):
+        choice = " ".join(str(choice or "").split())
+        if len(choice) < 3 or len(choice) > 80 or re.search(r"[()\n]", choice):
+            continue
+        words[choice] = str(label)
+        folded.setdefault(choice.casefold(), []).append(str(label))
+    if not words:
+        return text
+
+    def label_of(written: str) -> str | None:
+        written = " ".join(written.split())
+        if written in words:
+            return words[written]
+        named = folded.get(written.casefold(), [])
+        return named[0] if len(named) == 1 else None
+
+    alternatives = "|".join(re.escape(choice).replace(r"\ ", r"\s+") for choice in sorted(words, key=len, reverse=True))
+    pattern = re.compile(r"(?:\b(?:(?i:option|choice)\s+)?([A-Za-z0-9])\s*[).:\-–]\s+|(?<![\w(]))"
+                         r"(" + alternatives + r")(?![\w)])", re.IGNORECASE)
+
+    def rewrite(match: re.Match) -> str:
+        label = label_of(match.group(2))
+        if label is None:
+            return match.group(0)
+        named = match.group(1)
+        # Another choice's label before the words ('The answer is B. Precipitation …') stays
+        # as written: it ends a sentence, or the response mislabels the choice.
+        kept = match.start(1) if named and named.upper() == label.upper() else match.start(2)
+        return f"{match.group(0)[: kept - match.start(0)]}{label} ({match.group(2)})"
+
+    return pattern.sub(rewrite, text)
+
+
 def extract_choice_label(text: str, labels: Sequence[str] = DEFAULT_LABELS,
                          choices: Sequence[str] = ()) -> str:
     """The choice label a generation commits to ("C", "C.", "(C)", "C) text", "The answer is C",
@@ -1671,7 +1714,7 @@ def extract_choice_label(text: str, labels: Sequence[str] = DEFAULT_LABELS,
         return by_upper.get(token.upper())
 
     label = _read_choice_label(text, labels, choices, known)
-    return "" if label and _offered_besides(text, label, known) else label
+    return "" if label and _offered_besides(_choices_as_labels(text, labels, choices), label, known) else label
 
 
 def _read_choice_label(text: str, labels: list[str], choices: Sequence[str], known) -> str:

@@ -204,6 +204,33 @@ def test_boxes_read_by_the_choices_texts(reference, generated, expected):
     assert ARC.extract(generated, reference) == expected
 
 
+WATER = {"label": "B", "labels": ["A", "B", "C", "D"],
+         "choices": ["Evaporation", "Condensation", "Precipitation", "Collection"]}
+
+
+@pytest.mark.parametrize("reference, generated, expected", [
+    # a second choice offered by its words, with its label or without: a hedge
+    (WATER, "B) Condensation. Option C) Precipitation is also correct.", ""),
+    (WATER, "The answer is B) Condensation. C) Precipitation is also correct.", ""),
+    (WATER, "The answer is B: Condensation. Choice C: Precipitation is also a valid answer.", ""),
+    (WATER, "The answer is B. C. Precipitation could also be correct.", ""),
+    (WATER, "The answer is B. C - Precipitation is also possible.", ""),
+    (WATER, "The answer is B. Precipitation is also correct.", ""),
+    (WATER, "The answer is B. precipitation could also be correct.", ""),
+    (WATER, "The answer is B. D) Precipitation is also correct.", ""),     # mislabelled, still a second choice
+    (CELLS, "The answer is C) B cells. T cells could also be correct.", ""),
+    # the answer's own words, a choice's words set aside or only mentioned: the answer stands
+    (WATER, "The answer is B. Condensation is also correct.", "B"),
+    (WATER, "B) Condensation. C) Precipitation is wrong.", "B"),
+    (WATER, "The answer is B. Option C) Precipitation is also incorrect.", "B"),
+    (WATER, "B) Condensation is correct. A) Evaporation is also a process, but not the answer.", "B"),
+    (WATER, "The answer is B. It could also be precipitation water.", "B"),
+    (CELLS, "The answer is C) B cells. Red blood cells carry oxygen.", "C"),
+])
+def test_a_second_choice_offered_by_its_words_is_a_hedge(reference, generated, expected):
+    assert ARC.extract(generated, reference) == expected
+
+
 @pytest.mark.parametrize("generated, expected", [
     ("C", "C"), ("  C\n", "C"), ("<think>A or C?</think>\nC", "C"),
     ("C.", ""), ("(C)", ""), ("c", ""), ("The answer is C", ""), ("**C**", ""), ("E", ""),
