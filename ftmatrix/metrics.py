@@ -1103,6 +1103,8 @@ _UNCLOSED_BOX = re.compile(r"^\$*\s*\\(?:boxed|fbox)\s*\{(?!.*\})")
 _ANSWER_IS = re.compile(r"answer\s*(?:is|:)(?!\s*:?\s*(?:correct|right|wrong|incorrect|true|false|valid|verified)\b)"
                         r"\s*:?\s*([^\n]+)", re.IGNORECASE)
 _PLAIN_NUMBER = re.compile(r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?")
+# Right before a number: the word that makes it a step's name, not a quantity.
+_NAMES_A_STEP = re.compile(r"\b(?:step|equation|eq\.)\s*[#(]?\s*\Z", re.IGNORECASE)
 _LAST_NUMBER = re.compile(r"[+-]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:\s*/\s*\d+)?")
 
 
@@ -1147,10 +1149,7 @@ def extract_math_answer(text: str) -> str:
     if withdrawn is not None:
         # The final box taken back: only what follows counts, its last number ('Wait, that's
         # wrong. … so x = 15.', 'The answer is not 12, it is 15.'); the working before it is withdrawn.
-        number = None
-        for number in _LAST_NUMBER.finditer(text, withdrawn):
-            pass
-        return number.group(0).replace(" ", "") if number is not None else ""
+        return _last_number(text, withdrawn)
     stated = None
     for stated in _ANSWER_IS.finditer(text):
         pass
@@ -1165,9 +1164,16 @@ def extract_math_answer(text: str) -> str:
         # (inside that box) is not one either.
         cut = cut.replace("\u2212", "-")
         return cut if _PLAIN_NUMBER.fullmatch(cut) else ""
+    return _last_number(text)
+
+
+def _last_number(text: str, start: int = 0) -> str:
+    """The last number of text[start:] that is not the name of a step ('I made a mistake in
+    step 2', 'Step 3:', 'equation (1)'); '' when there is none."""
     number = None
-    for number in _LAST_NUMBER.finditer(text):
-        pass
+    for match in _LAST_NUMBER.finditer(text, start):
+        if not _NAMES_A_STEP.search(text, max(start, match.start() - 16), match.start()):
+            number = match
     return number.group(0).replace(" ", "") if number is not None else ""
 
 

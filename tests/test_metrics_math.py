@@ -220,6 +220,10 @@ def test_real_gold_answers_match_themselves_and_their_solutions(shared_data):
     ("\\boxed{5}. Wait, that's wrong. The answer is 7.", "7", True),
     ("\\boxed{5}. Wait, that's wrong. The answer is not 5, it is 7.", "7", True),
     ("\\boxed{5}. But that's wrong, because x must be positive. So x = 7.", "7", True),
+    # … and the number naming a step is no answer ('I made a mistake in step 2' does not read 2).
+    ("\\boxed{12}. Wait, that's wrong. I made a mistake in step 2.", "2", False),
+    ("\\boxed{12}. Wait, that's wrong. Step 2 should be 3 + 4 = 7, so 15. Check step 3.", "15", True),
+    ("\\boxed{12}. Wait, that's wrong. Equation (2) gives x = 7; recheck equation (1).", "7", True),
     # … but one that checks again and keeps it stands.
     ("\\boxed{7}. Actually, that's not correct. Let me recheck: 3 + 4 = 7. Yes, 7 is correct.", "7", True),
     ("\\boxed{7}\n\nNo, that's wrong... wait, actually it's right", "7", True),
