@@ -1657,30 +1657,17 @@ def _choices_as_labels(text: str, labels: Sequence[str], choices: Sequence[str])
     Precipitation is also correct.', 'The answer is B. Precipitation is also correct.') reads as
     one offered by its label. Words already in brackets, or put after another choice's label, are
     left as written; so are choices as short as a label, or that differ only in case ('RR', 'Rr')."""
-    words: dict[str, str] = {}
-    folded: dict[str, list[str]] = {}
-    for label, choice in zip(labels, choices):
-        choice = " ".join(str(choice or "").split())
-        if len(choice) < 3 or len(choice) > 80 or re.search(r"[()\n]", choice):
-            continue
-        words[choice] = str(label)
-        folded.setdefault(choice.casefold(), []).append(str(label))
+    labels = [str(label) for label in labels]
+    words = {_choice_key(str(choice or "")) for choice in choices}
+    words = sorted((w for w in words if 3 <= len(w) <= 80 and not re.search(r"[()\n]", w)), key=len, reverse=True)
     if not words:
         return text
-
-    def label_of(written: str) -> str | None:
-        written = " ".join(written.split())
-        if written in words:
-            return words[written]
-        named = folded.get(written.casefold(), [])
-        return named[0] if len(named) == 1 else None
-
-    alternatives = "|".join(re.escape(choice).replace(r"\ ", r"\s+") for choice in sorted(words, key=len, reverse=True))
+    alternatives = "|".join(re.escape(choice).replace(r"\ ", r"\s+") for choice in words)
     pattern = re.compile(r"(?:\b(?:(?i:option|choice)\s+)?([A-Za-z0-9])\s*[).:\-–]\s+|(?<![\w(]))"
                          r"(" + alternatives + r")(?![\w)])", re.IGNORECASE)
 
     def rewrite(match: re.Match) -> str:
-        label = label_of(match.group(2))
+        label = _choice_named(_choice_key(match.group(2)), labels, choices)
         if label is None:
             return match.group(0)
         named = match.group(1)
