@@ -11,11 +11,13 @@ same batch size and steps, so all see exactly the same tokens; only the batching
 - ``trl-default``: TRL's default collator: random batches, padded to the longest row;
 - ``padding-free``: TRL's padding-free collator (rows flattened into one sequence);
 - ``length-grouped``: padded batches drawn by transformers' length-grouped sampler;
-- ``pipeline``: what ftmatrix.train does with the schema's defaults: padding-free batches
-  where its cost estimate says they save work and its check shows they give the padded loss.
+- ``pipeline``: what ftmatrix.train does with the schema's defaults: the LM head scores only
+  the positions that carry a label (``score_labelled_only``), and padding-free batches where
+  its cost estimate says they save work and its check shows they give the padded loss.
 
-By default only ``trl-default`` and ``pipeline`` run (``--all`` adds the other two): on a CPU,
-TRL scores every position against the whole 151,669-token vocabulary, so a run costs minutes.
+The three others run TRL's LM head as shipped, which off a GPU scores every position, prompt
+and padding included, against the whole 151,669-token vocabulary. By default only
+``trl-default`` and ``pipeline`` run (``--all`` adds the other two): a run costs minutes.
 
 The configurations take turns within each repeat, so load from other processes hits all of
 them alike. It prints, per task, the median real (non-padding) tokens per second of each, by
@@ -83,13 +85,14 @@ def one_run(config: str, model_dir: Path, tokenizer, rows: list[dict], args, wor
     import torch
     from transformers.trainer_callback import ProgressCallback
 
-    from ftmatrix.train import build_trainer, choose_batching, guard_callback, use_padding_free
+    from ftmatrix.train import build_trainer, choose_batching, guard_callback, score_labelled_only, use_padding_free
 
     settings = settings_for(config, args)
     train = settings["train"]
     trainer = build_trainer(settings, model_dir, tokenizer, rows, work / config,
                             callbacks=[guard_callback(train["save_steps"])])
     trainer.remove_callback(ProgressCallback)
+    score_labelled_only("cpu", enable=config == "pipeline")
     if config == "pipeline":
         padding_free, _ = choose_batching(trainer, train, "fp32", "cpu")  # what train_variant does
     else:

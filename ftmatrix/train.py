@@ -9,7 +9,8 @@
 3. build TRL's ``SFTTrainer`` (+ PEFT's ``LoraConfig`` for LoRA): loss on completion tokens
    only, the precision the device supports, checkpoints every ``save_steps``;
 4. switch to padding-free batches where an estimate of an epoch's work says they are cheaper
-   and a check on a few rows shows they give the same loss as padded batches;
+   and a check on a few rows shows they give the same loss as padded batches (on a CPU, TRL's
+   LM head scores only the positions that carry a label, as it does on a GPU: ``score_labelled_only``);
 5. held-out loss before, train (resuming from the last checkpoint), held-out loss after;
 6. write the model into a temporary folder and move it into place, then
    ``train_metrics.json`` last, then drop the checkpoints.
@@ -332,6 +333,54 @@ def resumable_checkpoint(checkpoint_dir: Path, run: dict) -> Path | None:
     return checkpoints[-1] if checkpoints else None
 
 
+# --------------------------------------------------------------------------- the LM head's work
+
+
+def score_labelled_only(device: str, enable: bool = True) -> bool:
+    """Have TRL's fused LM head score only the positions that carry a label on a CPU too.
+
+    SFTTrainer's loss runs TRL's chunked log-probability head. On CUDA and XPU (its Triton
+    kernel) it projects only the positions whose next token is trained; elsewhere it projects
+    every position, prompt and padding included, so that a compiled graph (Neuron, XLA) keeps
+    one shape from batch to batch. Eager torch on a CPU compiles nothing, and the positions a
+    completion-only loss ignores are most of a row (a multiple-choice prompt of 90 tokens
+    trains a label of 2), so there TRL is told to take its compact path. The loss and the
+    gradients are the same sums over the same positions (tests/test_train.py).
+
+    TRL decides this in ``trl.trainer.utils._use_triton``, a private name: where a TRL version
+    lacks it, training goes on as TRL ships it and a warning says so. Returns whether the
+    head now scores only labelled positions on ``device``. ``enable=False`` restores TRL's own
+    choice (``bench/train_throughput.py`` compares the two).
+    """
+    import torch
+    from trl.trainer import utils as trl_utils
+
+    current = getattr(trl_utils, "_use_triton", None)
+    if not callable(current):
+        log.warning("this TRL (%s) has no trl.trainer.utils._use_triton; its LM head scores every position on "
+                    "%s, which is slower but gives the same loss", _version("trl"), device)
+        return device.startswith("cuda")
+    trl_decides = getattr(current, "ftmatrix_wraps", current)
+    if not enable:
+        trl_utils._use_triton = trl_decides
+    elif current is trl_decides:
+        def compact_on_cpu(dev, _trl_decides=trl_decides):
+            return dev.type == "cpu" or _trl_decides(dev)
+
+        compact_on_cpu.ftmatrix_wraps = trl_decides
+        trl_utils._use_triton = compact_on_cpu
+    return bool(trl_utils._use_triton(torch.device(device)))
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
+
+
 # --------------------------------------------------------------------------- padding-free check
 
 
@@ -377,9 +426,12 @@ def batching_cost(trainer, device: str, seed: int = 0) -> dict:
     flattened batch attends over its whole length (a block-diagonal mask over sum(l)²
     pairs) where padded batches cost batch × longest². Which is cheaper depends on the data
     and the model, so it is estimated from the rows' lengths and the model's shapes:
-    per position, the linear layers (and, where TRL scores every position, i.e. off CUDA,
-    the LM head over the vocabulary); per query-key pair, the attention products.
+    per position, the linear layers (and, where TRL's LM head scores every position rather
+    than only the labelled ones, the projection onto the vocabulary); per query-key pair,
+    the attention products.
     """
+    import torch
+    from trl.trainer import utils as trl_utils
     import numpy as np
 
     config = trainer.model.config
@@ -390,7 +442,8 @@ def batching_cost(trainer, device: str, seed: int = 0) -> dict:
     kv_heads = getattr(config, "num_key_value_heads", None) or heads
     inner = getattr(config, "intermediate_size", None) or 4 * hidden
     per_position = layers * (2 * hidden * heads * head_dim + 2 * hidden * kv_heads * head_dim + 3 * hidden * inner)
-    if device != "cuda":
+    labelled_only = getattr(trl_utils, "_use_triton", lambda dev: dev.type == "cuda")(torch.device(device))
+    if not labelled_only:
         per_position += config.vocab_size * hidden
     per_pair = layers * heads * head_dim * 2
     varlen = "flash" in str(config._attn_implementation)
@@ -501,6 +554,7 @@ def build_trainer(settings: dict, model_dir: str | Path, tokenizer, examples: li
     from trl import SFTTrainer
 
     model = load_model(model_dir, trust_remote_code, where)
+    score_labelled_only(device)
     if settings["method"] == "lora":
         check_target_modules(model, settings["lora"]["target_modules"], where or str(model_dir))
     return SFTTrainer(

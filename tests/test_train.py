@@ -155,6 +155,53 @@ def test_padding_free_batches_give_the_same_loss_and_gradients_as_padded_ones(sm
     assert padding_free_loss_gap(trainer, "fp32") < 1e-5
 
 
+@pytest.mark.parametrize("method,rank", [("full", 0), ("lora", 8)])
+def test_on_a_cpu_the_lm_head_scores_only_the_trained_positions_to_the_same_loss_and_gradients(
+        small_model, examples, tmp_path, monkeypatch, method, rank):
+    """A completion-only loss trains a short answer after a long prompt: projecting the prompt's
+    positions onto the vocabulary is work thrown away (most of a CPU step on the demo)."""
+    from trl.trainer import utils as trl_utils
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from ftmatrix.train import score_labelled_only
+
+    scored = []
+    kernel = trl_utils._ChunkedLogProbFunction
+
+    class CountingKernel:
+        @staticmethod
+        def apply(hidden, *args):
+            scored.append(hidden.shape[0])
+            return kernel.apply(hidden, *args)
+
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", CountingKernel)
+    score_labelled_only("cpu", enable=False)        # TRL as shipped, until a trainer is built
+    rows = short_examples(examples, 8, max_chars=900)
+    trainer = trainer_for(small_model, rows, settings_for(method, rank, train={"max_length": 1024}), tmp_path)
+    prepared = [{k: trainer.train_dataset[i][k] for k in ("input_ids", "labels")} for i in range(8)]
+    batch = DataCollatorForLanguageModeling(trainer.processing_class.pad_token_id)(prepared)
+    trained = int((batch["labels"][:, 1:] != -100).sum())
+    positions = batch["labels"][:, 1:].numel()
+    assert trained < positions / 4      # short answers after long passages, and padding
+    trainer.model.eval()      # no LoRA dropout: both passes see the same network
+    results = []
+    try:
+        for labelled_only in (True, False):     # as build_trainer left it, then TRL's own choice
+            if not labelled_only:
+                assert score_labelled_only("cpu", enable=False) is False
+            trainer.model.zero_grad()
+            loss = trainer.model(**batch, fused_lm_head=True).loss
+            loss.backward()
+            results.append((loss.item(), [p.grad.clone() for p in trainer.model.parameters() if p.requires_grad]))
+    finally:
+        score_labelled_only("cpu")
+    assert scored == [trained, positions]
+    (compact_loss, compact_grads), (every_loss, every_grads) = results
+    assert compact_loss == pytest.approx(every_loss, rel=1e-6)
+    for a, b in zip(compact_grads, every_grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
 def test_padded_and_padding_free_training_end_at_the_same_weights(small_model, examples, tmp_path):
     from ftmatrix.train import use_padding_free
 
@@ -269,19 +316,33 @@ def test_precision_is_fp32_on_cpu_and_bf16_only_on_a_cpu_that_computes_in_bf16(m
 
 
 def test_padding_free_is_chosen_where_it_saves_work(small_model, tiny_qwen3, examples, tmp_path):
-    """Long rows of mixed lengths and Qwen3's 151,669-token vocabulary: padding-free batches.
-    Short rows of nearly one length and a small model: padded batches (less attention work)."""
+    """Long rows of mixed lengths and a model whose work per position outweighs its attention:
+    padding-free batches. Short rows of nearly one length and a small model: padded batches
+    (less attention work). The LM head counts only where it scores every position (TRL's head
+    as shipped, off a GPU): then Qwen3's 151,669-token vocabulary makes padding costly."""
     from transformers import AutoTokenizer
 
-    from ftmatrix.train import build_trainer, choose_batching
+    from ftmatrix.train import batching_cost, build_trainer, choose_batching, score_labelled_only
 
     settings = settings_for(train={"per_device_batch_size": 8, "max_length": 1024})
     rows = random.Random(0).sample(examples, 32)
-    trainer = build_trainer(settings, tiny_qwen3, AutoTokenizer.from_pretrained(tiny_qwen3), rows, tmp_path / "a")
+    wide = build_small_model(tmp_path / "wide" / "model", corpus_of(examples[:600]), hidden_size=256)
+    trainer = trainer_for(wide, rows, settings, tmp_path / "a")
     chosen, info = choose_batching(trainer, settings["train"], "fp32", "cpu")
     assert chosen and info["estimated_cost_ratio"] < 0.9 and info["loss_gap"] < 1e-5
     assert info["padded_positions_per_real_token"] > 1.2
     assert trainer.data_collator.padding_free
+
+    trainer = build_trainer(settings, tiny_qwen3, AutoTokenizer.from_pretrained(tiny_qwen3), rows, tmp_path / "v")
+    labelled = batching_cost(trainer, "cpu")
+    try:
+        score_labelled_only("cpu", enable=False)
+        every = batching_cost(trainer, "cpu")
+        chosen, info = choose_batching(trainer, settings["train"], "fp32", "cpu")
+    finally:
+        score_labelled_only("cpu")
+    assert every["padded"] > labelled["padded"] * 10     # the vocabulary projected at every position
+    assert labelled["padding_free"] > labelled["padded"] and chosen and info["estimated_cost_ratio"] < 0.9
 
     same_length = [r for r in examples if len(r["prompt"][0]["content"]) < 400]
     same_length.sort(key=lambda r: len(r["prompt"][0]["content"]))
