@@ -358,7 +358,7 @@ def score_labelled_only(device: str, enable: bool = True) -> bool:
     current = getattr(trl_utils, "_use_triton", None)
     if not callable(current):
         log.warning("this TRL (%s) has no trl.trainer.utils._use_triton; its LM head scores every position on "
-                    "%s, which is slower but gives the same loss", _version("trl"), device)
+                    "%s, which is slower but gives the same loss", provenance.library_versions(["trl"])["trl"], device)
         return device.startswith("cuda")
     trl_decides = getattr(current, "ftmatrix_wraps", current)
     if not enable:
@@ -370,15 +370,6 @@ def score_labelled_only(device: str, enable: bool = True) -> bool:
         compact_on_cpu.ftmatrix_wraps = trl_decides
         trl_utils._use_triton = compact_on_cpu
     return bool(trl_utils._use_triton(torch.device(device)))
-
-
-def _version(package: str) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "not installed"
 
 
 # --------------------------------------------------------------------------- padding-free check
@@ -644,6 +635,7 @@ def train_variant(settings: dict, model_manifest: str, train_file: str, heldout_
 
     # 4. Padding-free batches where they give the same loss as padded ones and save work.
     padding_free, batching = choose_batching(trainer, train, precision, device)
+    batching["lm_head_scores"] = "trained positions" if score_labelled_only(device) else "every position"
     log.info("%s batches: %s", "padding-free" if padding_free else "padded", batching["reason"])
 
     # 5. Held-out loss, training, held-out loss.

@@ -399,6 +399,7 @@ def test_a_training_job_writes_a_loadable_model_and_its_metrics(small_model, tas
                                                     rel=1e-3 + 0.0005 / metrics["wall_time_s"])
     assert metrics["heldout_loss_after"] < metrics["heldout_loss_before"]
     assert metrics["device"] == "cpu" and metrics["precision"] == "fp32"
+    assert metrics["batching"]["lm_head_scores"] == "trained positions"
     assert metrics["peak_memory_kind"] == "cpu_peak_rss" and metrics["peak_memory_mb"] > 50
     assert metrics["learning_rate"] == (1e-3 if method == "full" else 1e-2)
     assert metrics["settings_hash"] and metrics["provenance"]["config_hash"] == "test"
