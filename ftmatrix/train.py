@@ -421,9 +421,9 @@ def batching_cost(trainer, device: str, seed: int = 0) -> dict:
     than only the labelled ones, the projection onto the vocabulary); per query-key pair,
     the attention products.
     """
+    import numpy as np
     import torch
     from trl.trainer import utils as trl_utils
-    import numpy as np
 
     config = trainer.model.config
     hidden = config.hidden_size
