@@ -473,7 +473,8 @@ def read_squad_response(text: str) -> tuple[str, str]:
     provided context, the answer is'), an answer prefix or surrounding quotes. A response hedges
     when it offers both an answer and an abstention — on one line ('Paris, though the context
     does not say so'; 'The context does not say, but it is probably Paris'), an answer with a later
-    line that takes it back ('However, the context does not actually say.'), an abstention with a
+    line that takes it back ('However, the context does not actually say.'), an answer withdrawn
+    right after it is given ('Paris. Wait, that's wrong.', _answer_withdrawn), an abstention with a
     later guess ('If I had to guess: Paris') — or several answers ('Paris or possibly Lyon'; a name
     or number listed on a later line, 'Paris\\nLyon'; a list of bullets). Explanations, remarks
     and asides in brackets on later lines are not read, except that a first line of reasoning
@@ -502,7 +503,7 @@ def read_squad_response(text: str) -> tuple[str, str]:
             if not line:
                 return "none", ""
             kind, span = _line_reading(line)
-    if kind == "hedge":
+    if kind == "hedge" or (kind == "answer" and _answer_withdrawn(lines[at:])):
         return "hedge", ""
     answer = squad_normalize(span)
     for raw in lines[at + 1:]:
@@ -517,6 +518,17 @@ def read_squad_response(text: str) -> tuple[str, str]:
         elif _caveat_line(later) or _listed(raw, answer):
             return "hedge", ""
     return kind, span
+
+
+def _answer_withdrawn(lines: Sequence[str]) -> bool:
+    """Does the response take its answer back right after giving it — the sentence after the
+    answer's ('Paris. Wait, that's wrong.') or, where the answer's line has one sentence, the next
+    line ('Paris\nActually, I made a mistake.') — and not keep it after all (_withdrawn_at, as a
+    maths box is taken back)? A remark on another detail takes nothing back ('1997. The context
+    does not specify the month.')."""
+    text = "\n".join(lines)
+    first_break = re.search(r"[.!?;]+\s+|\n", text)
+    return first_break is not None and _withdrawn_at(text, first_break.end()) is not None
 
 
 def extract_span_strict(text: str) -> str:
@@ -1685,7 +1697,8 @@ def extract_choice_label(text: str, labels: Sequence[str] = DEFAULT_LABELS,
     "**Answer:** C", "I'd go with C.", "D is wrong, so B", "c", numeric labels), in the
     dataset's spelling; '' when it names none, or offers several ("C and D", "A, B, C or D",
     "B/C", "B or maybe C", "B (or C)", "\\boxed{B} or \\boxed{C}", "B, but it could also be C",
-    "The answer is B. C is also correct."): a hedge is not an answer.
+    "The answer is B. C is also correct."), or takes its answer back ("The answer is B. Wait,
+    that's wrong."): a hedge is not an answer.
 
     Only the row's own labels count, and a label the text sets aside ('not B', "wouldn't choose
     B", 'B is wrong', 'B would be wrong', 'B?') is not the one it commits to. Order: the
@@ -1707,7 +1720,23 @@ def extract_choice_label(text: str, labels: Sequence[str] = DEFAULT_LABELS,
         return by_upper.get(token.upper())
 
     label = _read_choice_label(text, labels, choices, known)
-    return "" if label and _offered_besides(_choices_as_labels(text, labels, choices), label, known) else label
+    if not label:
+        return ""
+    choice = str(choices[labels.index(label)] or "") if len(choices) == len(labels) else ""
+    if _label_withdrawn(text, label, choice):
+        return ""
+    return "" if _offered_besides(_choices_as_labels(text, labels, choices), label, known) else label
+
+
+def _label_withdrawn(text: str, label: str, choice: str) -> bool:
+    """Does the response take its answer back right after it last names it, by its label or its
+    text ('The answer is B. Wait, that's wrong.', 'B. I made a mistake.'), and not keep it after
+    all (_withdrawn_at, as a maths box is taken back)? Then it commits to no label."""
+    named = r"(?<![A-Za-z0-9])" + re.escape(label) + r"(?![A-Za-z0-9])"
+    ends = [match.end() for match in re.finditer(named, text)]
+    if len(choice.strip()) >= 3:
+        ends += [match.end() for match in re.finditer(re.escape(choice.strip()), text, re.IGNORECASE)]
+    return bool(ends) and _withdrawn_at(text, max(ends)) is not None
 
 
 def _read_choice_label(text: str, labels: list[str], choices: Sequence[str], known) -> str:

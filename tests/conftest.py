@@ -113,7 +113,6 @@ def demo_run(tmp_path_factory):
     Shared by every test that reads the demo's outputs (models, training metrics, matrix,
     analysis, journal), so the session pays for one run.
     """
-    import shutil
     import subprocess
     import sys
     import time

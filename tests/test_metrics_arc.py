@@ -66,6 +66,22 @@ def test_hedges_and_committed_labels(generated, expected):
 
 
 @pytest.mark.parametrize("generated, expected", [
+    # an answer taken back right after it is given, and nothing put in its place: no label
+    ("The answer is B. Wait, that's wrong.", ""),
+    ("B. I made a mistake.", ""),
+    ("**C**\nActually, this is incorrect.", ""),
+    ("oily palms. Oops, that was wrong.", ""),
+    # ... but a correction, a reaffirmation or a remark on another label keeps the answer
+    ("The answer is B. Wait, that's wrong. The answer is C.", "C"),
+    ("The answer is C. Wait, that's wrong... no, C is correct.", "C"),
+    ("The answer is C. Wait, that's wrong. Yes, it's right.", "C"),
+    ("The answer is C. A is wrong.", "C"),
+])
+def test_an_answer_taken_back_is_no_answer(generated, expected):
+    assert ARC.extract(generated, LETTERS) == expected
+
+
+@pytest.mark.parametrize("generated, expected", [
     # a second label offered beside the answer as another possibility: a hedge
     ("B, but it could also be C", ""),
     ("The answer is B. It might also be (C).", ""),

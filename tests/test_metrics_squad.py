@@ -250,6 +250,10 @@ def test_official_sample_with_gold_predictions_scores_100(shared_data):
     ("unanswerable\nParis", M.SQUAD_NO_ANSWER),
     ("The context does not say.\nThe answer is Paris.", M.SQUAD_NO_ANSWER),
     ("Paris\n\nHowever, the context does not actually say.", M.SQUAD_NO_ANSWER),
+    # an answer taken back right after it is given
+    ("Paris. Wait, that's wrong.", M.SQUAD_NO_ANSWER),
+    ("The answer is Paris. Actually, I made a mistake.", M.SQUAD_NO_ANSWER),
+    ("Paris\nWait, that is incorrect.", M.SQUAD_NO_ANSWER),
     ("Paris\nLondon", M.SQUAD_NO_ANSWER),
     ("- Paris\n- London", M.SQUAD_NO_ANSWER),
     ("Paris or possibly Lyon", M.SQUAD_NO_ANSWER),
