@@ -669,6 +669,12 @@ _UNIT_SUFFIX = re.compile(
     r"((?!(?:hundreds?|thousands?|millions?|billions?|trillions?|dozens?|squared|cubed|less|more|fewer|times|greater"
     r"|smaller)\b)(?:[A-Za-z]{2,}\.?)(?:\^\{?\d\}?)?(?:\s+[A-Za-z]+\.?)*)"
 )
+# A one-letter unit after a number, written as text ('5\\text{ m}', '9.8\\mbox{ s}^2'): text mode says
+# it is a word, not a variable ('5 m' and '5m' are left alone: 5·m is as likely), unless it is the
+# imaginary unit or Euler's number ('2\\text{i}'). Matched before the text commands are unwrapped.
+_TEXT_LETTER_UNIT = re.compile(
+    r"([+-]?(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:/\d+)?)(?:\s|\\[,;:! ])*\\(?:text|mbox|textrm|textnormal)\s*\{\s*(?![ie]\b)[A-Za-z]\.?\s*\}"
+    r"(?:\^\{?\d\}?)?")
 _ASSIGNMENT = re.compile(r"([A-Za-z])\s*=\s*(.+)", re.DOTALL)
 _THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d{1,3})?")
@@ -787,6 +793,9 @@ def _normalize_math_once(s: str, listed: bool = False) -> str:
     boxed = last_boxed(s)
     if boxed is not None:
         s = boxed
+    letter_unit = _TEXT_LETTER_UNIT.fullmatch(s.rstrip(". "))
+    if letter_unit:
+        s = letter_unit.group(1)
     for _ in range(10):
         replaced = _TEXT_COMMANDS.sub(lambda m: m.group(1), s)
         if replaced == s:

@@ -43,6 +43,11 @@ MATH = get_task("openmath")
     ("90^{\\circ}", "90"),
     ("5 cm", "5"),
     ("12\\text{ cm}^2", "12"),
+    ("5\\text{ m}", "5"),                    # a one-letter unit written as text
+    ("9.8\\,\\text{m}^2", "9.8"),
+    ("5\\mbox{ s}.", "5"),
+    ("5 m", "5m"),                            # ... but not bare: 5·m is as likely
+    ("2\\text{i}", "2i"),                     # ... nor the imaginary unit
     ("45 granola bars", "45"),
     ("x = 5", "5"),
     ("\\text{Tuesday}", "tuesday"),
