@@ -1,6 +1,5 @@
 """Shared test setup: offline hub, the real data in ../shared/data, tiny models."""
 
-import functools
 import os
 from pathlib import Path
 
@@ -38,42 +37,17 @@ def copy_project(dest: Path) -> Path:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "shared_data: reads the real data in ../shared/data")
-    if config.pluginmanager.hasplugin("xdist"):
-        config.pluginmanager.register(_DemoRunTogether(), "ftmatrix-xdist-groups")
-
-
-@functools.lru_cache(maxsize=None)
-def _reads_demo_run(test_file: str) -> bool:
-    """Whether a test file (its path in a node id) uses the demo run: it names the fixture."""
-    path = ROOT / test_file
-    return path.suffix == ".py" and "demo_run" in path.read_text(encoding="utf-8")
-
-
-class _DemoRunTogether:
-    """pytest-xdist with `--dist loadgroup` (CI runs `-n 2 --dist loadgroup`): every test file that
-    reads the demo run goes to one worker, first, so the session makes the demo once and early;
-    every other file is a unit of its own, so a module's fixtures (a server, a trained model) are
-    made once. (xdist's own loadgroup rewrites a private node id that pytest 9.2 no longer reads.)"""
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_xdist_make_scheduler(self, config, log):
-        if config.getvalue("dist") != "loadgroup":
-            return None
-        from xdist.scheduler import LoadScopeScheduling
-
-        class ByFile(LoadScopeScheduling):
-            def _split_scope(self, nodeid: str) -> str:
-                test_file = nodeid.split("::", 1)[0]
-                return "demo-run" if _reads_demo_run(test_file) else test_file
-
-        config.option.loadscopereorder = False      # keep the order the workers collected
-        return ByFile(config, log)
+    config.addinivalue_line("markers", "xdist_group(name): run on one pytest-xdist worker with its group")
 
 
 def pytest_collection_modifyitems(config, items):
-    if hasattr(config, "workerinput") and config.getvalue("loadgroup"):
-        # the demo run's files first: the first unit of work the scheduler hands out
-        items.sort(key=lambda item: not _reads_demo_run(item.nodeid.split("::", 1)[0]))
+    """Groups for pytest-xdist's `--dist loadgroup` (CI runs `-n 2 --dist loadgroup`): every test
+    that reads the demo run goes to one worker, so the session makes the demo once; the other
+    tests stay with their file, so a module's fixtures (a server, a trained model) are made once."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            group = "demo-run" if "demo_run" in item.fixturenames else item.nodeid.split("::")[0]
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
