@@ -37,17 +37,6 @@ def copy_project(dest: Path) -> Path:
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "shared_data: reads the real data in ../shared/data")
-    config.addinivalue_line("markers", "xdist_group(name): run on one pytest-xdist worker with its group")
-
-
-def pytest_collection_modifyitems(config, items):
-    """Groups for pytest-xdist's `--dist loadgroup` (CI runs `-n 2 --dist loadgroup`): every test
-    that reads the demo run goes to one worker, so the session makes the demo once; the other
-    tests stay with their file, so a module's fixtures (a server, a trained model) are made once."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            group = "demo-run" if "demo_run" in item.fixturenames else item.nodeid.split("::")[0]
-            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
