@@ -29,16 +29,23 @@ vllm: $(VLLM_STAMP)
 vllm-lm-eval: $(VLLM_STAMP)
 	$(VLLM_VENV)/bin/python -m pip install --quiet -c requirements-vllm.lock lm-eval==$(shell sed -n 's/^lm.eval==//p' requirements.lock)
 
+# pip compiles every installed module on one core; compileall does the same work on every core
+# (-j 0), a third of the install's time on 2 cores. A file that does not compile (a test fixture
+# inside a package) is skipped, as pip skips it.
+COMPILE = -m compileall -q -j 0
+
 $(VLLM_STAMP): requirements-vllm.lock
 	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VLLM_VENV)/bin/python -m pip install --quiet --no-deps -r requirements-vllm.lock
+	$(VLLM_VENV)/bin/python -m pip install --quiet --no-compile --no-deps -r requirements-vllm.lock
+	$(VLLM_VENV)/bin/python $(COMPILE) $(VLLM_VENV)/lib >/dev/null || true
 	touch $@
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-compile -r requirements.lock
+	$(BIN)/python $(COMPILE) $(VENV)/lib >/dev/null || true
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
