@@ -664,8 +664,9 @@ _MIXED = re.compile(r"(\d+)\s*\\frac\s*\{(\d+)\}\s*\{(\d+)\}")
 _SQRT_SHORT = re.compile(r"\\sqrt\s*([0-9A-Za-z])")
 # A number and its unit ('5 cm', '12 apples'); words that change the number ('5 thousand', '2
 # dozen', '5 squared', '5 less') are no unit.
+_UNIT_NUMBER = r"([+-]?(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:/\d+)?)"
 _UNIT_SUFFIX = re.compile(
-    r"([+-]?(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:/\d+)?)\s*"
+    _UNIT_NUMBER + r"\s*"
     r"((?!(?:hundreds?|thousands?|millions?|billions?|trillions?|dozens?|squared|cubed|less|more|fewer|times|greater"
     r"|smaller)\b)(?:[A-Za-z]{2,}\.?)(?:\^\{?\d\}?)?(?:\s+[A-Za-z]+\.?)*)"
 )
@@ -673,7 +674,7 @@ _UNIT_SUFFIX = re.compile(
 # it is a word, not a variable ('5 m' and '5m' are left alone: 5·m is as likely), unless it is the
 # imaginary unit or Euler's number ('2\\text{i}'). Matched before the text commands are unwrapped.
 _TEXT_LETTER_UNIT = re.compile(
-    r"([+-]?(?:\d[\d,]*(?:\.\d*)?|\.\d+)(?:/\d+)?)(?:\s|\\[,;:! ])*\\(?:text|mbox|textrm|textnormal)\s*\{\s*(?![ie]\b)[A-Za-z]\.?\s*\}"
+    _UNIT_NUMBER + r"(?:\s|\\[,;:! ])*\\(?:text|mbox|textrm|textnormal)\s*\{\s*(?![ie]\b)[A-Za-z]\.?\s*\}"
     r"(?:\^\{?\d\}?)?")
 _ASSIGNMENT = re.compile(r"([A-Za-z])\s*=\s*(.+)", re.DOTALL)
 _THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
