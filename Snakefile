@@ -29,4 +29,30 @@ rule all:
         f"{RESULTS}/journal/journal.pdf",
 
 
+# Warm start (config key warm_start, ftmatrix/warm.py): a local run's jobs are forked from a
+# process that has imported torch, transformers, PEFT and TRL once.
+_WARM_SERVER = []
+
+
+onstart:
+    if config["warm_start"] and workflow.local_exec and not workflow.remote_exec:
+        import ftmatrix.warm
+
+        _WARM_SERVER.append(ftmatrix.warm.start(f"{LOGS}/warm_server.log")[0])
+
+
+onsuccess:
+    if _WARM_SERVER:
+        import ftmatrix.warm
+
+        ftmatrix.warm.stop(_WARM_SERVER.pop())
+
+
+onerror:
+    if _WARM_SERVER:
+        import ftmatrix.warm
+
+        ftmatrix.warm.stop(_WARM_SERVER.pop())
+
+
 check_local_rules()

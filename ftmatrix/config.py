@@ -297,10 +297,10 @@ def merge(base: dict, update: dict) -> dict:
     return base
 
 
-# Where the Hugging Face cache lives and which rules run locally change no result: the
-# study hash leaves them out, so pointing a finished study at a shared cache, or moving it
-# to a cluster, leaves its provenance as it was.
-PLACEMENT_KEYS = ("hf_home", "local_rules")
+# Where the Hugging Face cache lives, which rules run locally and whether jobs start warm
+# change no result: the study hash leaves them out, so pointing a finished study at a shared
+# cache, or moving it to a cluster, leaves its provenance as it was.
+PLACEMENT_KEYS = ("hf_home", "local_rules", "warm_start")
 # Training settings that change how a job keeps its checkpoints and logs, not what it
 # learns: a change to them reruns nothing (the job reads them from the config).
 TRAIN_BOOKKEEPING_KEYS = ("save_steps", "save_total_limit", "report_to")

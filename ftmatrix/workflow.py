@@ -173,7 +173,21 @@ def run_step(snakemake=None, name: str | None = None):
     if snakemake is not None and len(snakemake.log) > 0:
         log_file = str(snakemake.log[0])
     name = name or (snakemake.rule if snakemake is not None else "ftmatrix")
+    warm_note = None
+    if snakemake is not None and os.environ.get("FTMATRIX_WARM_SOCKET"):
+        # Warm start (ftmatrix/warm.py): a child of the warm server runs this script and this
+        # process exits with its status; None runs it here, as always.
+        from ftmatrix.warm import delegate
+
+        status, warm_note = delegate(snakemake)
+        if status is not None:
+            sys.exit(status)
     setup_logging(log_file)
+    if warm_note:
+        log.info("%s", warm_note)
+    elif os.environ.get("FTMATRIX_WARM_FORKED"):
+        log.info("warm start: this job runs in a process forked from the warm server (%s)",
+                 os.environ["FTMATRIX_WARM_FORKED"])
     started = time.perf_counter()
     try:
         # Task kinds resolve with the study's own task_modules folders too, in every job.
