@@ -194,7 +194,8 @@ def _run_child(conn: socket.socket, job: dict, fds: list[int], imported_env: dic
     """In the forked child: become the job, run its script, report its exit status. Never returns."""
     code = 1
     try:
-        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE):
+        # A Python process's own dispositions (SIGPIPE stays ignored, as Python leaves it).
+        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         os.setsid()                     # its own process group: the job's process signals it whole
@@ -237,9 +238,14 @@ def _run_child(conn: socket.socket, job: dict, fds: list[int], imported_env: dic
             code = 1
     finally:
         try:
+            # What an interpreter does on its way out (logging's flush among them), before
+            # the job's process is told the status and Snakemake looks at the outputs.
+            import atexit
+
+            atexit._run_exitfuncs()
             sys.stdout.flush()
             sys.stderr.flush()
-        except Exception:
+        except BaseException:
             pass
         try:
             _send(conn, str(code).encode())

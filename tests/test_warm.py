@@ -15,8 +15,6 @@ import textwrap
 import time
 from pathlib import Path
 
-import pytest
-
 from ftmatrix import warm
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
