@@ -1286,6 +1286,14 @@ _AFFIRMED = re.compile(
 _ALTERNATIVE_BEFORE = re.compile(r"\b(?:(?:another|alternative|second|one\s+other)\s+"
                                  r"(?:(?:possible|plausible|valid|correct|acceptable|good)\s+)?"
                                  r"|the\s+other\s+(?:possible|plausible)\s+)\Z", re.IGNORECASE)
+# Right before 'choose C' (or 'answer is C'): a choice described as a mistake, not made ('It is a
+# common mistake to choose A', 'the trap is to pick A', 'many students would choose A', 'it is
+# tempting to go with A').
+_MISTAKEN_BEFORE = re.compile(
+    r"(?:\b(?:mistake|error|trap|temptation|pitfall)\s+(?:is\s+|would\s+be\s+)?"
+    r"|\b(?:wrong|incorrect|tempting|misleading)\s+)to\s+(?:say\s+(?:that\s+)?(?:the\s+)?)?\Z"
+    r"|\b(?:some|many|most)\s+(?:people|students|readers|pupils)\s+(?:(?:might|may|would|could|often|will|tend\s+to)\s+)*\Z",
+    re.IGNORECASE)
 # Statements of the answer, strongest first.
 _STATEMENTS = (_EXPLICIT, _CONCLUSION, _INSTEAD, _AFFIRMED)
 # A bare mention of a choice, weaker than any statement: 'Option A: …', 'choice B'.
@@ -1429,6 +1437,8 @@ def _stated(text: str, known, start: int = 0) -> set[str] | None:
         for match in reversed(list(pattern.finditer(text, start))):
             if pattern is _EXPLICIT and _ALTERNATIVE_BEFORE.search(text, max(0, match.start() - 40), match.start()):
                 continue            # 'Another possible answer is C': an offer (_ALSO_OFFERED), not the answer
+            if pattern is _EXPLICIT and _MISTAKEN_BEFORE.search(text[max(0, match.start() - 60):match.start()]):
+                continue            # 'It is a common mistake to choose A': a choice not made
             offer = _offer(text, match, known)
             if offer and not _dismissed(text, match.start(), offer[1]):
                 return offer[0]

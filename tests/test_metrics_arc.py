@@ -76,6 +76,14 @@ def test_hedges_and_committed_labels(generated, expected):
     ("The answer is C. Wait, that's wrong... no, C is correct.", "C"),
     ("The answer is C. Wait, that's wrong. Yes, it's right.", "C"),
     ("The answer is C. A is wrong.", "C"),
+    # a choice described as a mistake is not made: the answer stands
+    ("The answer is B. It is a common mistake to choose A.", "B"),
+    ("The answer is B. The trap is to pick A.", "B"),
+    ("The answer is B. Many students would choose A.", "B"),
+    ("The answer is B. It is tempting to go with A.", "B"),
+    ("The answer is C. It is wrong to say the answer is D.", "C"),
+    ("It is a common mistake to choose A.", ""),
+    ("The answer is B. I choose A.", "A"),
 ])
 def test_an_answer_taken_back_is_no_answer(generated, expected):
     assert ARC.extract(generated, LETTERS) == expected
