@@ -332,19 +332,28 @@ def serve(path: str, parent: int | None = None) -> None:
         Path(path).unlink(missing_ok=True)
 
 
-def start(log_file: str | Path) -> tuple[object, str]:
+def start(log_file: str | Path) -> tuple[object, str | None]:
     """Start a server for this Snakemake run (from its ``onstart``): returns the process and
-    the socket's path, which jobs find in ``FTMATRIX_WARM_SOCKET``."""
+    the socket's path, which jobs find in ``FTMATRIX_WARM_SOCKET`` — or (None, None), with a
+    warning, where no server can be started (every job then starts its own process)."""
     import subprocess
 
     path = os.path.join(tempfile.gettempdir(), f"ftmatrix-warm-{os.getpid()}-{os.urandom(4).hex()}.sock")
-    Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ftmatrix.warm", path, str(os.getpid())],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            cwd=str(Path(__file__).resolve().parent.parent), start_new_session=True)
-    Path(f"{path}.starting").write_text(str(process.pid))
+    process = None
+    try:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        with open(log_file, "w") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "ftmatrix.warm", path, str(os.getpid())],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                cwd=str(Path(__file__).resolve().parent.parent), start_new_session=True)
+        Path(f"{path}.starting").write_text(str(process.pid))
+    except OSError as exc:
+        if process is not None:
+            process.kill()
+        print(f"ftmatrix: warm start is not available here ({exc}); every job starts its own process",
+              file=sys.stderr, flush=True)
+        return None, None
     os.environ[SOCKET_VAR] = path
     return process, path
 

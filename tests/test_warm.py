@@ -281,3 +281,15 @@ def test_the_demo_runs_warm(demo_run):
         forked = [text for text in ran if "forked from the warm server" in text]
         assert len(ran) == jobs and len(forked) == jobs, (rule, len(ran), len(forked))
     no_server_left(work, "logs/demo/warm_server.log")
+
+
+def test_no_server_where_none_can_start(tmp_path, monkeypatch, capsys):
+    """A temporary folder that is not there: a warning, and every job starts its own process."""
+    import tempfile
+
+    monkeypatch.delenv(warm.SOCKET_VAR, raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "absent"))
+    assert warm.start(tmp_path / "logs" / "warm_server.log") == (None, None)
+    assert warm.SOCKET_VAR not in os.environ
+    assert "warm start is not available here" in capsys.readouterr().err
+    warm.stop(None)
