@@ -12,10 +12,12 @@ file descriptors travel over the socket). The job's process waits, passes on SIG
 SIGINT, and exits with the child's status; if the job's process dies, the child is killed.
 
 A job runs as before, in its own process ("cold"), whenever the server cannot stand in for it
-exactly: no server (a cluster node, a run without the key, a server still importing), another
-Python, an environment that differs from the server's in anything but the thread-count and
-temporary-folder variables Snakemake sets per job, or a job that claims a GPU (CUDA must be
-set up after the fork, in a process of its own). The project's own modules are never
+exactly: no server (a run without the key, a cluster run, a server that could not start), a
+job under a batch scheduler (it stays inside its allocation), another Python, an environment
+that differs from the server's in anything but the thread-count and temporary-folder
+variables Snakemake sets per job, or a job that claims a GPU (CUDA must be set up after the
+fork, in a process of its own). A job that starts while the server is still importing waits
+for it. The project's own modules are never
 imported by the server: each child imports them from disk, as a cold job does.
 
 What differs: Snakemake's benchmark files (``benchmark:``) measure the job's process, so
@@ -288,6 +290,7 @@ def serve(path: str, parent: int | None = None) -> None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     partial = f"{path}.{os.getpid()}"
     sock.bind(partial)
+    os.chmod(partial, 0o600)            # this user's jobs only
     sock.listen(64)
     os.replace(partial, path)           # jobs see the socket only once the server is ready
     Path(f"{path}.starting").unlink(missing_ok=True)
@@ -307,7 +310,9 @@ def serve(path: str, parent: int | None = None) -> None:
             except InterruptedError:
                 continue
             try:
+                conn.settimeout(30)     # a job that connects and sends nothing cannot hold the server
                 payload, fds = _recv(conn, with_fds=True)
+                conn.settimeout(None)
                 job = pickle.loads(payload)
                 reason = mismatch(job, server_env)
                 if reason is None and len(fds) != 3:
