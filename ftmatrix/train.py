@@ -135,6 +135,18 @@ def lora_config(rank: int, lora: dict):
                       bias="none", task_type="CAUSAL_LM")
 
 
+def stable_adapter_config(path: Path) -> None:
+    """Write PEFT's adapter_config.json with its module lists sorted. PEFT keeps the modules it
+    adapts as a set and saves them in the set's order, which follows Python's per-process string
+    hashing: without this, two runs of the same training write the same weights but adapter
+    configs that differ byte for byte."""
+    config = json.loads(path.read_text())
+    for key in ("target_modules", "exclude_modules", "modules_to_save"):
+        if isinstance(config.get(key), list):
+            config[key] = sorted(config[key])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True))
+
+
 def sft_config(settings: dict, checkpoint_dir: str | Path, precision: str, device: str):
     """TRL's SFTConfig from the study's ``train`` section."""
     from trl import SFTConfig
@@ -683,6 +695,8 @@ def train_variant(settings: dict, model_manifest: str, train_file: str, heldout_
         else:
             trainer.model.config.use_cache = True
             trainer.model.save_pretrained(staging, safe_serialization=True)
+            if method == "lora":
+                stable_adapter_config(staging / "adapter_config.json")
             tokenizer.save_pretrained(staging)
         replace_dir(staging, output_dir)
     except BaseException:

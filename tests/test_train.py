@@ -384,6 +384,9 @@ def test_a_training_job_writes_a_loadable_model_and_its_metrics(small_model, tas
         assert {"adapter_model.safetensors", "adapter_config.json"} <= files
         adapter_config = json.loads((paths["output_dir"] / "adapter_config.json").read_text())
         assert adapter_config["r"] == rank and adapter_config["lora_alpha"] == 32   # the schema's default
+        # PEFT saves its set of adapted modules in hash order; sorted, two runs write the same bytes
+        assert len(adapter_config["target_modules"]) % 7 == 0                         # 7 linear layers a block
+        assert adapter_config["target_modules"] == sorted(adapter_config["target_modules"])
         model = PeftModel.from_pretrained(load_model(model_path(small_model)), paths["output_dir"])
         assert metrics["lora"] == {"r": rank, "lora_alpha": 32, "use_rslora": False, "dropout": 0.05,
                                    "target_modules": "all-linear"}
