@@ -85,7 +85,8 @@ def main(argv=None) -> int:
             print(f"holds      {name}")
         except (AssertionError, pytest.xfail.Exception) as exc:
             failed += 1
-            print(f"DOES NOT   {name}: {str(exc).splitlines()[0][:300]}")
+            first = (str(exc).splitlines() or [f"{type(exc).__name__} (no message)"])[0]
+            print(f"DOES NOT   {name}: {first[:300]}")
     return 1 if failed else 0
 
 
