@@ -1401,6 +1401,7 @@ def _joined(text: str, end: int, known) -> tuple[set[str], int]:
     nor one that opens a new clause ('C; B seems tempting'); one rejected with those before it
     ('B and C are wrong') is, and the rejection covers all."""
     offered: set[str] = set()
+    end = _past_choice_words(text, end)
     while (more := _MORE_LABELS.match(text, end)):
         token = more.group(1)
         if not known(token) or _article_like(token, text[more.end(1):]):
@@ -1409,12 +1410,25 @@ def _joined(text: str, end: int, known) -> tuple[set[str], int]:
             break  # 'C; B seems tempting': a new clause, not a second answer
         if "(" in text[end:more.start(1)] and _VERB_AFTER.match(text, more.end(1)):
             break  # 'B (or C is a distractor)': a remark on C, not a second answer ('B (or C too)' is)
-        rejected = _REJECTED.match(text, more.end())
+        after = _past_choice_words(text, more.end())
+        rejected = _REJECTED.match(text, after)
         if rejected and not _PLURAL_REJECTION.match(rejected.group(0)):
             break
         offered.add(known(token))
-        end = more.end()
+        end = after
     return offered, end
+
+
+# A choice's words in brackets right after its label ('B (harbour)', as _choices_as_labels writes
+# them and as many responses do), not a bracket that offers another label ('B (or C)').
+_CHOICE_WORDS_AFTER = re.compile(r"[ \t]*\((?!\s*(?:or|and|maybe|possibly|perhaps)\b)[^()\n]{1,80}\)")
+
+
+def _past_choice_words(text: str, end: int) -> int:
+    """Where a label's offer goes on past the choice's words in brackets after it: so 'B (harbour)
+    or C (forge)' offers both, and 'B (harbour) is wrong' sets B aside."""
+    words = _CHOICE_WORDS_AFTER.match(text, end)
+    return words.end() if words else end
 
 
 def _offer(text: str, match: re.Match, known) -> tuple[set[str], int] | None:
@@ -1739,13 +1753,29 @@ def extract_choice_label(text: str, labels: Sequence[str] = DEFAULT_LABELS,
     def known(token: str) -> str | None:
         return by_upper.get(token.upper())
 
+    as_labels = _choices_as_labels(text, labels, choices)
     label = _read_choice_label(text, labels, choices, known)
+    if not label and as_labels != text and not _read_choice_label(text, labels, (), known):
+        # No label named, but a choice's words are: read them as its label ('The answer is
+        # harbour.' as 'The answer is B (harbour).'), with the same statements, hedges and
+        # dismissals ('not harbour, it is the mill'). Choices as short as a label are not read
+        # this way ('The answer is 8.' names no choice '8' of a question whose labels are letters).
+        label = _read_choice_label(as_labels, labels, (), known)
     if not label:
         return ""
     choice = str(choices[labels.index(label)] or "") if len(choices) == len(labels) else ""
-    if _label_withdrawn(text, label, choice):
+    if _label_withdrawn(text, label, choice) or _joined_by_words(as_labels, label, known):
         return ""
-    return "" if _offered_besides(_choices_as_labels(text, labels, choices), label, known) else label
+    return "" if _offered_besides(as_labels, label, known) else label
+
+
+def _joined_by_words(as_labels: str, label: str, known) -> bool:
+    """Does the answer's statement, with the choices' words read as their labels, join a second
+    choice to it ('B) harbour or C) forge', 'The answer is harbour or mill')? A hedge."""
+    offered = _stated(as_labels, known)
+    if offered is None and (match := _LEADING.match(as_labels)):
+        offered = (_offer(as_labels, match, known) or (None, 0))[0]
+    return bool(offered) and label in offered and len(offered) > 1
 
 
 def _label_withdrawn(text: str, label: str, choice: str) -> bool:

@@ -255,6 +255,48 @@ def test_a_second_choice_offered_by_its_words_is_a_hedge(reference, generated, e
     assert ARC.extract(generated, reference) == expected
 
 
+WORK = {"label": "B", "labels": ["A", "B", "C", "D"], "choices": ["mill", "harbour", "forge", "bakery"]}
+DIGITS = {"label": "B", "labels": ["A", "B", "C", "D"], "choices": ["5", "8", "3", "9"]}
+
+
+@pytest.mark.parametrize("reference, generated, expected", [
+    # an answer stated by a choice's words, as by its label
+    (WORK, "The answer is harbour.", "B"),
+    (WORK, "Harbour is the answer.", "B"),
+    (WORK, "The answer is harbour, not mill.", "B"),
+    (WORK, "Bakery workers make bread, so the answer is forge.", "C"),
+    (WATER, "The answer is Precipitation.", "C"),
+    # with the same hedges, withdrawals and dismissals as a label
+    (WORK, "The answer is harbour or mill.", ""),
+    (WORK, "The answer is harbour. Wait, that is wrong.", ""),
+    (WORK, "Harbour is wrong. The answer is forge.", "C"),
+    # a choice as short as a label is not read from a sentence ('8' is in '5 + 3 = 8')
+    (DIGITS, "The answer is 8.", ""),
+    (DIGITS, "8", "B"),
+])
+def test_an_answer_stated_by_a_choices_words(reference, generated, expected):
+    assert ARC.extract(generated, reference) == expected
+
+
+@pytest.mark.parametrize("reference, generated, expected", [
+    # a second label joined after the first one's words: a hedge
+    (WORK, "B (harbour) or C (forge)", ""),
+    (WORK, "B (harbour)/C (forge)", ""),
+    (WORK, "The answer is B (harbour) and C (forge).", ""),
+    (WORK, "The answer is B (harbour) or A.", ""),
+    (WORK, "B) harbour or C) forge", ""),
+    (WORK, "The answer is B) harbour, or maybe C) forge.", ""),
+    # the words do not hide what follows them
+    (WORK, "The answer is B (harbour), and A (mill) is wrong.", "B"),
+    (WORK, "B (harbour) is wrong. The answer is C.", "C"),
+    (WORK, "The answer is B (harbour).", "B"),
+    (WORK, "B) harbour", "B"),
+    (WORK, "The answer is B (or A).", ""),
+])
+def test_a_label_joined_after_a_choices_words_is_a_hedge(reference, generated, expected):
+    assert ARC.extract(generated, reference) == expected
+
+
 @pytest.mark.parametrize("generated, expected", [
     ("C", "C"), ("  C\n", "C"), ("<think>A or C?</think>\nC", "C"),
     ("C.", ""), ("(C)", ""), ("c", ""), ("The answer is C", ""), ("**C**", ""), ("E", ""),
