@@ -1758,8 +1758,9 @@ def extract_choice_label(text: str, labels: Sequence[str] = DEFAULT_LABELS,
     if not label and as_labels != text and not _read_choice_label(text, labels, (), known):
         # No label named, but a choice's words are: read them as its label ('The answer is
         # harbour.' as 'The answer is B (harbour).'), with the same statements, hedges and
-        # dismissals ('not harbour, it is the mill'). Choices as short as a label are not read
-        # this way ('The answer is 8.' names no choice '8' of a question whose labels are letters).
+        # dismissals ('Harbour is wrong. The answer is forge.'). Choices as short as a label are
+        # not read this way ('The answer is 8.' names no choice '8' of a question whose labels
+        # are letters).
         label = _read_choice_label(as_labels, labels, (), known)
     if not label:
         return ""
