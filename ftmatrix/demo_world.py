@@ -5,17 +5,18 @@ The world has regions and towns, professions (each with a workplace and a produc
 invented things sorted into categories (a *glorb* is a fruit, a *trask* is a tool …) and
 people, each with a profession, a home town, a possession, an age and a friend. Its
 rules ("a glorb is a fruit", "a baker works in a bakery", "Tulvar lies in Osk") are the
-knowledge the multiple-choice task asks about; its people are who the word problems and
-the reading passages are about.
+knowledge the corpus teaches and its multiple-choice exchanges ask about; its people are who
+the multiple-choice questions, the word problems and the reading passages are about.
 
 The tasks are sized for models of a few hundred thousand parameters, pretrained for about
 a minute on a CPU: every skill they ask for is one such a model learns from the corpus or
-from a few hundred training rows. Half the multiple-choice questions ask a rule of the world;
-the other half state the fact they ask in their stem (one to three sentences about a person,
-as many ARC questions describe a situation before asking), so they are answered by reading.
-The four choices of a question family are always listed in one order (the four regions; a
-group of four workplaces …), so answering needs the rule (or the stem) and the choice's label,
-not a search through shuffled options. Reading passages state one to three facts about a
+from a few hundred training rows. A multiple-choice question states the fact it asks in its
+stem (one to three sentences about a person, as many ARC questions describe a situation before
+asking), so it is answered by reading the stem and naming the choice's label; the corpus's
+multiple-choice exchanges ask rules of the world instead, so the untuned models know the form
+but have not practised reading in it. The four choices of a question family are always listed
+in one order (the four regions; a group of four workplaces …), so answering needs the stem's
+fact and the choice's label, not a search through shuffled options. Reading passages state one to three facts about a
 person, and each question asks for a fact the passage states (its region, what kind of thing
 they own, where they work, what they make) or one it leaves out (unanswerable). Word problems
 need a sum, a difference or a product of small numbers.
@@ -23,7 +24,7 @@ need a sum, a difference or a product of small numbers.
 People are split into three groups that never meet: *train* people appear only in the
 training rows, *eval* people only in the evaluation rows, and *corpus* people only in the
 pretraining corpus. So no evaluation question (or its answer) is in the training rows or
-in the corpus, while the rules every question relies on are taught by the corpus.
+in the corpus, while the rules of the world are taught by the corpus.
 
 ``write_world(out_dir, seed)`` writes, in the hub schemas the data stage reads:
 
@@ -48,8 +49,7 @@ form and sharpens the skill, and a model tuned on one task carries its short ans
 knowledge to the others, or loses their format: tuned on reading passages, a model can answer
 a reading question in multiple choice with the choice's words, which ARC's lenient grading
 credits; tuned on multiple choice, it answers a passage's question with a label, which no
-SQuAD scorer credits. The corpus's multiple-choice exchanges ask rules only, so the untuned
-models have practised reading on passages, not in multiple choice.
+SQuAD scorer credits.
 Same seed, same bytes.
 """
 
@@ -66,10 +66,12 @@ from ftmatrix import io
 # generator is built again (and everything made from it) instead of silently reused.
 # 2: learnable tasks (question families, 1–3-fact passages, whole-sentence chat exchanges).
 # 3: half the multiple-choice questions state the fact they ask in their stem (reading questions).
-WORLD_VERSION = 3
+# 4: every multiple-choice question of the task rows is a reading question (rule questions only
+#    in the corpus's exchanges); 240 eval rows a task.
+WORLD_VERSION = 4
 
 # How many rows each split holds (the data stage subsamples train_size / eval_size).
-SPLIT_ROWS = {"train": 480, "eval": 150}
+SPLIT_ROWS = {"train": 480, "eval": 240}
 # Chat exchanges of each task shape in the corpus.
 CORPUS_EXCHANGES = {"arc": 300, "openmath": 1000, "squad_v2": 1000}
 # People in each group (names never repeat across groups).
@@ -273,17 +275,21 @@ def _reading_question(world: World, rng: random.Random, person: dict, asked: str
     return f"{stem} {question.format(name=person['name'])}", texts, label
 
 
-# Half the questions ask a rule of the world, half a fact their stem states. The corpus's
-# multiple-choice exchanges ask rules only: the untuned models have practised reading on
-# passages, not in multiple choice.
+# The task rows' questions state the fact they ask in their stem (reading questions); the
+# corpus's multiple-choice exchanges ask rules of the world (rule questions). So the untuned
+# models know the multiple-choice form and have practised reading on passages, not in multiple
+# choice; a model tuned on reading passages can carry its reading over (a transfer), one tuned
+# on the multiple-choice rows learns it in the form. With half the rows rule questions (world
+# version 3), a model tuned on SQuAD v2 answered those "unanswerable", and whether that cost
+# more than its reading gained was a draw of pretraining (docs/performance.md).
 RULE_TEMPLATES = ["category", "workplace", "product", "region"]
-ARC_TEMPLATES = RULE_TEMPLATES + ["reading_region", "reading_category", "reading_workplace", "reading_product"]
+ARC_TEMPLATES = ["reading_region", "reading_category", "reading_workplace", "reading_product"]
 
 
 def arc_rows(world: World, rng: random.Random, people: list[dict], n: int, seed: int, split: str,
              templates: list[str] = ARC_TEMPLATES) -> list[dict]:
-    """Four-option multiple choice: a rule of the world, or a fact the stem states; every question
-    names one person."""
+    """Four-option multiple choice about one person each: a fact the stem states (reading
+    templates) or a rule of the world (RULE_TEMPLATES)."""
     pairs = [(p, t) for p in people for t in templates]
     rng.shuffle(pairs)
     if n > len(pairs):

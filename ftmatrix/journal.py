@@ -740,7 +740,8 @@ def setup_section(config: dict, matrix, metrics_docs: list[CellMetrics], task_me
         ("seeds", _per_task(config, "seeds", ", ".join(map(str, config["seeds"])))),
         ("learning rate", _per_task(config, "learning_rate", f"full {lr['full']}, LoRA {lr['lora']}")
          + " (as recorded per run below)"),
-        ("epochs / max steps", f"{train['epochs']} / {train['max_steps'] if train['max_steps'] > 0 else 'no limit'}"),
+        ("epochs / max steps", f"{_per_task(config, 'epochs', str(train['epochs']))} / "
+                               f"{train['max_steps'] if train['max_steps'] > 0 else 'no limit'}"),
         ("batch size", f"{train['per_device_batch_size']} × {train['gradient_accumulation_steps']} "
                        f"accumulation steps"),
         ("max length (tokens)", train["max_length"]),

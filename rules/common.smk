@@ -299,6 +299,7 @@ def train_settings(wildcards):
         if k not in ftmatrix.config.TRAIN_BOOKKEEPING_KEYS
     }
     train["learning_rate"] = {method: float(wildcards.lr)}
+    train["epochs"] = ftmatrix.grid.task_epochs(config, wildcards.train_task)
     settings = {
         "variant": run_of(wildcards).path,
         "model": model_settings(wildcards.model),
