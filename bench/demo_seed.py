@@ -65,8 +65,6 @@ def main(argv=None) -> int:
         if done.returncode:
             return done.returncode
 
-    import pytest
-
     import tests.test_demo_findings as findings
     from ftmatrix import config as cfg
     from ftmatrix.models import load_manifest
@@ -83,7 +81,7 @@ def main(argv=None) -> int:
         try:
             getattr(findings, name)(demo)
             print(f"holds      {name}")
-        except (AssertionError, pytest.xfail.Exception) as exc:
+        except AssertionError as exc:
             failed += 1
             first = (str(exc).splitlines() or [f"{type(exc).__name__} (no message)"])[0]
             print(f"DOES NOT   {name}: {first[:300]}")

@@ -208,11 +208,15 @@ def local_model_files(wildcards):
     return ftmatrix.models.folder_signature(folder)
 
 
+# A task's keys that shape no prepared data: max_new_tokens is read at evaluation, the others in
+# training (a task's own rates, seeds and epochs retrain its variants, not its data).
+NOT_DATA_TASK_KEYS = ("max_new_tokens", "learning_rate", "seeds", "epochs")
+
+
 def task_settings(wildcards):
-    """What the prepared data depends on: the source, the sizes, the licence it records; not
-    max_new_tokens (read at evaluation)."""
+    """What the prepared data depends on: the source, the sizes, the licence it records."""
     task = task_config(wildcards)
-    return canonical({k: v for k, v in task.items() if k != "max_new_tokens"})
+    return canonical({k: v for k, v in task.items() if k not in NOT_DATA_TASK_KEYS})
 
 
 def model_manifest(name):

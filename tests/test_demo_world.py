@@ -55,31 +55,40 @@ def test_arc_rows_follow_the_hub_schema_with_four_options(world_dir):
     region = {t["name"]: t["region"] for t in facts["towns"]}
     category = {i["name"]: i["category"] for i in facts["items"]}
     ids, reading = set(), 0
-    for split in ("train", "eval"):
-        for row in rows(world_dir, "arc", split):
+    # The split rows, and the rule questions the corpus's exchanges ask.
+    corpus_rules = demo_world.task_rows(demo_world.World(facts), 0, "corpus", 200, demo_world.RULE_TEMPLATES)["arc"]
+    ruled = 0
+    for split, split_rows in (("train", rows(world_dir, "arc", "train")), ("eval", rows(world_dir, "arc", "eval")),
+                              ("corpus", corpus_rules)):
+        for row in split_rows:
             assert set(row) == {"id", "question", "choices", "answerKey"}
             assert row["choices"]["label"] == ["A", "B", "C", "D"]
             texts = row["choices"]["text"]
             assert len(texts) == 4 and len(set(texts)) == 4
             assert row["answerKey"] in "ABCD"
-            ids.add(row["id"])
+            if split != "corpus":
+                ids.add(row["id"])
             gold = texts["ABCD".index(row["answerKey"])]
             # The gold option is the world's fact, checked against world.json.
             if m := re.search(r"Where does an? (\w+) like", row["question"]):
                 assert gold == workplace[m.group(1)]
+                ruled += 1
             if m := re.search(r"In which region is (\w+), the town", row["question"]):
                 assert gold == region[m.group(1)]
+                ruled += 1
             if m := re.search(r"What kind of thing is the (\w+) that", row["question"]):
                 assert gold == category[m.group(1)]
+                ruled += 1
             # A reading question's stem states its answer (about the person it asks of).
             if m := re.search(r"(?:In which region does|What kind of thing does|Where does|What does) "
                               r"(\w+ \w+) (?:live|own|work|make)\?$", row["question"]):
-                reading += 1
+                reading += split != "corpus"
                 stem = row["question"][: m.start()]
                 assert re.search(rf"{m.group(1)} [^.]*\b{re.escape(gold)}\b", stem), row["question"]
-    assert len(ids) == 480 + 150
-    # Half the questions are read off their stem, half ask a rule of the world.
-    assert 0.4 < reading / len(ids) < 0.6, reading
+    assert len(ids) == 480 + 240
+    # Every split question is read off its stem; the rules of the world are asked in the corpus.
+    assert reading == len(ids), reading
+    assert ruled > 100, ruled
     # A question family lists its four choices in one order: each answer has one label.
     label_of = {}
     for split in ("train", "eval"):
@@ -176,7 +185,7 @@ def test_corpus_teaches_the_rules_and_holds_chat_exchanges_of_every_task_shape(w
         short = example["completion"][0]["content"]
         assert reply != short and short.split("\n")[-1] in reply or reply == "The context does not say.", (short, reply)
     # The multiple-choice exchanges ask rules of the world only: the untuned models have not
-    # practised reading a stem in multiple choice (which the ARC rows ask half the time).
+    # practised reading a stem in multiple choice (which every ARC row asks).
     choice = [d for d in exchanges if "Answer with the label of the correct choice" in d]
     assert len(choice) == summary["counts"]["corpus"]["chat_exchanges"]["arc"]
     rule = re.compile(r"user\n(What kind of thing is the \w+ that|Where does an? [\w ]+ like|"

@@ -175,6 +175,26 @@ def test_a_new_learning_rate_reruns_only_that_methods_trainings_and_what_they_fe
                          "time_round", "score_cell"} | REPORTING
 
 
+def test_a_tasks_own_epochs_retrain_only_that_tasks_variants_and_what_they_feed(finished, demo_run):
+    config = demo_run["config"]
+    task = next(t for t in config["tasks"] if t.get("epochs") is None)
+    assert config["train"]["epochs"] != 4
+
+    def edit(study):
+        next(t for t in study["tasks"] if t["name"] == task["name"])["epochs"] = 4
+
+    runs = [run for run in ftmatrix.grid.runs(config) if run.variant.train_task == task["name"]]
+    with edited_study(finished, edit):
+        jobs = plan(finished)
+    # Every run trained on that task (each rate of a sweep), none on another; its variants'
+    # rates selected again, and only their cells can be evaluated again.
+    assert jobs["train_variant"] == len(runs), jobs
+    assert jobs["select_learning_rate"] == len({run.variant for run in runs}), jobs
+    assert jobs.get("evaluate_cell", 0) <= len({run.variant for run in runs}) * len(config["tasks"])
+    assert set(jobs) <= {"train_variant", "select_learning_rate", "tabulate_sweeps", "evaluate_cell",
+                         "time_round", "score_cell"} | REPORTING, jobs
+
+
 def test_checkpoint_bookkeeping_reruns_nothing(finished):
     with edited_study(finished, lambda s: s["train"].update(save_steps=s["train"]["save_steps"] + 7,
                                                             save_total_limit=5)):
