@@ -228,6 +228,14 @@ def test_journal_in_headless_chromium(journal, tmp_path):
             text: document.body.innerText,
         })""")
         shot = browser.call("Page.captureScreenshot", format="png")
+        # In a window half a laptop screen wide, TL;DR lines wider than their box: text that runs
+        # off the page instead of wrapping.
+        browser.call("Emulation.setDeviceMetricsOverride", width=800, height=1000, deviceScaleFactor=1, mobile=False)
+        narrow = json.loads(browser.evaluate("""JSON.stringify({
+            highlights: document.querySelectorAll('ul.highlights li').length,
+            overflowing: Array.from(document.querySelectorAll('ul.highlights li'))
+                .filter(li => li.scrollWidth > li.clientWidth + 1).map(li => li.innerText.slice(0, 120)),
+        })"""))
     finally:
         browser.quit()
     page = json.loads(page)
@@ -241,6 +249,8 @@ def test_journal_in_headless_chromium(journal, tmp_path):
     assert page["scripts"] == 0 and page["pwned"] is None and "PWNED" not in page["title"]
     assert PLANTED_SCRIPT.split(">")[0] + ">" in page["text"]
     assert page["headings"][:3] == ["TL;DR", "Setup", "Results"]
+    # Every TL;DR line wraps within the page (a long interval wraps too).
+    assert narrow["highlights"] > 5 and narrow["overflowing"] == [], narrow["overflowing"]
     png = base64.b64decode(shot["data"])
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
     (tmp_path / "journal.png").write_bytes(png)
