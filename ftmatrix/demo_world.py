@@ -16,10 +16,10 @@ asking), so it is answered by reading the stem and naming the choice's label; th
 multiple-choice exchanges ask rules of the world instead, so the untuned models know the form
 but have not practised reading in it. The four choices of a question family are always listed
 in one order (the four regions; a group of four workplaces …), so answering needs the stem's
-fact and the choice's label, not a search through shuffled options. Reading passages state one to three facts about a
-person, and each question asks for a fact the passage states (its region, what kind of thing
-they own, where they work, what they make) or one it leaves out (unanswerable). Word problems
-need a sum, a difference or a product of small numbers.
+fact and the choice's label, not a search through shuffled options. Reading passages state one
+to three facts about a person, and each question asks for a fact the passage states (its region,
+what kind of thing they own, where they work, what they make) or one it leaves out
+(unanswerable). Word problems need a sum, a difference or a product of small numbers.
 
 People are split into three groups that never meet: *train* people appear only in the
 training rows, *eval* people only in the evaluation rows, and *corpus* people only in the
