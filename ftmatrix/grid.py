@@ -124,10 +124,9 @@ def learning_rates(config: dict, method: str, task_name: str) -> list[float]:
     return [float(r) for r in _as_list(rates)]
 
 
-def task_epochs(config: dict, task_name: str) -> float:
+def task_epochs(task: dict, train: dict) -> float:
     """The epochs a training task runs: the task's own ``epochs``, else ``train.epochs``."""
-    task = next(t for t in config["tasks"] if t["name"] == task_name)
-    return task.get("epochs") or config["train"]["epochs"]
+    return task.get("epochs") or train["epochs"]
 
 
 def variants(config: dict) -> list[Variant]:

@@ -280,8 +280,7 @@ def project_study(config: dict, *, gpu: str = "h100-sxm", mfu: float = DEFAULT_M
     for run in grid.runs(config):        # every rate of every variant's sweep is trained
         v = run.variant
         shape, task = shapes[v.model], tasks[v.train_task]
-        examples = (train["max_steps"] * train["per_device_batch_size"] * train["gradient_accumulation_steps"]
-                    if train["max_steps"] > 0 else task["train_size"] * (task.get("epochs") or train["epochs"]))
+        examples = train_examples(train, task)
         flops = train_flops(shape, v.method, v.rank, examples * rows[v.train_task], rows[v.train_task])
         heldout = min(train["heldout_size"] or task["valid_size"], task["valid_size"])   # validation rows
         flops += 2 * heldout * rows[v.train_task] * shape.forward_flops_per_token(rows[v.train_task] / 2)
@@ -317,7 +316,9 @@ TRAIN_FLOPS_PER_S = 20e12
 def train_examples(train: dict, task: dict) -> int:
     if train["max_steps"] > 0:
         return train["max_steps"] * train["per_device_batch_size"] * train["gradient_accumulation_steps"]
-    return task["train_size"] * (task.get("epochs") or train["epochs"])
+    from ftmatrix import grid
+
+    return task["train_size"] * grid.task_epochs(task, train)
 
 
 def train_runtime_min(model: dict, method: str, rank: int, train: dict, task: dict) -> int:

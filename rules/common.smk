@@ -303,7 +303,9 @@ def train_settings(wildcards):
         if k not in ftmatrix.config.TRAIN_BOOKKEEPING_KEYS
     }
     train["learning_rate"] = {method: float(wildcards.lr)}
-    train["epochs"] = ftmatrix.grid.task_epochs(config, wildcards.train_task)
+    train["epochs"] = ftmatrix.grid.task_epochs(
+        ftmatrix.config.task_entry(config, wildcards.train_task), config["train"]
+    )
     settings = {
         "variant": run_of(wildcards).path,
         "model": model_settings(wildcards.model),

@@ -27,10 +27,9 @@ def demo(demo_run):
     eval_rows = {kind: io.read_jsonl(world / kind / "eval.jsonl")[:60] for kind in KINDS}
     # The multiple-choice form the corpus's exchanges taught: rule questions, asked of the eval
     # people (the ARC rows ask what their stem states, which neither model practised in it).
-    facts = io.read_json(world / "world.json")["facts"]
-    eval_rows["arc rules"] = demo_world.arc_rows(demo_world.World(facts), random.Random(0),
-                                                 demo_world.World(facts).group("eval"), 60, seed, "eval",
-                                                 demo_world.RULE_TEMPLATES)
+    built_world = demo_world.World(io.read_json(world / "world.json")["facts"])
+    eval_rows["arc rules"] = demo_world.arc_rows(built_world, random.Random(0), built_world.group("eval"), 60, seed,
+                                                 "eval", demo_world.RULE_TEMPLATES)
     return base, built, eval_rows, demo_run["config"]
 
 
